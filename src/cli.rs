@@ -1,0 +1,237 @@
+//! Command-line surface: one `clap` parser for every subcommand.
+//!
+//! Flags are parsed raw here (strings, options) and turned into validated
+//! configuration elsewhere (`config.rs` for `serve`), so that every bad value can
+//! be named in one error line with what is allowed, and so that the environment
+//! twins of `serve`'s flags are read through one seam that tests can replace.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Turns a Kubernetes projected service-account token into AWS role credentials
+/// and serves them on localhost as the ECS container-credentials endpoint and the
+/// EC2 instance metadata service (IMDS v1 and v2).
+#[derive(Debug, Parser)]
+#[command(name = "irsa-proxy", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The sidecar: assume the role, cache and refresh, serve ECS + IMDS + health + metrics.
+    Serve(ServeArgs),
+    /// Everything on one machine without AWS: STS emulator, rotating token, and serve.
+    Dev(DevArgs),
+    /// The local STS emulator alone (AssumeRoleWithWebIdentity, GetCallerIdentity).
+    StsEmulator(EmulatorArgs),
+    /// Explain why a role cannot be assumed with a token.
+    Doctor(DoctorArgs),
+    /// Add the sidecar to Kubernetes manifests read from a file or stdin.
+    Inject(InjectArgs),
+}
+
+/// Flags of `serve`. Every one has an environment twin, resolved in `config.rs`
+/// (flag first, then environment, then default); they are kept as raw strings here
+/// so that a bad value from either source gets the same error line.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ServeArgs {
+    /// IAM role to assume: arn:<partition>:iam::<12 digits>:role/<path/>name [env: AWS_ROLE_ARN]
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+
+    /// Projected service-account token, re-read before every STS call [env: AWS_WEB_IDENTITY_TOKEN_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<String>,
+
+    /// Role session name, sanitised to [\w+=,.@-]{2,64} [env: AWS_ROLE_SESSION_NAME] [default: irsa-proxy-<hostname>]
+    #[arg(long, value_name = "NAME")]
+    pub session_name: Option<String>,
+
+    /// AWS region for the regional STS endpoint [env: AWS_REGION, AWS_DEFAULT_REGION]
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// STS endpoint URL, for emulators, VPC endpoints, FIPS [env: AWS_ENDPOINT_URL_STS]
+    #[arg(long, value_name = "URL")]
+    pub sts_endpoint: Option<String>,
+
+    /// Address to serve on; repeat for several [env: IRSA_PROXY_LISTEN, comma-separated] [default: 127.0.0.1:9911]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+
+    /// Allow --listen on an address that is not loopback
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+
+    /// STS DurationSeconds, 15m..12h [env: IRSA_PROXY_DURATION] [default: 1h]
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Refresh when less than min(this, lifetime/2) is left [env: IRSA_PROXY_REFRESH_BEFORE] [default: 30m]
+    #[arg(long, value_name = "DURATION")]
+    pub refresh_before: Option<String>,
+
+    /// Require `Authorization: <token>` on /v1/credentials; the file is created if absent [env: IRSA_PROXY_AUTH_TOKEN_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub auth_token_file: Option<String>,
+
+    /// Serve the IMDS paths (default) [env: IRSA_PROXY_IMDS=true|false]
+    #[arg(long, overrides_with = "no_imds")]
+    pub imds: bool,
+
+    /// Do not serve the IMDS paths
+    #[arg(long, overrides_with = "imds")]
+    pub no_imds: bool,
+
+    /// Refuse IMDSv1: GETs need an IMDSv2 session token [env: IRSA_PROXY_IMDS_REQUIRE_TOKEN=true|false]
+    #[arg(long)]
+    pub imds_require_token: bool,
+
+    /// Log format: text or json; the level comes from RUST_LOG [env: IRSA_PROXY_LOG_FORMAT] [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Keep serving this long after SIGTERM before draining [env: IRSA_PROXY_SHUTDOWN_DELAY] [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_delay: Option<String>,
+}
+
+/// Flags of `dev`.
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Address the proxy serves on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9911")]
+    pub listen: String,
+
+    /// Lifetime of the credentials the emulator issues (30s..12h)
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub credential_ttl: String,
+
+    /// Lifetime of the web-identity token; it is rotated at 80 % of it (20s..24h)
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub token_ttl: String,
+
+    /// Role to assume in the emulator
+    #[arg(
+        long,
+        value_name = "ARN",
+        default_value = "arn:aws:iam::111122223333:role/irsa-proxy-dev"
+    )]
+    pub role_arn: String,
+
+    /// Log format: text or json
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: String,
+
+    /// Run this command with the export lines set, then exit with its exit code
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Flags of `sts-emulator`.
+#[derive(Debug, Clone, Args)]
+pub struct EmulatorArgs {
+    /// Address to serve the STS Query protocol on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9912")]
+    pub listen: String,
+
+    /// PEM public key (or certificate) that verifies token signatures
+    #[arg(long, value_name = "PEM", conflicts_with = "jwks")]
+    pub issuer_key: Option<PathBuf>,
+
+    /// JWKS file whose keys verify token signatures
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+
+    /// Audience the token must carry
+    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    pub audience: String,
+
+    /// IAM trust policy (JSON) evaluated for every AssumeRoleWithWebIdentity
+    #[arg(long, value_name = "FILE")]
+    pub trust_policy: Option<PathBuf>,
+
+    /// Longest lifetime of issued credentials
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub credential_ttl: String,
+
+    /// Log format: text or json
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// Flags of `doctor`.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Web-identity token to decode [default: $AWS_WEB_IDENTITY_TOKEN_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Role the token should assume [default: $AWS_ROLE_ARN]
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+
+    /// The role's trust policy (JSON), to evaluate as IAM would
+    #[arg(long, value_name = "FILE")]
+    pub trust_policy: Option<PathBuf>,
+
+    /// Audience STS expects
+    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    pub audience: String,
+
+    /// Output: text for people, json for scripts
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub output: String,
+}
+
+/// Flags of `inject`.
+#[derive(Debug, Clone, Args)]
+pub struct InjectArgs {
+    /// Manifest file, or - for standard input
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE",
+        default_value = "-"
+    )]
+    pub file: String,
+
+    /// Sidecar image
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        default_value = "ghcr.io/irsa-proxy/irsa-proxy:0.1.0"
+    )]
+    pub image: String,
+
+    /// Role to assume (sets AWS_ROLE_ARN on the sidecar; not needed with the EKS webhook)
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+
+    /// Add the sidecar as an ordinary container instead of a native sidecar (clusters before 1.29)
+    #[arg(long)]
+    pub classic_sidecar: bool,
+
+    /// Port the sidecar serves on (loopback)
+    #[arg(long, value_name = "N", default_value_t = 9911)]
+    pub port: u16,
+
+    /// App container to configure; repeat for several [default: all]
+    #[arg(long, value_name = "NAME")]
+    pub container: Vec<String>,
+
+    /// Audience of the projected token
+    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    pub token_audience: String,
+
+    /// Lifetime of the projected token, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 86400)]
+    pub token_expiration: i64,
+
+    /// Remove AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE from app containers
+    #[arg(long)]
+    pub strip_web_identity: bool,
+}

@@ -1,0 +1,460 @@
+//! Role credentials: the secret-bearing type, the cache that serves them, and the
+//! refresher task that keeps the cache fresh.
+//!
+//! The cache holds one immutable [`Generation`] at a time: the credentials plus
+//! the ECS and IMDS response bodies serialised once when STS answered, so the
+//! request path only loads an `Arc` (lock-free, via `arc-swap`) and checks the
+//! clock. Whether a generation may still be served is decided in one place,
+//! [`CredentialStore::current`]: never inside the safety margin before expiry.
+
+mod refresher;
+
+pub use refresher::{refresh_window, Backoff, RefreshSettings, Refresher};
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::clock::{format_timestamp, Clock};
+
+/// Temporary role credentials. `Debug` shows the access key id only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    /// When STS says they stop working.
+    pub expiration: SystemTime,
+    /// `AssumedRoleUser.Arn` from STS (`arn:aws:sts::<account>:assumed-role/<role>/<session>`).
+    pub assumed_role_arn: Option<String>,
+}
+
+impl Credentials {
+    pub fn new(
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+        session_token: impl Into<String>,
+        expiration: SystemTime,
+        assumed_role_arn: Option<String>,
+    ) -> Self {
+        Credentials {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+            session_token: session_token.into(),
+            expiration,
+            assumed_role_arn,
+        }
+    }
+
+    pub fn secret_access_key(&self) -> &str {
+        &self.secret_access_key
+    }
+
+    pub fn session_token(&self) -> &str {
+        &self.session_token
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"...")
+            .field("session_token", &"...")
+            .field("expiration", &format_timestamp(self.expiration))
+            .field("assumed_role_arn", &self.assumed_role_arn)
+            .finish()
+    }
+}
+
+/// What the endpoints need to know about the role, fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct RoleInfo {
+    /// The role ARN that was configured (the ECS body's `RoleArn`).
+    pub role_arn: String,
+    /// The account of the role (the ECS body's `AccountId` when STS gives no
+    /// assumed-role ARN).
+    pub account: String,
+}
+
+/// One set of credentials as served, with its bodies serialised once.
+#[derive(Debug)]
+pub struct Generation {
+    pub credentials: Credentials,
+    /// When STS answered: IMDS `LastUpdated` and the start of the lifetime.
+    pub obtained: SystemTime,
+    /// `min(60 s, lifetime / 4)`: inside this much of expiry nothing is served.
+    pub safety_margin: Duration,
+    /// `GET /v1/credentials` body.
+    pub ecs_body: Bytes,
+    /// IMDS `security-credentials/<role>` body.
+    pub imds_body: Bytes,
+    /// IMDS `iam/info` body.
+    pub iam_info_body: Bytes,
+}
+
+/// The safety margin of a lifetime: `min(60 s, lifetime / 4)`.
+pub fn safety_margin(lifetime: Duration) -> Duration {
+    Duration::from_secs(60).min(lifetime / 4)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EcsBody<'a> {
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: &'a str,
+    expiration: &'a str,
+    account_id: &'a str,
+    role_arn: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImdsBody<'a> {
+    code: &'a str,
+    last_updated: &'a str,
+    #[serde(rename = "Type")]
+    kind: &'a str,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: &'a str,
+    expiration: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct IamInfoBody<'a> {
+    code: &'a str,
+    last_updated: &'a str,
+    instance_profile_arn: &'a str,
+    instance_profile_id: &'a str,
+}
+
+impl Generation {
+    /// Serialises the bodies of a new generation.
+    pub fn new(credentials: Credentials, obtained: SystemTime, role: &RoleInfo) -> Generation {
+        let lifetime = credentials
+            .expiration
+            .duration_since(obtained)
+            .unwrap_or_default();
+        let expiration = format_timestamp(credentials.expiration);
+        let last_updated = format_timestamp(obtained);
+        // The account comes from the assumed-role ARN when STS sent one
+        // (arn:aws:sts::<account>:assumed-role/...), else from the configured role.
+        let account = credentials
+            .assumed_role_arn
+            .as_deref()
+            .and_then(|arn| arn.split(':').nth(4))
+            .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+            .unwrap_or(&role.account)
+            .to_string();
+        let ecs = EcsBody {
+            access_key_id: &credentials.access_key_id,
+            secret_access_key: &credentials.secret_access_key,
+            token: &credentials.session_token,
+            expiration: &expiration,
+            account_id: &account,
+            role_arn: &role.role_arn,
+        };
+        let imds = ImdsBody {
+            code: "Success",
+            last_updated: &last_updated,
+            kind: "AWS-HMAC",
+            access_key_id: &credentials.access_key_id,
+            secret_access_key: &credentials.secret_access_key,
+            token: &credentials.session_token,
+            expiration: &expiration,
+        };
+        let profile_arn = instance_profile_arn(&role.role_arn);
+        let info = IamInfoBody {
+            code: "Success",
+            last_updated: &last_updated,
+            instance_profile_arn: &profile_arn,
+            instance_profile_id: &instance_profile_id(&role.role_arn),
+        };
+        // Serialising plain strings into JSON cannot fail; an empty body would be
+        // refused by every SDK, which is the right outcome if it ever did.
+        let json = |v: &dyn erased::Json| Bytes::from(v.to_vec());
+        Generation {
+            safety_margin: safety_margin(lifetime),
+            ecs_body: json(&ecs),
+            imds_body: json(&imds),
+            iam_info_body: json(&info),
+            credentials,
+            obtained,
+        }
+    }
+
+    /// The moment after which this generation is no longer served.
+    pub fn serve_until(&self) -> SystemTime {
+        self.credentials.expiration - self.safety_margin
+    }
+}
+
+mod erased {
+    /// Object-safe JSON serialisation for the three bodies.
+    pub trait Json {
+        fn to_vec(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_vec(&self) -> Vec<u8> {
+            serde_json::to_vec(self).unwrap_or_default()
+        }
+    }
+}
+
+/// `arn:<partition>:iam::<account>:instance-profile/<role path and name>`: the
+/// instance profile an EC2 instance with this role would have.
+fn instance_profile_arn(role_arn: &str) -> String {
+    role_arn.replacen(":role/", ":instance-profile/", 1)
+}
+
+/// A stable, instance-profile-shaped id (`AIPA` + 17 characters) derived from the
+/// role ARN, so it does not change between generations.
+fn instance_profile_id(role_arn: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, role_arn.as_bytes());
+    let tail: String = digest
+        .as_ref()
+        .iter()
+        .take(17)
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect();
+    format!("AIPA{tail}")
+}
+
+/// Why no credentials can be served right now: the `{"code","message"}` of a 503.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    pub code: String,
+    pub message: String,
+    /// True when waiting will not help (a configuration or token problem).
+    pub terminal: bool,
+}
+
+/// The cache shared by the refresher (writer) and the request handlers (readers).
+pub struct CredentialStore {
+    current: ArcSwapOption<Generation>,
+    /// The last refresh failure; cleared by a success. A std `Mutex`: it is held
+    /// only to clone or replace the value, never across an `.await`.
+    last_error: Mutex<Option<Unavailable>>,
+    /// Bumped on every success or failure, to wake requests waiting at cold start.
+    version: tokio::sync::watch::Sender<u64>,
+    clock: Arc<dyn Clock>,
+    /// Fixed at start-up, used to build each generation's bodies.
+    pub role: RoleInfo,
+}
+
+impl fmt::Debug for CredentialStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialStore")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CredentialStore {
+    pub fn new(role: RoleInfo, clock: Arc<dyn Clock>) -> Self {
+        CredentialStore {
+            current: ArcSwapOption::empty(),
+            last_error: Mutex::new(None),
+            version: tokio::sync::watch::Sender::new(0),
+            clock,
+            role,
+        }
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Installs a new generation and clears the last error.
+    pub fn install(&self, credentials: Credentials, obtained: SystemTime) -> Arc<Generation> {
+        let generation = Arc::new(Generation::new(credentials, obtained, &self.role));
+        self.current.store(Some(generation.clone()));
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.version.send_modify(|v| *v += 1);
+        generation
+    }
+
+    /// Records a failed refresh. The cached generation, if any, stays.
+    pub fn record_failure(&self, failure: Unavailable) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// The last failure, if the last refresh failed.
+    pub fn last_error(&self) -> Option<Unavailable> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The cached generation, valid or not.
+    pub fn cached(&self) -> Option<Arc<Generation>> {
+        self.current.load_full()
+    }
+
+    /// The generation to serve, if one is outside its safety margin now.
+    pub fn current(&self) -> Option<Arc<Generation>> {
+        let g = self.current.load_full()?;
+        (self.clock.now() < g.serve_until()).then_some(g)
+    }
+
+    /// True once valid credentials are cached: readiness.
+    pub fn is_ready(&self) -> bool {
+        self.current().is_some()
+    }
+
+    /// The generation to serve, or why there is none. At cold start (nothing cached
+    /// yet) this waits up to `cold_start_wait` for the refresher, which is already
+    /// calling STS: requests never call STS themselves (single flight).
+    pub async fn get(&self, cold_start_wait: Duration) -> Result<Arc<Generation>, Unavailable> {
+        if let Some(g) = self.current() {
+            return Ok(g);
+        }
+        if self.current.load().is_some() {
+            // Cached but inside the safety margin: waiting would only delay the 503.
+            return Err(self.unavailable());
+        }
+        let mut rx = self.version.subscribe();
+        let deadline = tokio::time::Instant::now() + cold_start_wait;
+        loop {
+            if let Some(g) = self.current() {
+                return Ok(g);
+            }
+            if let Some(e) = self.last_error().filter(|e| e.terminal) {
+                return Err(e);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return self.current().ok_or_else(|| self.unavailable()),
+            }
+        }
+    }
+
+    /// The body of a 503: the last STS error, or why the cache is empty or stale.
+    pub fn unavailable(&self) -> Unavailable {
+        if let Some(e) = self.last_error() {
+            return e;
+        }
+        match self.current.load_full() {
+            None => Unavailable {
+                code: "CredentialsNotYetAvailable".into(),
+                message: "no credentials have been obtained from STS yet".into(),
+                terminal: false,
+            },
+            Some(g) => Unavailable {
+                code: "CredentialsExpiring".into(),
+                message: format!(
+                    "the cached credentials expire at {} and the refresh has not completed",
+                    format_timestamp(g.credentials.expiration)
+                ),
+                terminal: false,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{OffsetClock, SystemClock};
+
+    fn role() -> RoleInfo {
+        RoleInfo {
+            role_arn: "arn:aws:iam::123456789012:role/app".into(),
+            account: "123456789012".into(),
+        }
+    }
+
+    fn creds(expiration: SystemTime) -> Credentials {
+        Credentials::new(
+            "ASIAEXAMPLE",
+            "SECRET-MARKER-DO-NOT-LOG",
+            "TOKEN-MARKER",
+            expiration,
+            Some("arn:aws:sts::210987654321:assumed-role/app/s".into()),
+        )
+    }
+
+    #[test]
+    fn debug_should_redact_secret_and_token() {
+        let s = format!("{:?}", creds(SystemTime::now()));
+        assert!(s.contains("ASIAEXAMPLE"));
+        assert!(!s.contains("SECRET-MARKER") && !s.contains("TOKEN-MARKER"));
+    }
+
+    #[test]
+    fn bodies_should_have_every_field() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let g = Generation::new(creds(now + Duration::from_secs(3600)), now, &role());
+        let ecs: serde_json::Value = serde_json::from_slice(&g.ecs_body).unwrap();
+        assert_eq!(ecs["Expiration"], "2023-11-14T23:13:20Z");
+        assert_eq!(ecs["AccountId"], "210987654321");
+        assert_eq!(ecs["RoleArn"], "arn:aws:iam::123456789012:role/app");
+        assert_eq!(ecs["Token"], "TOKEN-MARKER");
+        let imds: serde_json::Value = serde_json::from_slice(&g.imds_body).unwrap();
+        assert_eq!(imds["Code"], "Success");
+        assert_eq!(imds["Type"], "AWS-HMAC");
+        assert_eq!(imds["LastUpdated"], "2023-11-14T22:13:20Z");
+        let info: serde_json::Value = serde_json::from_slice(&g.iam_info_body).unwrap();
+        assert_eq!(
+            info["InstanceProfileArn"],
+            "arn:aws:iam::123456789012:instance-profile/app"
+        );
+        assert_eq!(info["InstanceProfileId"].as_str().unwrap().len(), 21);
+        assert_eq!(g.safety_margin, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn safety_margin_should_be_a_quarter_of_short_lifetimes() {
+        assert_eq!(
+            safety_margin(Duration::from_secs(20)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            safety_margin(Duration::from_secs(3600)),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_inside_the_margin_should_not_be_served() {
+        let clock = OffsetClock::default();
+        let store = CredentialStore::new(role(), Arc::new(clock.clone()));
+        let now = clock.now();
+        store.install(creds(now + Duration::from_secs(3600)), now);
+        assert!(store.current().is_some());
+        clock.advance(Duration::from_secs(3600 - 61));
+        assert!(store.current().is_some());
+        clock.advance(Duration::from_secs(2));
+        assert!(store.current().is_none());
+        let e = store.get(Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(e.code, "CredentialsExpiring");
+    }
+
+    #[tokio::test]
+    async fn cold_start_should_wait_for_the_first_generation() {
+        let store = Arc::new(CredentialStore::new(role(), Arc::new(SystemClock)));
+        let s2 = store.clone();
+        let waiter = tokio::spawn(async move { s2.get(Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = SystemTime::now();
+        store.install(creds(now + Duration::from_secs(3600)), now);
+        assert!(waiter.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn cold_start_should_give_up_after_the_wait() {
+        let store = CredentialStore::new(role(), Arc::new(SystemClock));
+        let e = store.get(Duration::from_millis(50)).await.unwrap_err();
+        assert_eq!(e.code, "CredentialsNotYetAvailable");
+    }
+}

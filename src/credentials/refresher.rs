@@ -1,0 +1,263 @@
+//! The one task that calls STS. Being the only caller is what makes the refresh
+//! single-flight: requests read the cache and never call STS themselves.
+//!
+//! Policy (SPEC.md, "Refresh policy"): refresh when the remaining lifetime falls
+//! below `min(--refresh-before, lifetime / 2)`, moved earlier by a random 0-10 %
+//! of that window; on failure retry with exponential back-off and jitter from 1 s
+//! to 60 s; a token rotation cuts the wait short when the last call failed, the
+//! cache is empty or a refresh is due.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use tokio::sync::Notify;
+
+use super::{safety_margin, CredentialStore, Unavailable};
+use crate::clock::{format_timestamp, unix_seconds};
+use crate::metrics::Metrics;
+use crate::sts::{AssumeRequest, AssumeRole, ErrorClass, StsError};
+use crate::token::read_token;
+
+/// How long before expiry to refresh, before jitter:
+/// `min(refresh_before, lifetime / 2)`, but never less than twice the safety
+/// margin, so a refresh always starts while the credentials are still served.
+pub fn refresh_window(refresh_before: Duration, lifetime: Duration) -> Duration {
+    refresh_before
+        .min(lifetime / 2)
+        .max(safety_margin(lifetime) * 2)
+}
+
+/// Exponential back-off with jitter: 1 s, 2 s, 4 s ... 60 s, each drawn from
+/// the upper half of its step so retries from a fleet spread out.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    attempt: u32,
+    base: Duration,
+    max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new(Duration::from_secs(1), Duration::from_secs(60))
+    }
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Backoff {
+            attempt: 0,
+            base,
+            max,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let step = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = step / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+/// Inputs of the refresher that do not change while it runs.
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    pub role_arn: String,
+    pub session_name: String,
+    pub duration: Duration,
+    pub refresh_before: Duration,
+    pub token_file: PathBuf,
+}
+
+/// The refresher task.
+pub struct Refresher<S> {
+    pub store: Arc<CredentialStore>,
+    pub sts: S,
+    pub settings: RefreshSettings,
+    pub metrics: Arc<Metrics>,
+    /// Signalled by the token watcher on every rotation.
+    pub rotated: Arc<Notify>,
+}
+
+/// What the last attempt left behind, for deciding whether a rotation should cut
+/// the wait short.
+enum Outcome {
+    /// Credentials obtained; refresh at this time.
+    Fresh {
+        refresh_at: SystemTime,
+    },
+    Failed,
+}
+
+impl<S: AssumeRole> Refresher<S> {
+    /// Runs until the task is aborted.
+    pub async fn run(self) {
+        let mut backoff = Backoff::default();
+        loop {
+            let (outcome, wait) = match self.attempt().await {
+                Ok(refresh_at) => {
+                    backoff.reset();
+                    let wait = refresh_at
+                        .duration_since(self.store.clock().now())
+                        .unwrap_or_default();
+                    (Outcome::Fresh { refresh_at }, wait)
+                }
+                Err(()) => (Outcome::Failed, backoff.next_delay()),
+            };
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = self.rotated.notified() => {
+                        let due = match &outcome {
+                            Outcome::Failed => true,
+                            Outcome::Fresh { refresh_at } => {
+                                self.store.cached().is_none()
+                                    || self.store.clock().now() >= *refresh_at
+                            }
+                        };
+                        if due {
+                            tracing::info!("token rotated while a refresh was due or failing; calling STS now");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One call to STS with a freshly read token. On success returns when to
+    /// refresh next; on failure the store and metrics have recorded why.
+    async fn attempt(&self) -> Result<SystemTime, ()> {
+        let s = &self.settings;
+        let token = match read_token(&s.token_file) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the web-identity token; keeping the cached credentials");
+                self.metrics.sts_error(e.code());
+                self.store.record_failure(Unavailable {
+                    code: e.code().to_string(),
+                    message: e.to_string(),
+                    terminal: false,
+                });
+                return Err(());
+            }
+        };
+        let claims = token.claims().ok();
+        let request = AssumeRequest {
+            role_arn: s.role_arn.clone(),
+            session_name: s.session_name.clone(),
+            duration: s.duration,
+            token,
+        };
+        let started = self.store.clock().now();
+        match self.sts.assume(request).await {
+            Ok(creds) => {
+                let now = self.store.clock().now();
+                let lifetime = creds.expiration.duration_since(now).unwrap_or_default();
+                if lifetime
+                    <= safety_margin(creds.expiration.duration_since(started).unwrap_or_default())
+                    || lifetime.is_zero()
+                {
+                    let e = StsError {
+                        code: "CredentialsAlreadyExpired".into(),
+                        message: format!(
+                            "STS returned credentials expiring at {}, which is not in the future of this machine's clock; check the clock",
+                            format_timestamp(creds.expiration)
+                        ),
+                        class: ErrorClass::Retryable,
+                    };
+                    self.fail(&e, claims.as_ref());
+                    return Err(());
+                }
+                let window = refresh_window(s.refresh_before, lifetime);
+                let jittered = window + window.mul_f64(rand::rng().random_range(0.0..0.1));
+                let refresh_at = creds.expiration - jittered.min(lifetime);
+                self.metrics.sts_success(unix_seconds(creds.expiration));
+                tracing::info!(
+                    access_key_id = %creds.access_key_id,
+                    expiration = %format_timestamp(creds.expiration),
+                    refresh_in_s = refresh_at.duration_since(now).unwrap_or_default().as_secs(),
+                    "obtained credentials from STS"
+                );
+                self.store.install(creds, now);
+                Ok(refresh_at)
+            }
+            Err(e) => {
+                self.fail(&e, claims.as_ref());
+                Err(())
+            }
+        }
+    }
+
+    fn fail(&self, e: &StsError, claims: Option<&crate::token::Claims>) {
+        self.metrics.sts_error(&e.code);
+        let still_serving = self
+            .store
+            .current()
+            .map(|g| format_timestamp(g.serve_until()));
+        match e.class {
+            ErrorClass::Retryable => tracing::warn!(
+                code = %e.code, message = %e.message,
+                serving_cached_until = still_serving.as_deref().unwrap_or("-"),
+                "STS call failed; retrying with back-off"
+            ),
+            ErrorClass::Token => tracing::error!(
+                code = %e.code, message = %e.message,
+                token = %claims.map(|c| c.summary()).unwrap_or_else(|| "not a JWT".into()),
+                serving_cached_until = still_serving.as_deref().unwrap_or("-"),
+                "STS refused the web-identity token: a token or configuration problem"
+            ),
+            ErrorClass::Configuration => tracing::error!(
+                code = %e.code, message = %e.message,
+                token = %claims.map(|c| c.summary()).unwrap_or_else(|| "not a JWT".into()),
+                serving_cached_until = still_serving.as_deref().unwrap_or("-"),
+                "STS refused the request: a configuration problem"
+            ),
+        }
+        self.store.record_failure(Unavailable {
+            code: e.code.clone(),
+            message: e.message.clone(),
+            terminal: e.class != ErrorClass::Retryable,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_should_follow_the_spec() {
+        let m = |s| Duration::from_secs(s);
+        // One-hour credentials, default 30 min: 30 min.
+        assert_eq!(refresh_window(m(1800), m(3600)), m(1800));
+        // Shorter lifetime than asked: half of it.
+        assert_eq!(refresh_window(m(1800), m(1200)), m(600));
+        // Emulator's 20 s credentials: 10 s, margin 5 s.
+        assert_eq!(refresh_window(m(1800), m(20)), m(10));
+        // A tiny --refresh-before never lets the credentials reach the margin.
+        assert_eq!(refresh_window(m(10), m(3600)), m(120));
+    }
+
+    #[test]
+    fn backoff_should_double_to_the_cap() {
+        let mut b = Backoff::default();
+        let d: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert!(d[0] >= Duration::from_millis(500) && d[0] <= Duration::from_secs(1));
+        assert!(d[3] >= Duration::from_secs(4) && d[3] <= Duration::from_secs(8));
+        assert!(d[9] >= Duration::from_secs(30) && d[9] <= Duration::from_secs(60));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_secs(1));
+    }
+}

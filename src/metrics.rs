@@ -1,0 +1,188 @@
+//! Prometheus metrics. Their names and labels are part of the contract
+//! (SPEC.md): dashboards and alerts across a fleet depend on them.
+//!
+//! - `irsa_proxy_sts_requests_total{result="success|error", error="<code>"}`
+//! - `irsa_proxy_credentials_expiry_timestamp_seconds`
+//! - `irsa_proxy_token_rotations_total`
+//! - `irsa_proxy_http_requests_total{endpoint="ecs|imds|health|metrics|other", status="<code>"}`
+//! - `irsa_proxy_ready` (0/1)
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The OpenMetrics content type, which Prometheus scrapes natively.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StsLabels {
+    result: &'static str,
+    error: String,
+}
+
+/// Which group of endpoints a request went to.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Endpoint {
+    Ecs,
+    Imds,
+    Health,
+    Metrics,
+    Other,
+}
+
+impl Endpoint {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Ecs => "ecs",
+            Endpoint::Imds => "imds",
+            Endpoint::Health => "health",
+            Endpoint::Metrics => "metrics",
+            Endpoint::Other => "other",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    endpoint: &'static str,
+    status: u16,
+}
+
+/// Every metric of the proxy, registered once.
+pub struct Metrics {
+    registry: Registry,
+    sts_requests: Family<StsLabels, Counter>,
+    expiry: Gauge,
+    rotations: Counter,
+    http_requests: Family<HttpLabels, Counter>,
+    ready: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let sts_requests = Family::<StsLabels, Counter>::default();
+        let expiry = Gauge::default();
+        let rotations = Counter::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let ready = Gauge::default();
+        registry.register(
+            "irsa_proxy_sts_requests",
+            "AssumeRoleWithWebIdentity calls, by result and STS error code",
+            sts_requests.clone(),
+        );
+        registry.register(
+            "irsa_proxy_credentials_expiry_timestamp_seconds",
+            "Expiration of the cached credentials, in Unix seconds",
+            expiry.clone(),
+        );
+        registry.register(
+            "irsa_proxy_token_rotations",
+            "Changes of the web-identity token seen on disk",
+            rotations.clone(),
+        );
+        registry.register(
+            "irsa_proxy_http_requests",
+            "HTTP requests answered, by endpoint and status code",
+            http_requests.clone(),
+        );
+        registry.register(
+            "irsa_proxy_ready",
+            "1 while valid credentials are cached and the proxy is not shutting down",
+            ready.clone(),
+        );
+        Metrics {
+            registry,
+            sts_requests,
+            expiry,
+            rotations,
+            http_requests,
+            ready,
+        }
+    }
+
+    pub fn sts_success(&self, expiry_unix: i64) {
+        self.sts_requests
+            .get_or_create(&StsLabels {
+                result: "success",
+                error: String::new(),
+            })
+            .inc();
+        self.expiry.set(expiry_unix);
+    }
+
+    pub fn sts_error(&self, code: &str) {
+        self.sts_requests
+            .get_or_create(&StsLabels {
+                result: "error",
+                error: code.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn token_rotated(&self) {
+        self.rotations.inc();
+    }
+
+    pub fn token_rotations(&self) -> u64 {
+        self.rotations.get()
+    }
+
+    pub fn http_request(&self, endpoint: Endpoint, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                endpoint: endpoint.as_str(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Encodes every metric, with readiness as of now.
+    pub fn encode(&self, ready: bool) -> String {
+        self.ready.set(i64::from(ready));
+        let mut out = String::with_capacity(2048);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_should_match_the_spec() {
+        let m = Metrics::new();
+        m.sts_success(1_700_000_000);
+        m.sts_error("Throttling");
+        m.token_rotated();
+        m.http_request(Endpoint::Ecs, 200);
+        let text = m.encode(true);
+        for needle in [
+            "irsa_proxy_sts_requests_total{result=\"success\",error=\"\"} 1",
+            "irsa_proxy_sts_requests_total{result=\"error\",error=\"Throttling\"} 1",
+            "irsa_proxy_credentials_expiry_timestamp_seconds 1700000000",
+            "irsa_proxy_token_rotations_total 1",
+            "irsa_proxy_http_requests_total{endpoint=\"ecs\",status=\"200\"} 1",
+            "irsa_proxy_ready 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

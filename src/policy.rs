@@ -1,0 +1,1 @@
+//! IAM trust-policy evaluation (placeholder).

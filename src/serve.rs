@@ -1,0 +1,10 @@
+//! Placeholder until the subcommand lands.
+
+use std::process::ExitCode;
+
+use crate::cli::ServeArgs;
+use crate::Fatal;
+
+pub async fn run(_args: ServeArgs) -> Result<ExitCode, Fatal> {
+    Err(Fatal::Runtime("this subcommand is not built yet".into()))
+}
