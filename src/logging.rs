@@ -23,10 +23,36 @@ impl LogFormat {
     }
 }
 
+/// Crates whose debug and trace output may contain request or response bodies.
+const QUIET_TARGETS: &[&str] = &[
+    "aws_config",
+    "aws_runtime",
+    "aws_sdk_sts",
+    "aws_sigv4",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_smithy_types",
+    "aws_smithy_xml",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+];
+
 /// Installs the global subscriber. Safe to call more than once (later calls are
 /// ignored), which keeps in-process tests simple.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The SDK, its HTTP stack and TLS log requests and bodies at debug and trace
+    // level, and an STS request carries the web-identity token and its response
+    // the secret key: cap them at info whatever RUST_LOG asks.
+    for target in QUIET_TARGETS {
+        if let Ok(d) = format!("{target}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,10 +1,185 @@
-//! Placeholder until the subcommand lands.
+//! `irsa-proxy serve`: wires configuration, STS client, credential cache,
+//! refresher, token watcher and HTTP server together, and runs the shutdown
+//! sequence on SIGTERM/SIGINT: readiness 503 at once, keep serving for
+//! `--shutdown-delay`, stop accepting, let in-flight requests finish, exit 0.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::cli::ServeArgs;
+use crate::clock::SystemClock;
+use crate::config::{Config, ProcessEnv};
+use crate::credentials::{CredentialStore, RefreshSettings, Refresher, RoleInfo};
+use crate::metrics::Metrics;
+use crate::server::{AppState, AuthToken, ServerSettings};
+use crate::sts::{AssumeRole, ClientSettings, SdkSts};
+use crate::token::watch::TokenWatcher;
 use crate::Fatal;
 
-pub async fn run(_args: ServeArgs) -> Result<ExitCode, Fatal> {
-    Err(Fatal::Runtime("this subcommand is not built yet".into()))
+/// How often the token is re-read when no file event arrives.
+pub const TOKEN_POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+pub async fn run(args: ServeArgs) -> Result<ExitCode, Fatal> {
+    let config = Config::from_args(&args, &ProcessEnv).map_err(Fatal::Usage)?;
+    crate::logging::init(config.log_format);
+    let sts = SdkSts::new(&ClientSettings {
+        region: config.region.clone(),
+        endpoint: config.sts_endpoint.clone(),
+    })
+    .await;
+    let proxy = start(&config, server_settings(&config), sts).await?;
+    shutdown_signal().await;
+    proxy.shutdown(config.shutdown_delay).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The server settings that follow from a configuration.
+pub fn server_settings(config: &Config) -> ServerSettings {
+    ServerSettings {
+        imds: config.imds,
+        imds_require_token: config.imds_require_token,
+        region: config.region.clone(),
+        ..ServerSettings::default()
+    }
+}
+
+/// A running proxy.
+pub struct Proxy {
+    /// The bound addresses (with the real ports when `:0` was asked).
+    pub addrs: Vec<SocketAddr>,
+    pub state: Arc<AppState>,
+    stop_server: Arc<Notify>,
+    server: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Binds, starts the refresher and the token watcher, and serves. Returns once
+/// the listeners are bound; the first STS call is already under way.
+pub async fn start<S: AssumeRole>(
+    config: &Config,
+    settings: ServerSettings,
+    sts: S,
+) -> Result<Proxy, Fatal> {
+    let auth_token = match &config.auth_token_file {
+        Some(path) => Some(AuthToken::load_or_create(path).map_err(Fatal::usage)?),
+        None => None,
+    };
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for addr in &config.listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Fatal::Runtime(format!("--listen: cannot listen on {addr}: {e}")))?;
+        let bound = l
+            .local_addr()
+            .map_err(|e| Fatal::Runtime(format!("--listen: {addr}: {e}")))?;
+        addrs.push(bound);
+        listeners.push(l);
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(CredentialStore::new(
+        RoleInfo {
+            role_arn: config.role_arn.arn.clone(),
+            account: config.role_arn.account.clone(),
+        },
+        Arc::new(SystemClock),
+    ));
+    let rotated = Arc::new(Notify::new());
+    let refresher = Refresher {
+        store: store.clone(),
+        sts,
+        settings: RefreshSettings {
+            role_arn: config.role_arn.arn.clone(),
+            session_name: config.session_name.clone(),
+            duration: config.duration,
+            refresh_before: config.refresh_before,
+            token_file: config.token_file.clone(),
+        },
+        metrics: metrics.clone(),
+        rotated: rotated.clone(),
+    };
+    let watcher = TokenWatcher {
+        path: config.token_file.clone(),
+        metrics: metrics.clone(),
+        rotated,
+        poll_interval: TOKEN_POLL_INTERVAL,
+    };
+    let background = vec![tokio::spawn(refresher.run()), tokio::spawn(watcher.run())];
+
+    let state = Arc::new(AppState::new(
+        store,
+        metrics,
+        auth_token,
+        config.role_arn.name.clone(),
+        settings,
+    ));
+    let stop_server = Arc::new(Notify::new());
+    let stop = stop_server.clone();
+    let server = tokio::spawn(crate::server::serve(listeners, state.clone(), async move {
+        stop.notified().await
+    }));
+    for a in &addrs {
+        tracing::info!(
+            role_arn = %config.role_arn,
+            session_name = %config.session_name,
+            imds = config.imds,
+            "listening on {a}"
+        );
+    }
+    Ok(Proxy {
+        addrs,
+        state,
+        stop_server,
+        server,
+        background,
+    })
+}
+
+impl Proxy {
+    /// The shutdown sequence: not ready at once, serve for `delay`, drain, stop.
+    pub async fn shutdown(self, delay: Duration) {
+        self.state.shutting_down.store(true, Ordering::SeqCst);
+        tracing::info!(
+            delay_s = delay.as_secs_f64(),
+            "shutting down: readiness is 503; still serving during the shutdown delay"
+        );
+        tokio::time::sleep(delay).await;
+        self.stop_server.notify_one();
+        let _ = self.server.await;
+        for t in self.background {
+            t.abort();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

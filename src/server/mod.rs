@@ -1,1 +1,356 @@
-//! (being written)
+//! The HTTP side: one hyper 1.x HTTP/1.1 server on every `--listen` address.
+//!
+//! [`serve`] takes bound listeners and a shutdown future from the caller, so tests
+//! bind `127.0.0.1:0` and drive it in-process. Per connection: a header-read
+//! timeout (which also closes idle keep-alive connections), an 8 KiB limit on the
+//! request head (431 beyond it), request bodies never read, a bound on open
+//! connections, and graceful draining on shutdown.
+//!
+//! Routing is a `match` on method and path in [`route`]; before it, the `Host`
+//! header is checked against DNS rebinding: only IP literals and `localhost` pass.
+
+mod auth;
+mod ecs;
+mod imds;
+mod response;
+
+pub use auth::AuthToken;
+pub use imds::SessionTokens;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::header::{HeaderValue, ALLOW, HOST};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::credentials::CredentialStore;
+use crate::metrics::{Endpoint, Metrics};
+use response::{error, text, with_type, Body};
+
+/// Tunables of the HTTP server; tests shorten the timeouts.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Serve the IMDS paths.
+    pub imds: bool,
+    /// Refuse IMDSv1.
+    pub imds_require_token: bool,
+    /// The configured region, for the IMDS region documents.
+    pub region: Option<String>,
+    /// How long a request at cold start waits for the first credentials.
+    pub cold_start_wait: Duration,
+    /// A connection must deliver a complete request head within this long after
+    /// it opens or after the previous response: the slow-client and idle
+    /// keep-alive limit in one.
+    pub header_read_timeout: Duration,
+    /// Open connections at most; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Live IMDSv2 session tokens at most.
+    pub max_imds_tokens: usize,
+    /// How long in-flight requests may take to finish once draining starts.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            imds: true,
+            imds_require_token: false,
+            region: None,
+            cold_start_wait: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_imds_tokens: 1024,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Arc<CredentialStore>,
+    pub metrics: Arc<Metrics>,
+    /// `--auth-token-file`'s token, when configured.
+    pub auth_token: Option<AuthToken>,
+    pub imds_tokens: SessionTokens,
+    /// The last segment of the role ARN: the IMDS credentials path.
+    pub role_name: String,
+    pub settings: ServerSettings,
+    /// Set at SIGTERM: readiness answers 503 from then on.
+    pub shutting_down: AtomicBool,
+    /// Process start, for the identity document's `pendingTime`.
+    pub started: SystemTime,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<CredentialStore>,
+        metrics: Arc<Metrics>,
+        auth_token: Option<AuthToken>,
+        role_name: String,
+        settings: ServerSettings,
+    ) -> AppState {
+        AppState {
+            imds_tokens: SessionTokens::new(settings.max_imds_tokens),
+            store,
+            metrics,
+            auth_token,
+            role_name,
+            settings,
+            shutting_down: AtomicBool::new(false),
+            started: SystemTime::now(),
+        }
+    }
+
+    /// Ready: valid credentials cached and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::Relaxed) && self.store.is_ready()
+    }
+}
+
+/// Largest request head accepted; hyper answers 431 beyond it.
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// Serves every listener until `shutdown` completes, then stops accepting and
+/// waits up to `drain_timeout` for open requests to finish.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let limit = Arc::new(Semaphore::new(state.settings.max_connections));
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        let state = state.clone();
+        let graceful = graceful.clone();
+        let limit = limit.clone();
+        accept_tasks.push(tokio::spawn(accept_loop(listener, state, graceful, limit)));
+    }
+    shutdown.await;
+    for t in &accept_tasks {
+        t.abort();
+    }
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    // All clones held by the accept loops are gone now.
+    let drain = match Arc::try_unwrap(graceful) {
+        Ok(g) => g,
+        Err(_) => return,
+    };
+    if tokio::time::timeout(state.settings.drain_timeout, drain.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within the drain timeout");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    graceful: Arc<GracefulShutdown>,
+    limit: Arc<Semaphore>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(state.settings.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: wait a little instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Answers one request and counts it.
+pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let (endpoint, response) = route(state, &req, peer).await;
+    state
+        .metrics
+        .http_request(endpoint, response.status().as_u16());
+    tracing::debug!(
+        %peer,
+        method = %req.method(),
+        path = %req.uri().path(),
+        status = response.status().as_u16(),
+        "request"
+    );
+    response
+}
+
+/// The `Host` check against DNS rebinding: a browser reaching us through an
+/// attacker's name that resolves to 127.0.0.1 sends that name as `Host`.
+fn host_allowed(host: Option<&HeaderValue>) -> bool {
+    let Some(host) = host else {
+        return true; // HTTP/1.0 clients send none; a browser always does.
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, port)) if port.is_empty() || port.starts_with(':') => v6,
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    name.parse::<IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || name.eq_ignore_ascii_case("localhost.")
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed; allowed: {allow}"),
+    );
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+async fn route(
+    state: &AppState,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+) -> (Endpoint, Response<Body>) {
+    let path = req.uri().path();
+    let endpoint = match path {
+        "/v1/credentials" => Endpoint::Ecs,
+        "/healthz" | "/readyz" => Endpoint::Health,
+        "/metrics" => Endpoint::Metrics,
+        p if state.settings.imds && p.starts_with("/latest/") => Endpoint::Imds,
+        _ => Endpoint::Other,
+    };
+    if !host_allowed(req.headers().get(HOST)) {
+        tracing::warn!(%peer, "refused a request whose Host header is a DNS name other than localhost (DNS rebinding protection)");
+        return (
+            endpoint,
+            error(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "the Host header must be an IP address or localhost",
+            ),
+        );
+    }
+    let method = req.method();
+    let read = imds::is_read(method);
+    let response = match (endpoint, path) {
+        (Endpoint::Ecs, _) if read => ecs::get(state, req.headers(), peer).await,
+        (Endpoint::Health, "/healthz") if read => text(StatusCode::OK, "ok"),
+        (Endpoint::Health, _) if read => {
+            if state.is_ready() {
+                text(StatusCode::OK, "ready")
+            } else if state.shutting_down.load(Ordering::Relaxed) {
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+            } else {
+                let u = state.store.unavailable();
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {}: {}", u.code, u.message),
+                )
+            }
+        }
+        (Endpoint::Metrics, _) if read => with_type(
+            StatusCode::OK,
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            state.metrics.encode(state.is_ready()),
+        ),
+        (Endpoint::Imds, "/latest/api/token") => {
+            if method == Method::PUT {
+                imds::put_token(state, req.headers())
+            } else {
+                method_not_allowed("PUT")
+            }
+        }
+        (Endpoint::Imds, _) if read => match imds::check_token(state, req.headers()) {
+            Some(refusal) => refusal,
+            None => match imds::get(state, path).await {
+                Some(r) => r,
+                None => not_found(),
+            },
+        },
+        (Endpoint::Other, _) => not_found(),
+        _ => method_not_allowed("GET, HEAD"),
+    };
+    (endpoint, response)
+}
+
+fn not_found() -> Response<Body> {
+    text(StatusCode::NOT_FOUND, "not found")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(h: &'static str) -> bool {
+        host_allowed(Some(&HeaderValue::from_static(h)))
+    }
+
+    #[test]
+    fn host_check_should_pass_ip_literals_and_localhost_only() {
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:9911",
+            "[::1]:9911",
+            "[::1]",
+            "localhost",
+            "LOCALHOST:80",
+            "169.254.170.2",
+        ] {
+            assert!(allowed(ok), "{ok} refused");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9911",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "[::1",
+            "",
+        ] {
+            assert!(!allowed(bad), "{bad} allowed");
+        }
+        assert!(host_allowed(None));
+    }
+}

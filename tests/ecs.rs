@@ -1,0 +1,170 @@
+//! `GET /v1/credentials`: the ECS format field by field, the Authorization check,
+//! and the request hygiene every endpoint shares (Host check, 404/405, header
+//! limits).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{jwt, request, FakeSts, ProxyBuilder, TokenDir};
+
+async fn setup() -> (FakeSts, TokenDir) {
+    let sts = FakeSts::start().await;
+    let dir = TokenDir::new(&jwt("system:serviceaccount:default:app", 3600, "a"));
+    (sts, dir)
+}
+
+#[tokio::test]
+async fn ecs_body_should_have_every_field_in_the_sdk_formats() {
+    let (sts, dir) = setup().await;
+    sts.script().secret = "s3cr3t".into();
+    sts.script().session_token = "sess-tok".into();
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
+    let r = p.ecs(None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = r.json();
+    assert!(v["AccessKeyId"].as_str().unwrap().starts_with("ASIAFAKE"));
+    assert_eq!(v["SecretAccessKey"], "s3cr3t");
+    assert_eq!(v["Token"], "sess-tok");
+    assert_eq!(v["AccountId"], "123456789012");
+    assert_eq!(v["RoleArn"], "arn:aws:iam::123456789012:role/test-role");
+    let exp = v["Expiration"].as_str().unwrap();
+    // Exactly YYYY-MM-DDTHH:MM:SSZ: no fraction, no offset.
+    assert_eq!(exp.len(), 20, "{exp}");
+    assert!(exp.ends_with('Z') && exp.as_bytes()[10] == b'T', "{exp}");
+    // What the proxy asked STS for.
+    let calls = sts.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].duration, Some(3600));
+    assert_eq!(
+        calls[0].role_arn,
+        "arn:aws:iam::123456789012:role/test-role"
+    );
+    assert!(calls[0].session_name.starts_with("irsa-proxy-"));
+    assert_eq!(calls[0].token, std::fs::read_to_string(dir.path()).unwrap());
+}
+
+#[tokio::test]
+async fn auth_token_file_should_be_created_and_required() {
+    let (sts, dir) = setup().await;
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_file = auth_dir.path().join("auth-token");
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url())
+        .set("--auth-token-file", auth_file.to_str().unwrap())
+        .start();
+    let token = std::fs::read_to_string(&auth_file).unwrap();
+    assert_eq!(token.len(), 64);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+
+    let missing = p.ecs(None).await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.json()["code"], "Unauthorized");
+    let wrong = p.ecs(Some("WRONG-MARKER-VALUE")).await;
+    assert_eq!(wrong.status, 401);
+    let ok = p.ecs(Some(&token)).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = p.logs();
+    assert!(logs.contains("refused /v1/credentials"), "{logs}");
+    assert!(!logs.contains("WRONG-MARKER-VALUE"));
+    assert!(!logs.contains(&token));
+}
+
+#[tokio::test]
+async fn existing_auth_token_file_should_be_used_trimmed() {
+    let (sts, dir) = setup().await;
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_file = auth_dir.path().join("auth-token");
+    std::fs::write(&auth_file, "my-token\n").unwrap();
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url())
+        .env("IRSA_PROXY_AUTH_TOKEN_FILE", auth_file.to_str().unwrap())
+        .start();
+    assert_eq!(p.ecs(Some("my-token")).await.status, 200);
+    assert_eq!(p.ecs(Some("my-token\n".trim_end())).await.status, 200);
+    assert_eq!(p.ecs(Some("my-tokenx")).await.status, 401);
+}
+
+#[tokio::test]
+async fn dns_names_in_host_should_be_refused() {
+    let (sts, dir) = setup().await;
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
+    for host in [
+        "evil.example",
+        "evil.example:9911",
+        "localhost.evil.example",
+    ] {
+        let r = request(p.addr, "GET", "/v1/credentials", &[("Host", host)]).await;
+        assert_eq!(r.status, 403, "{host}");
+        assert_eq!(r.json()["code"], "Forbidden");
+    }
+    for host in ["localhost", "localhost:9911", "127.0.0.1", "[::1]:9911"] {
+        let r = request(p.addr, "GET", "/v1/credentials", &[("Host", host)]).await;
+        assert_eq!(r.status, 200, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_should_be_404_and_405() {
+    let (sts, dir) = setup().await;
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
+    assert_eq!(request(p.addr, "GET", "/nope", &[]).await.status, 404);
+    assert_eq!(
+        request(p.addr, "GET", "/v1/credentials/", &[]).await.status,
+        404
+    );
+    let r = request(
+        p.addr,
+        "POST",
+        "/v1/credentials",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let r = request(p.addr, "GET", "/latest/api/token", &[]).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("PUT"));
+    let head = request(p.addr, "HEAD", "/v1/credentials", &[]).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+}
+
+#[tokio::test]
+async fn oversized_header_block_should_be_refused_and_the_server_keep_serving() {
+    let (sts, dir) = setup().await;
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
+    let big = "x".repeat(16 * 1024);
+    let r = common::http::try_request(p.addr, "GET", "/v1/credentials", &[("X-Big", &big)]).await;
+    // hyper answers 431, or closes when the head can never fit.
+    if let Ok(r) = r {
+        assert_eq!(r.status, 431);
+    }
+    assert_eq!(p.ecs(None).await.status, 200);
+    assert_eq!(request(p.addr, "GET", "/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics_should_answer() {
+    let (sts, dir) = setup().await;
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
+    assert_eq!(request(p.addr, "GET", "/healthz", &[]).await.status, 200);
+    assert!(
+        common::eventually(Duration::from_secs(5), || async {
+            request(p.addr, "GET", "/readyz", &[]).await.status == 200
+        })
+        .await
+    );
+    p.ecs(None).await;
+    let m = p.metrics().await;
+    for needle in [
+        "irsa_proxy_sts_requests_total{result=\"success\",error=\"\"} 1",
+        "irsa_proxy_credentials_expiry_timestamp_seconds ",
+        "irsa_proxy_token_rotations_total 0",
+        "irsa_proxy_http_requests_total{endpoint=\"ecs\",status=\"200\"} 1",
+        "irsa_proxy_http_requests_total{endpoint=\"health\",status=\"200\"}",
+        "irsa_proxy_ready 1",
+    ] {
+        assert!(m.contains(needle), "missing {needle} in\n{m}");
+    }
+}
