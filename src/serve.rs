@@ -106,12 +106,12 @@ pub async fn start<S: AssumeRole>(
         metrics: metrics.clone(),
         rotated: rotated.clone(),
     };
-    let watcher = TokenWatcher {
-        path: config.token_file.clone(),
-        metrics: metrics.clone(),
+    let watcher = TokenWatcher::start(
+        config.token_file.clone(),
+        metrics.clone(),
         rotated,
-        poll_interval: TOKEN_POLL_INTERVAL,
-    };
+        TOKEN_POLL_INTERVAL,
+    );
     let background = vec![tokio::spawn(refresher.run()), tokio::spawn(watcher.run())];
 
     let state = Arc::new(AppState::new(

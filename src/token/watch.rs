@@ -38,48 +38,73 @@ fn digest(path: &Path) -> Option<Vec<u8>> {
 
 /// Watches the token and signals `rotated` on every change of its content.
 pub struct TokenWatcher {
-    pub path: PathBuf,
-    pub metrics: Arc<Metrics>,
-    pub rotated: Arc<Notify>,
-    pub poll_interval: Duration,
+    path: PathBuf,
+    dir: PathBuf,
+    metrics: Arc<Metrics>,
+    rotated: Arc<Notify>,
+    poll_interval: Duration,
+    /// Digest of the token last seen; `None` while it cannot be read.
+    last: Option<Vec<u8>>,
+    watcher: Option<notify::RecommendedWatcher>,
+    events: mpsc::Receiver<()>,
+    events_tx: mpsc::Sender<()>,
 }
 
 impl TokenWatcher {
-    /// Runs until aborted.
-    pub async fn run(self) {
-        let dir = match self.path.parent() {
+    /// Arms the watch and takes the first digest before returning, so that a
+    /// change made right after start-up is not mistaken for the starting state.
+    pub fn start(
+        path: PathBuf,
+        metrics: Arc<Metrics>,
+        rotated: Arc<Notify>,
+        poll_interval: Duration,
+    ) -> TokenWatcher {
+        let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let (tx, mut rx) = mpsc::channel::<()>(1);
-        let mut watcher = arm(&dir, tx.clone());
-        let mut last = digest(&self.path);
+        let (events_tx, events) = mpsc::channel::<()>(1);
+        let watcher = arm(&dir, events_tx.clone());
+        let last = digest(&path);
+        TokenWatcher {
+            path,
+            dir,
+            metrics,
+            rotated,
+            poll_interval,
+            last,
+            watcher,
+            events,
+            events_tx,
+        }
+    }
+
+    /// Runs until aborted.
+    pub async fn run(mut self) {
         let mut poll = tokio::time::interval(self.poll_interval);
         poll.tick().await;
         loop {
             tokio::select! {
-                Some(()) = rx.recv() => {
+                Some(()) = self.events.recv() => {
                     tokio::time::sleep(SETTLE).await;
-                    // Drain what arrived while settling.
-                    while rx.try_recv().is_ok() {}
+                    // Drain what arrived while settling; anything later stays
+                    // queued and causes another check.
+                    while self.events.try_recv().is_ok() {}
                 }
-                _ = poll.tick() => {
-                    // Re-arm when the watch failed or the directory was replaced.
-                    if watcher.is_none() || !dir.exists() {
-                        watcher = arm(&dir, tx.clone());
-                    } else if let Some(w) = watcher.as_mut() {
-                        // Watching again is cheap and recovers from a directory
-                        // that was deleted and recreated under the same name.
-                        let _ = w.unwatch(&dir);
-                        if w.watch(&dir, RecursiveMode::NonRecursive).is_err() {
-                            watcher = None;
-                        }
-                    }
-                }
+                _ = poll.tick() => self.rearm(),
             }
-            let now = digest(&self.path);
-            if now.is_some() && now != last {
-                if last.is_some() {
+            let mut now = digest(&self.path);
+            // Caught between a truncate and a write, or between kubelet's rename
+            // and the new file: look again shortly.
+            for _ in 0..5 {
+                if now.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                now = digest(&self.path);
+            }
+            if now.is_some() && now != self.last {
+                if self.last.is_some() {
                     self.metrics.token_rotated();
                     let claims = read_token(&self.path)
                         .ok()
@@ -88,9 +113,24 @@ impl TokenWatcher {
                         .unwrap_or_else(|| "not a JWT".into());
                     tracing::info!(token = %claims, "web-identity token rotated");
                 }
-                last = now;
+                self.last = now;
                 self.rotated.notify_one();
             }
+        }
+    }
+
+    /// Re-arms the watch when it failed or the directory was replaced; watching
+    /// again is cheap and recovers from a directory deleted and recreated under
+    /// the same name.
+    fn rearm(&mut self) {
+        match self.watcher.as_mut() {
+            Some(w) if self.dir.exists() => {
+                let _ = w.unwatch(&self.dir);
+                if w.watch(&self.dir, RecursiveMode::NonRecursive).is_err() {
+                    self.watcher = None;
+                }
+            }
+            _ => self.watcher = arm(&self.dir, self.events_tx.clone()),
         }
     }
 }

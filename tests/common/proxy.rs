@@ -81,6 +81,14 @@ impl ProxyBuilder {
         self
     }
 
+    /// Removes a flag and its value.
+    pub fn without(mut self, flag: &str) -> Self {
+        if let Some(i) = self.args.iter().position(|a| a == flag) {
+            self.args.drain(i..i + 2);
+        }
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.retain(|(key, _)| key != k);
         self.env.push((k.into(), v.into()));
