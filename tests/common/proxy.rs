@@ -112,8 +112,10 @@ impl ProxyBuilder {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let addr = addr.trim_matches(|c| c == '"' || c == ',' || c == '}');
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+                        .collect();
                     if let Ok(a) = addr.parse() {
                         let _ = tx.send(a);
                     }

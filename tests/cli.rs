@@ -1,0 +1,226 @@
+//! Start-up validation: every bad value is refused with one line naming the flag,
+//! the value and what is allowed, exit code 2, within a second, before anything is
+//! bound or called.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::proxy::clean_command;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = clean_command(home.path());
+    cmd.args(args).envs(env.iter().copied());
+    let t = Instant::now();
+    let out = cmd.output().unwrap();
+    (out, t.elapsed())
+}
+
+fn token_file() -> (tempfile::TempDir, String) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("token");
+    std::fs::write(&p, common::jwt("system:serviceaccount:a:b", 3600, "x")).unwrap();
+    let s = p.display().to_string();
+    (d, s)
+}
+
+/// Runs `serve` with a valid base plus `extra`, expects exit 2 and `needle` in
+/// the error output.
+fn refused(extra: &[&str], env: &[(&str, &str)], needle: &str) {
+    let (_d, token) = token_file();
+    // A free port: if anything were bound before validation, the test would see it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "serve",
+        "--listen",
+        &listen,
+        "--sts-endpoint",
+        "http://127.0.0.1:1",
+    ];
+    if !extra.contains(&"--role-arn") && !env.iter().any(|(k, _)| *k == "AWS_ROLE_ARN") {
+        args.extend(["--role-arn", "arn:aws:iam::123456789012:role/app"]);
+    }
+    if !extra.contains(&"--token-file") {
+        args.extend(["--token-file", &token]);
+    }
+    args.extend(extra);
+    let (out, took) = run(&args, env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "args {extra:?}: {stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in:\n{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    for line in stderr.lines() {
+        assert!(
+            line.starts_with("irsa-proxy: error: "),
+            "unexpected line {line:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_role_arn_should_be_refused() {
+    refused(
+        &[],
+        &[("AWS_ROLE_ARN", "")],
+        "--role-arn (AWS_ROLE_ARN) is required",
+    );
+}
+
+#[test]
+fn malformed_role_arn_should_be_refused() {
+    refused(
+        &["--role-arn", "arn:aws:iam::123:role/app"],
+        &[],
+        "--role-arn: \"arn:aws:iam::123:role/app\" is not a role ARN",
+    );
+    refused(
+        &[],
+        &[("AWS_ROLE_ARN", "my-role")],
+        "--role-arn (AWS_ROLE_ARN): \"my-role\" is not a role ARN",
+    );
+}
+
+#[test]
+fn duration_outside_15m_to_12h_should_be_refused() {
+    refused(
+        &["--duration", "10m"],
+        &[],
+        "--duration: \"10m\" is out of range; allowed 15m to 12h",
+    );
+    refused(&["--duration", "13h"], &[], "allowed 15m to 12h");
+    refused(
+        &["--duration", "soon"],
+        &[],
+        "--duration: \"soon\" is not a duration",
+    );
+    refused(
+        &[],
+        &[("IRSA_PROXY_DURATION", "1d")],
+        "--duration (IRSA_PROXY_DURATION)",
+    );
+}
+
+#[test]
+fn refresh_before_not_shorter_than_duration_should_be_refused() {
+    refused(
+        &["--duration", "30m", "--refresh-before", "45m"],
+        &[],
+        "--refresh-before: 45m must be shorter than --duration 30m",
+    );
+}
+
+#[test]
+fn non_loopback_listen_should_need_the_flag() {
+    refused(
+        &["--listen", "0.0.0.0:9911"],
+        &[],
+        "is not a loopback address",
+    );
+    refused(
+        &[],
+        &[("IRSA_PROXY_LISTEN", "10.1.2.3:80")],
+        "IRSA_PROXY_LISTEN",
+    );
+}
+
+#[test]
+fn unreadable_token_directory_should_be_refused() {
+    refused(
+        &["--token-file", "/nonexistent/dir/token"],
+        &[],
+        "--token-file: \"/nonexistent/dir/token\": its directory /nonexistent/dir cannot be read",
+    );
+}
+
+#[test]
+fn bad_log_format_and_booleans_should_be_refused() {
+    refused(
+        &["--log-format", "xml"],
+        &[],
+        "--log-format: \"xml\" is not a log format; expected text or json",
+    );
+    refused(
+        &[],
+        &[("IRSA_PROXY_IMDS", "maybe")],
+        "IRSA_PROXY_IMDS: \"maybe\" is not a boolean",
+    );
+}
+
+#[test]
+fn unknown_flags_should_exit_2() {
+    let (out, _) = run(&["serve", "--no-such-flag"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn every_error_should_be_reported_at_once() {
+    let (out, _) = run(
+        &[
+            "serve",
+            "--role-arn",
+            "nope",
+            "--duration",
+            "1m",
+            "--listen",
+            "1.2.3.4:1",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    for needle in ["--role-arn", "--token-file", "--duration", "--listen"] {
+        assert!(stderr.contains(needle), "{needle} missing in {stderr}");
+    }
+}
+
+#[test]
+fn help_should_document_every_serve_flag_and_its_variable() {
+    let (out, _) = run(&["serve", "--help"], &[]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "--role-arn",
+        "AWS_ROLE_ARN",
+        "--token-file",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "--session-name",
+        "AWS_ROLE_SESSION_NAME",
+        "--region",
+        "AWS_DEFAULT_REGION",
+        "--sts-endpoint",
+        "AWS_ENDPOINT_URL_STS",
+        "--listen",
+        "IRSA_PROXY_LISTEN",
+        "--allow-non-loopback",
+        "--duration",
+        "IRSA_PROXY_DURATION",
+        "--refresh-before",
+        "IRSA_PROXY_REFRESH_BEFORE",
+        "--auth-token-file",
+        "IRSA_PROXY_AUTH_TOKEN_FILE",
+        "--imds",
+        "--no-imds",
+        "IRSA_PROXY_IMDS",
+        "--imds-require-token",
+        "IRSA_PROXY_IMDS_REQUIRE_TOKEN",
+        "--log-format",
+        "IRSA_PROXY_LOG_FORMAT",
+        "--shutdown-delay",
+        "IRSA_PROXY_SHUTDOWN_DELAY",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from serve --help");
+    }
+}
