@@ -260,11 +260,14 @@ fn sidecar(opts: &Options, token: &TokenSource, inherited: Vec<Value>) -> Value 
         Value::Sequence(vec![
             format!("--listen={}", opts.listen()).into(),
             format!("--auth-token-file={AUTH_TOKEN_FILE}").into(),
+            // A flag, not AWS_WEB_IDENTITY_TOKEN_FILE: the EKS webhook gives a
+            // container AWS_ROLE_ARN only if it has neither variable yet.
+            format!("--token-file={}", token.path()).into(),
         ]),
     );
-    let mut env = inherited;
-    env.push(env_var("AWS_WEB_IDENTITY_TOKEN_FILE", &token.path()));
-    c.insert("env".into(), Value::Sequence(env));
+    if !inherited.is_empty() {
+        c.insert("env".into(), Value::Sequence(inherited));
+    }
     c.insert(
         "resources".into(),
         map([
