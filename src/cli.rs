@@ -31,6 +31,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Add the sidecar to Kubernetes manifests read from a file or stdin.
     Inject(InjectArgs),
+    /// Exit 0 when GET URL answers 2xx: the sidecar's exec probes, as the image has no shell or curl.
+    Probe(ProbeArgs),
 }
 
 /// Flags of `serve`. Every one has an environment twin, resolved in `config.rs`
@@ -234,4 +236,16 @@ pub struct InjectArgs {
     /// Remove AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE from app containers
     #[arg(long)]
     pub strip_web_identity: bool,
+}
+
+/// Flags of `probe`.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// URL to GET, on loopback: http://127.0.0.1:9911/readyz
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// Give up after this long
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub timeout: String,
 }

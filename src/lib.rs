@@ -19,7 +19,8 @@
 //! - [`metrics`] registers the Prometheus metrics whose names SPEC.md fixes.
 //! - [`emulator`] is the local STS; [`policy`] evaluates IAM trust policies for it
 //!   and for [`doctor`]; [`dev`] runs emulator, rotating token and proxy together;
-//!   [`inject`] adds the sidecar to Kubernetes manifests.
+//!   [`inject`] adds the sidecar to Kubernetes manifests, whose exec probes run
+//!   [`probe`].
 //! - [`duration`] and [`clock`] are small seams shared by all of the above.
 
 pub mod cli;
@@ -34,6 +35,7 @@ pub mod inject;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod probe;
 pub mod serve;
 pub mod server;
 pub mod sts;

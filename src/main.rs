@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             Command::StsEmulator(args) => irsa_proxy::emulator::run(args).await,
             Command::Doctor(args) => irsa_proxy::doctor::run(args).await,
             Command::Inject(args) => irsa_proxy::inject::run(args).await,
+            Command::Probe(args) => irsa_proxy::probe::run(args).await,
         }
     });
     // Do not wait for blocking tasks (the notify watcher, stdin readers) to finish.

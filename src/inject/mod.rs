@@ -1,0 +1,256 @@
+//! `irsa-proxy inject`: add the sidecar to Kubernetes manifests.
+//!
+//! Reads YAML documents (a file, or `-` for stdin), finds every pod template
+//! ([`workload`]) and rewrites it ([`pod`]), and prints all documents back in
+//! their order, `---` between them. Documents without a pod template come out
+//! with the same values and key order (comments and empty documents are lost: the
+//! YAML is parsed, not patched as text). Any bad document stops the run with one
+//! line naming it and exit 2, before anything is written.
+//!
+//! What a pod gets, and how it lines up with `serve`:
+//!
+//! - a container named [`SIDECAR_NAME`] running the image's entrypoint
+//!   (`/irsa-proxy serve`) with `--listen=127.0.0.1:<port>` and
+//!   `--auth-token-file=`[`AUTH_TOKEN_FILE`]; by default a native sidecar (first
+//!   `initContainers` entry with `restartPolicy: Always`), with `--classic-sidecar`
+//!   the last entry of `containers`;
+//! - the web-identity token: the EKS webhook's `aws-iam-token` volume when the pod
+//!   already has it, else a projected service-account token volume of our own;
+//! - a memory-backed `emptyDir` at [`SHARED_DIR`] where the proxy writes the
+//!   authorization token (mode 0644) and the apps read it;
+//! - in the app containers: `AWS_CONTAINER_CREDENTIALS_FULL_URI`,
+//!   `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`
+//!   ([`Options::app_env`]) and the shared directory mounted read-only.
+
+mod emit;
+mod pod;
+mod workload;
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use serde::Deserialize;
+use serde_norway::Value;
+
+use crate::cli::InjectArgs;
+use crate::config::{RoleArn, DEFAULT_LISTEN};
+use crate::Fatal;
+
+pub use pod::Problem;
+
+/// Name of the sidecar container; its presence marks a pod as already injected.
+pub const SIDECAR_NAME: &str = "irsa-proxy";
+/// Path of the binary in the image (see the Dockerfile); the exec probes run it.
+pub const BINARY_PATH: &str = "/irsa-proxy";
+/// The shared `emptyDir` holding the authorization token.
+pub const SHARED_VOLUME: &str = "irsa-proxy-auth";
+/// Where the shared `emptyDir` is mounted, in the sidecar and the app containers.
+pub const SHARED_DIR: &str = "/var/run/irsa-proxy";
+/// The authorization token file: `serve --auth-token-file` creates it, the apps'
+/// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` points at it.
+pub const AUTH_TOKEN_FILE: &str = "/var/run/irsa-proxy/auth-token";
+/// Our own projected token volume, used when the pod has no `aws-iam-token`.
+pub const TOKEN_VOLUME: &str = "irsa-proxy-token";
+/// Where our own token volume is mounted in the sidecar.
+pub const TOKEN_DIR: &str = "/var/run/secrets/irsa-proxy/serviceaccount";
+/// File name of the token inside the projected volume.
+pub const TOKEN_FILE_NAME: &str = "token";
+/// The EKS pod-identity webhook's token volume, and where it mounts it.
+pub const WEBHOOK_VOLUME: &str = "aws-iam-token";
+pub const WEBHOOK_TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+/// `serve`'s paths (SPEC.md §2).
+pub const CREDENTIALS_PATH: &str = "/v1/credentials";
+pub const READY_PATH: &str = "/readyz";
+pub const LIVE_PATH: &str = "/healthz";
+/// Kubernetes' bounds for a projected token's `expirationSeconds`.
+pub const MIN_TOKEN_EXPIRATION: i64 = 600;
+pub const MAX_TOKEN_EXPIRATION: i64 = 1 << 32;
+
+/// Validated `inject` flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub image: String,
+    /// Set as `AWS_ROLE_ARN` on the sidecar; without it the sidecar takes the app
+    /// containers' `AWS_ROLE_ARN` (the EKS webhook's), if any.
+    pub role_arn: Option<String>,
+    pub classic: bool,
+    pub port: u16,
+    /// App containers to configure; empty means all.
+    pub containers: Vec<String>,
+    pub token_audience: String,
+    pub token_expiration: i64,
+    pub strip_web_identity: bool,
+}
+
+impl Options {
+    /// Checks every flag and reports every bad one, each on its own line.
+    pub fn from_args(args: &InjectArgs) -> Result<Options, Vec<String>> {
+        let mut errors = Vec::new();
+        if args.image.trim().is_empty() {
+            errors.push("--image: must not be empty".to_string());
+        }
+        if let Some(arn) = &args.role_arn {
+            if let Err(form) = RoleArn::parse(arn) {
+                errors.push(format!("--role-arn: {arn:?}: expected {form}"));
+            }
+        }
+        if args.port == 0 {
+            errors.push("--port: 0: expected a port in 1..=65535".to_string());
+        }
+        if args.token_audience.trim().is_empty() {
+            errors.push("--token-audience: must not be empty".to_string());
+        }
+        if !(MIN_TOKEN_EXPIRATION..=MAX_TOKEN_EXPIRATION).contains(&args.token_expiration) {
+            errors.push(format!(
+                "--token-expiration: {}: expected seconds in {MIN_TOKEN_EXPIRATION}..={MAX_TOKEN_EXPIRATION} (Kubernetes' bounds)",
+                args.token_expiration
+            ));
+        }
+        for name in &args.container {
+            if name.is_empty() || name == SIDECAR_NAME {
+                errors.push(format!(
+                    "--container: {name:?}: expected the name of an app container"
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Options {
+            image: args.image.trim().to_string(),
+            role_arn: args.role_arn.clone(),
+            classic: args.classic_sidecar,
+            port: args.port,
+            containers: args.container.clone(),
+            token_audience: args.token_audience.clone(),
+            token_expiration: args.token_expiration,
+            strip_web_identity: args.strip_web_identity,
+        })
+    }
+
+    /// `serve`'s loopback host with the chosen port.
+    pub fn listen(&self) -> String {
+        let host = DEFAULT_LISTEN
+            .rsplit_once(':')
+            .map_or("127.0.0.1", |(host, _)| host);
+        format!("{host}:{}", self.port)
+    }
+
+    /// The environment every configured app container gets, in this order.
+    pub fn app_env(&self) -> Vec<(String, String)> {
+        let base = format!("http://{}", self.listen());
+        vec![
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+                format!("{base}{CREDENTIALS_PATH}"),
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
+                AUTH_TOKEN_FILE.into(),
+            ),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), base),
+        ]
+    }
+}
+
+/// Where the sidecar reads the web-identity token.
+pub(crate) struct TokenSource {
+    pub volume: String,
+    pub dir: String,
+    pub file: String,
+}
+
+impl TokenSource {
+    fn path(&self) -> String {
+        format!("{}/{}", self.dir, self.file)
+    }
+}
+
+/// A document that could not be injected.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("document {index}: not YAML: {message}")]
+    NotYaml { index: usize, message: String },
+    #[error("document {index} ({object}): {problem}")]
+    Pod {
+        index: usize,
+        object: String,
+        problem: Problem,
+    },
+}
+
+/// Injects every pod template in `input` (one or more YAML documents) and returns
+/// the documents serialised again, `---` between them.
+pub fn inject_documents(input: &str, opts: &Options) -> Result<String, Error> {
+    let mut out = String::new();
+    let mut written = 0usize;
+    for (i, de) in serde_norway::Deserializer::from_str(input).enumerate() {
+        let index = i + 1;
+        let mut doc = Value::deserialize(de).map_err(|e| Error::NotYaml {
+            index,
+            message: e.to_string(),
+        })?;
+        // `---` with nothing after it, or a trailing separator: nothing to keep.
+        if doc.is_null() {
+            continue;
+        }
+        inject_document(&mut doc, opts).map_err(|(object, problem)| Error::Pod {
+            index,
+            object,
+            problem,
+        })?;
+        let text = match emit::document(&doc) {
+            Some(text) => text,
+            None => serde_norway::to_string(&doc).map_err(|e| Error::NotYaml {
+                index,
+                message: e.to_string(),
+            })?,
+        };
+        if written > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&text);
+        written += 1;
+    }
+    Ok(out)
+}
+
+fn inject_document(doc: &mut Value, opts: &Options) -> Result<(), (String, Problem)> {
+    for at in workload::find_pod_specs(doc)? {
+        // find_pod_specs checked that the path leads to a mapping.
+        let Some(spec) = workload::get_mut(doc, &at.path).and_then(Value::as_mapping_mut) else {
+            return Err((at.label, Problem::NoPodSpec("spec".into())));
+        };
+        pod::inject(spec, opts).map_err(|p| (at.label.clone(), p))?;
+    }
+    Ok(())
+}
+
+/// The subcommand: read, inject, and write only if every document succeeded.
+pub async fn run(args: InjectArgs) -> Result<ExitCode, Fatal> {
+    let opts = Options::from_args(&args).map_err(Fatal::Usage)?;
+    let (source, input) = if args.file == "-" {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .map_err(|e| Fatal::usage(format!("stdin: cannot read: {e}")))?;
+        ("stdin".to_string(), input)
+    } else {
+        let input = std::fs::read_to_string(&args.file)
+            .map_err(|e| Fatal::usage(format!("{}: cannot read: {e}", args.file)))?;
+        (args.file.clone(), input)
+    };
+    let output = inject_documents(&input, &opts)
+        .map_err(|e| Fatal::usage(format!("{source}: {}", one_line(&e.to_string()))))?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Fatal::Runtime(format!("stdout: cannot write: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parser messages can span lines; the contract is one line per error.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

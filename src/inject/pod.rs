@@ -1,0 +1,460 @@
+//! The transformation of one pod spec: add the sidecar, its volumes, and the
+//! environment and mount of the app containers.
+//!
+//! User fields keep their values and their order; what `inject` adds is appended
+//! (volumes, env entries, mounts) or, for a new `initContainers` list, placed just
+//! before `containers`. A pod spec that already has a container named
+//! [`SIDECAR_NAME`] is left exactly as it is, which is what makes `inject`
+//! idempotent.
+
+use serde_norway::{Mapping, Value};
+
+use super::{Options, TokenSource};
+use super::{
+    AUTH_TOKEN_FILE, BINARY_PATH, SHARED_DIR, SHARED_VOLUME, SIDECAR_NAME, TOKEN_DIR,
+    TOKEN_FILE_NAME, TOKEN_VOLUME, WEBHOOK_TOKEN_DIR, WEBHOOK_VOLUME,
+};
+
+/// Variables of the app containers that the sidecar needs too: the role to assume
+/// and the region of the STS endpoint (the EKS webhook sets all of them).
+const INHERITED_ENV: [&str; 4] = [
+    "AWS_ROLE_ARN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+];
+
+/// Why a pod spec cannot be injected. Each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("no pod spec at {0}")]
+    NoPodSpec(String),
+    #[error("the pod template has no containers")]
+    NoContainers,
+    #[error("{0}[{1}] is not a container with a name")]
+    UnnamedContainer(&'static str, usize),
+    #[error("{0} is not a list")]
+    NotAList(String),
+    #[error("container {container:?} already uses port {port}; choose another --port")]
+    PortInUse { container: String, port: u16 },
+    #[error("hostNetwork pods share the node's loopback, where every pod on the node could reach the credentials and the port would clash; run the pod without hostNetwork")]
+    HostNetwork,
+    #[error("--container {name:?} is not an app container of this pod (it has: {available})")]
+    UnknownContainer { name: String, available: String },
+    #[error(
+        "the pod already has a volume named {0:?} but no {SIDECAR_NAME} container; remove it first"
+    )]
+    VolumeExists(&'static str),
+    #[error("container {container:?} already mounts something at {path}")]
+    MountPathInUse {
+        container: String,
+        path: &'static str,
+    },
+}
+
+/// Injects the sidecar into one pod spec (a mapping, checked by the caller).
+pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<(), Problem> {
+    let containers = named_containers(spec, "containers")?;
+    if containers.is_empty() {
+        return Err(Problem::NoContainers);
+    }
+    let init = named_containers(spec, "initContainers")?;
+    if containers
+        .iter()
+        .chain(init.iter())
+        .any(|(name, _)| name == SIDECAR_NAME)
+    {
+        return Ok(());
+    }
+    check(spec, opts, &containers, &init)?;
+
+    let selected: Vec<usize> = if opts.containers.is_empty() {
+        (0..containers.len()).collect()
+    } else {
+        containers
+            .iter()
+            .enumerate()
+            .filter(|(_, (name, _))| opts.containers.contains(name))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    for &i in &selected {
+        let (name, c) = &containers[i];
+        if mounts(c).any(|m| m.get("mountPath").and_then(Value::as_str) == Some(SHARED_DIR)) {
+            return Err(Problem::MountPathInUse {
+                container: name.clone(),
+                path: SHARED_DIR,
+            });
+        }
+    }
+
+    let token = token_source(spec, &containers);
+    // The role comes from --role-arn, else, like the region, from what the app
+    // containers were given (by hand or by the EKS webhook), copied as is.
+    let mut inherited: Vec<Value> = Vec::new();
+    if let Some(arn) = &opts.role_arn {
+        inherited.push(env_var("AWS_ROLE_ARN", arn));
+    }
+    for name in INHERITED_ENV {
+        if inherited
+            .iter()
+            .any(|e| e.get("name").and_then(Value::as_str) == Some(name))
+        {
+            continue;
+        }
+        let found = containers
+            .iter()
+            .flat_map(|(_, c)| env_entries(c))
+            .find(|e| e.get("name").and_then(Value::as_str) == Some(name));
+        inherited.extend(found.cloned());
+    }
+    let sidecar = sidecar(opts, &token, inherited);
+
+    // Everything is checked; from here on the spec is only changed.
+    let app_env = opts.app_env();
+    let list = seq_mut(spec, "containers")?;
+    for &i in &selected {
+        if let Some(c) = list.get_mut(i).and_then(Value::as_mapping_mut) {
+            configure_app(c, &app_env, opts.strip_web_identity)?;
+        }
+    }
+    if opts.classic {
+        seq_mut(spec, "containers")?.push(sidecar);
+    } else {
+        if !spec.contains_key("initContainers") {
+            insert_before(
+                spec,
+                "initContainers",
+                Value::Sequence(Vec::new()),
+                "containers",
+            );
+        }
+        // First, so that regular init containers after it can use credentials too.
+        seq_mut(spec, "initContainers")?.insert(0, sidecar);
+    }
+    let volumes = seq_mut(spec, "volumes")?;
+    volumes.push(map([
+        ("name", SHARED_VOLUME.into()),
+        (
+            "emptyDir",
+            map([("medium", "Memory".into()), ("sizeLimit", "1Mi".into())]),
+        ),
+    ]));
+    if token.volume == TOKEN_VOLUME {
+        volumes.push(token_volume(opts));
+    }
+    Ok(())
+}
+
+/// The checks that need the whole pod: port clashes, host network, names.
+fn check(
+    spec: &Mapping,
+    opts: &Options,
+    containers: &[(String, &Mapping)],
+    init: &[(String, &Mapping)],
+) -> Result<(), Problem> {
+    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
+        return Err(Problem::HostNetwork);
+    }
+    for (name, c) in containers.iter().chain(init.iter()) {
+        let ports = c.get("ports").and_then(Value::as_sequence);
+        let clash = ports
+            .into_iter()
+            .flatten()
+            .any(|p| p.get("containerPort").and_then(Value::as_u64) == Some(u64::from(opts.port)));
+        if clash {
+            return Err(Problem::PortInUse {
+                container: name.clone(),
+                port: opts.port,
+            });
+        }
+    }
+    for wanted in &opts.containers {
+        if !containers.iter().any(|(name, _)| name == wanted) {
+            let names: Vec<&str> = containers.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(Problem::UnknownContainer {
+                name: wanted.clone(),
+                available: names.join(", "),
+            });
+        }
+    }
+    let volumes = spec.get("volumes").and_then(Value::as_sequence);
+    for v in volumes.into_iter().flatten() {
+        for ours in [SHARED_VOLUME, TOKEN_VOLUME] {
+            if v.get("name").and_then(Value::as_str) == Some(ours) {
+                return Err(Problem::VolumeExists(ours));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The token the sidecar reads: the EKS webhook's volume when the pod has it (at
+/// the path the webhook mounts it in the app containers), else our own projected
+/// volume.
+fn token_source(spec: &Mapping, containers: &[(String, &Mapping)]) -> TokenSource {
+    let webhook = spec
+        .get("volumes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .find(|v| v.get("name").and_then(Value::as_str) == Some(WEBHOOK_VOLUME));
+    let Some(volume) = webhook else {
+        return TokenSource {
+            volume: TOKEN_VOLUME.into(),
+            dir: TOKEN_DIR.into(),
+            file: TOKEN_FILE_NAME.into(),
+        };
+    };
+    let file = volume
+        .get("projected")
+        .and_then(|p| p.get("sources"))
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .find_map(|s| s.get("serviceAccountToken")?.get("path")?.as_str())
+        .unwrap_or(TOKEN_FILE_NAME);
+    let dir = containers
+        .iter()
+        .flat_map(|(_, c)| mounts(c))
+        .find(|m| m.get("name").and_then(Value::as_str) == Some(WEBHOOK_VOLUME))
+        .and_then(|m| m.get("mountPath")?.as_str())
+        .unwrap_or(WEBHOOK_TOKEN_DIR);
+    TokenSource {
+        volume: WEBHOOK_VOLUME.into(),
+        dir: dir.trim_end_matches('/').into(),
+        file: file.into(),
+    }
+}
+
+fn token_volume(opts: &Options) -> Value {
+    let token = map([
+        ("audience", opts.token_audience.as_str().into()),
+        ("expirationSeconds", opts.token_expiration.into()),
+        ("path", TOKEN_FILE_NAME.into()),
+    ]);
+    map([
+        ("name", TOKEN_VOLUME.into()),
+        (
+            "projected",
+            map([(
+                "sources",
+                Value::Sequence(vec![map([("serviceAccountToken", token)])]),
+            )]),
+        ),
+    ])
+}
+
+/// The sidecar container. `restartPolicy: Always` makes it a native sidecar when
+/// it sits in `initContainers`; kubelet then starts the app containers only once
+/// its startup probe has passed, i.e. once credentials are cached.
+fn sidecar(opts: &Options, token: &TokenSource, inherited: Vec<Value>) -> Value {
+    let mut c = Mapping::new();
+    c.insert("name".into(), SIDECAR_NAME.into());
+    c.insert("image".into(), opts.image.as_str().into());
+    if !opts.classic {
+        c.insert("restartPolicy".into(), "Always".into());
+    }
+    c.insert(
+        "args".into(),
+        Value::Sequence(vec![
+            format!("--listen={}", opts.listen()).into(),
+            format!("--auth-token-file={AUTH_TOKEN_FILE}").into(),
+            // A flag, not AWS_WEB_IDENTITY_TOKEN_FILE: the EKS webhook gives a
+            // container AWS_ROLE_ARN only if it has neither variable yet.
+            format!("--token-file={}", token.path()).into(),
+        ]),
+    );
+    if !inherited.is_empty() {
+        c.insert("env".into(), Value::Sequence(inherited));
+    }
+    c.insert(
+        "resources".into(),
+        map([
+            (
+                "requests",
+                map([("cpu", "10m".into()), ("memory", "32Mi".into())]),
+            ),
+            (
+                "limits",
+                map([("cpu", "200m".into()), ("memory", "64Mi".into())]),
+            ),
+        ]),
+    );
+    c.insert(
+        "volumeMounts".into(),
+        Value::Sequence(vec![
+            map([
+                ("name", token.volume.as_str().into()),
+                ("mountPath", token.dir.as_str().into()),
+                ("readOnly", true.into()),
+            ]),
+            map([
+                ("name", SHARED_VOLUME.into()),
+                ("mountPath", SHARED_DIR.into()),
+            ]),
+        ]),
+    );
+    // Exec probes: kubelet's httpGet probes connect to the pod IP, which a
+    // loopback-only listener does not answer; the binary probes 127.0.0.1 itself.
+    // Startup: up to 2 minutes for the first STS answer, checked every second.
+    c.insert(
+        "startupProbe".into(),
+        probe(opts, super::READY_PATH, 1, 120),
+    );
+    c.insert(
+        "readinessProbe".into(),
+        probe(opts, super::READY_PATH, 10, 3),
+    );
+    c.insert("livenessProbe".into(), probe(opts, super::LIVE_PATH, 10, 3));
+    c.insert(
+        "securityContext".into(),
+        map([
+            ("runAsNonRoot", true.into()),
+            // Numeric, so that kubelet can check runAsNonRoot whatever USER the
+            // image declares; 65532 is distroless' nonroot.
+            ("runAsUser", 65532.into()),
+            ("runAsGroup", 65532.into()),
+            ("readOnlyRootFilesystem", true.into()),
+            ("allowPrivilegeEscalation", false.into()),
+            (
+                "capabilities",
+                map([("drop", Value::Sequence(vec!["ALL".into()]))]),
+            ),
+            ("seccompProfile", map([("type", "RuntimeDefault".into())])),
+        ]),
+    );
+    Value::Mapping(c)
+}
+
+fn probe(opts: &Options, path: &str, period: u32, failures: u32) -> Value {
+    let url = format!("http://{}{path}", opts.listen());
+    map([
+        (
+            "exec",
+            map([(
+                "command",
+                Value::Sequence(vec![BINARY_PATH.into(), "probe".into(), url.into()]),
+            )]),
+        ),
+        ("periodSeconds", period.into()),
+        ("timeoutSeconds", 2.into()),
+        ("failureThreshold", failures.into()),
+    ])
+}
+
+/// Sets the endpoint variables (replacing entries of the same name where they
+/// stand, appending the others), strips the web-identity pair if asked, and mounts
+/// the shared directory read-only.
+fn configure_app(
+    c: &mut Mapping,
+    app_env: &[(String, String)],
+    strip: bool,
+) -> Result<(), Problem> {
+    let env = seq_mut(c, "env")?;
+    if strip {
+        env.retain(|e| {
+            !matches!(
+                e.get("name").and_then(Value::as_str),
+                Some("AWS_ROLE_ARN" | "AWS_WEB_IDENTITY_TOKEN_FILE")
+            )
+        });
+    }
+    for (name, value) in app_env {
+        let entry = env_var(name, value);
+        match env
+            .iter_mut()
+            .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
+        {
+            Some(existing) => *existing = entry,
+            None => env.push(entry),
+        }
+    }
+    seq_mut(c, "volumeMounts")?.push(map([
+        ("name", SHARED_VOLUME.into()),
+        ("mountPath", SHARED_DIR.into()),
+        ("readOnly", true.into()),
+    ]));
+    Ok(())
+}
+
+// ---- small helpers over serde_norway values ----
+
+fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    let mut m = Mapping::with_capacity(N);
+    for (k, v) in pairs {
+        m.insert(k.into(), v);
+    }
+    Value::Mapping(m)
+}
+
+fn env_var(name: &str, value: &str) -> Value {
+    map([("name", name.into()), ("value", value.into())])
+}
+
+/// The named containers of `containers` or `initContainers` (empty when absent).
+fn named_containers<'a>(
+    spec: &'a Mapping,
+    key: &'static str,
+) -> Result<Vec<(String, &'a Mapping)>, Problem> {
+    let list = match spec.get(key) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Sequence(list)) => list,
+        Some(_) => return Err(Problem::NotAList(key.into())),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let m = c.as_mapping().ok_or(Problem::UnnamedContainer(key, i))?;
+            let name = m
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or(Problem::UnnamedContainer(key, i))?;
+            Ok((name.to_string(), m))
+        })
+        .collect()
+}
+
+fn mounts(c: &Mapping) -> impl Iterator<Item = &Value> {
+    c.get("volumeMounts")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+}
+
+fn env_entries(c: &Mapping) -> impl Iterator<Item = &Value> {
+    c.get("env")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+}
+
+/// The list at `key`, created (or replacing an explicit null) when absent.
+fn seq_mut<'a>(m: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>, Problem> {
+    let slot = m
+        .entry(key.into())
+        .or_insert_with(|| Value::Sequence(Vec::new()));
+    if slot.is_null() {
+        *slot = Value::Sequence(Vec::new());
+    }
+    slot.as_sequence_mut()
+        .ok_or_else(|| Problem::NotAList(key.into()))
+}
+
+/// Inserts `key` just before `before` (or at the end when `before` is absent),
+/// keeping the order of every other key.
+fn insert_before(m: &mut Mapping, key: &str, value: Value, before: &str) {
+    let old = std::mem::take(m);
+    let mut value = Some(value);
+    for (k, v) in old {
+        if k.as_str() == Some(before) {
+            if let Some(value) = value.take() {
+                m.insert(key.into(), value);
+            }
+        }
+        m.insert(k, v);
+    }
+    if let Some(value) = value {
+        m.insert(key.into(), value);
+    }
+}

