@@ -6,6 +6,7 @@
 //! refuses a token, so [`Claims::decode`] reads them without verifying the
 //! signature (STS verifies; we only explain).
 
+pub mod projected;
 pub mod watch;
 
 use std::fmt;

@@ -8,8 +8,11 @@ pub mod http;
 pub mod kubelet;
 pub mod proxy;
 
+#[allow(unused_imports)]
 pub use fake_sts::FakeSts;
+#[allow(unused_imports)]
 pub use http::{request, Reply};
+#[allow(unused_imports)]
 pub use kubelet::TokenDir;
 #[allow(unused_imports)]
 pub use proxy::{ProxyBuilder, ProxyProcess};
