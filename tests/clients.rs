@@ -240,7 +240,7 @@ fn node(f: &Fixture, mode: &str, vars: &[(&str, String)]) -> tokio::process::Com
     let version = std::process::Command::new("node").arg("--version").output();
     assert!(
         matches!(&version, Ok(o) if o.status.success()),
-        "node not found on PATH; install Node.js 18 or later, then `npm ci --prefix tests/clients`"
+        "node not found on PATH; install Node.js 20 or later, then `npm ci --prefix tests/clients`"
     );
     let mut c = f.client(Path::new("node"), vars);
     c.arg(dir.join("js_credentials.mjs")).arg(mode);
