@@ -27,6 +27,9 @@ pub fn bin() -> &'static str {
 /// A command for the binary with an environment that has no AWS credentials,
 /// no profile files and no IMDS.
 pub fn clean_command(home: &std::path::Path) -> Command {
+    // Empty profile files: no credentials, and no warning about missing files.
+    let _ = std::fs::write(home.join("no-config"), "");
+    let _ = std::fs::write(home.join("no-credentials"), "");
     let mut c = Command::new(bin());
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
