@@ -243,9 +243,8 @@ pub fn issuer_host_path(issuer: &str) -> &str {
 impl Policy {
     /// Parses a policy document.
     pub fn parse(json: &str) -> Result<Policy, PolicyError> {
-        let doc: Value = serde_json::from_str(json).map_err(|e| {
-            PolicyError::Json(format!("line {} column {}: {e}", e.line(), e.column()))
-        })?;
+        let doc: Value =
+            serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
         let statement = doc
             .as_object()
             .and_then(|o| o.get("Statement"))

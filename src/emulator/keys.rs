@@ -82,9 +82,8 @@ impl VerifyingKeys {
 
     /// Reads a JWKS document (`{"keys": [...]}`); encryption keys are skipped.
     pub fn from_jwks(json: &str) -> Result<VerifyingKeys, KeyError> {
-        let set: JwkSet = serde_json::from_str(json).map_err(|e| {
-            KeyError::NotJwks(format!("line {} column {}: {e}", e.line(), e.column()))
-        })?;
+        let set: JwkSet =
+            serde_json::from_str(json).map_err(|e| KeyError::NotJwks(e.to_string()))?;
         let mut keys = Vec::new();
         for jwk in &set.keys {
             if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
@@ -135,9 +134,11 @@ impl VerifyingKeys {
         let family = match header.alg {
             Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => Family::Rsa,
             Algorithm::ES256 | Algorithm::ES384 => Family::Ec,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "The web identity token's algorithm {other:?} is not supported; use RS256 or ES256"
-            )),
+            ))
+            }
         };
         let of_family: Vec<&VerifyingKey> =
             self.keys.iter().filter(|k| k.family == family).collect();
