@@ -742,3 +742,69 @@ fn binary_should_refuse_bad_flags_with_exit_2() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn presigned_get_caller_identity_should_verify() {
+    use aws_sigv4::http_request::{
+        sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    };
+    let f = start().await;
+    let creds = issued(&f).await;
+    let addr = f.sts.addr();
+    let presign = |secret: &str| {
+        let identity = Credentials::new(
+            creds.access_key_id(),
+            secret,
+            Some(creds.session_token().to_string()),
+            None,
+            "test",
+        )
+        .into();
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(Duration::from_secs(60));
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("sts")
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into();
+        let url = format!("http://{addr}/?Action=GetCallerIdentity&Version=2011-06-15");
+        let signable = SignableRequest::new(
+            "GET",
+            url.clone(),
+            std::iter::empty(),
+            SignableBody::Bytes(b""),
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        let mut req = http::Request::builder().uri(url).body(()).unwrap();
+        instructions.apply_to_request_http1x(&mut req);
+        req.uri().path_and_query().unwrap().to_string()
+    };
+    let good = presign(creds.secret_access_key());
+    let bad = presign("0000000000000000000000000000000000000000");
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        raw_http(
+            addr,
+            &format!("GET {good} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<Arn>arn:aws:sts::111122223333:assumed-role/demo-role/caller</Arn>"));
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        raw_http(
+            addr,
+            &format!("GET {bad} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("<Code>SignatureDoesNotMatch</Code>"));
+}
