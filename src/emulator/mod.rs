@@ -1,0 +1,500 @@
+//! The local STS: `AssumeRoleWithWebIdentity` and `GetCallerIdentity` over the STS
+//! Query protocol, so `aws-sdk-sts`, boto3 and the AWS CLI accept it as an STS
+//! endpoint (SPEC §3).
+//!
+//! # Wire contract
+//!
+//! - Requests: `POST /` with an `application/x-www-form-urlencoded` body, or the
+//!   same parameters in the query string (`GET /?Action=...`); `Action`, and
+//!   `Version=2011-06-15` when given. Bodies over 64 KiB are refused (413).
+//! - Answers: `text/xml` documents `<{Action}Response xmlns="https://sts.amazonaws.com/doc/2011-06-15/">`
+//!   with `<{Action}Result>` and `<ResponseMetadata><RequestId>`, and errors as
+//!   `<ErrorResponse><Error><Type>Sender</Type><Code/><Message/></Error><RequestId/></ErrorResponse>`,
+//!   with the `x-amzn-RequestId` header.
+//! - `AssumeRoleWithWebIdentity` errors: `ValidationError` (400) for parameters,
+//!   `InvalidIdentityToken` (400) for a bad signature, audience, `nbf` or a malformed
+//!   token, `ExpiredTokenException` (400) for an expired one, `AccessDenied` (403)
+//!   when the trust policy does not allow it. Credentials: `ASIA` + 16 upper-case
+//!   letters and digits, a 40-character secret, an opaque session token, valid for
+//!   `min(DurationSeconds, credential_ttl)`.
+//! - `GetCallerIdentity` errors (all 403): `MissingAuthenticationToken`,
+//!   `InvalidClientTokenId` (unknown key or session token), `ExpiredToken`,
+//!   `SignatureDoesNotMatch`.
+//! - Never logged: the web-identity token, the secret access key, the session token.
+//!
+//! # In-process API (for `dev` and tests)
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::{Duration, SystemTime};
+//! use irsa_proxy::emulator::{self, EmulatorSettings, Issuer, ServiceAccountToken};
+//!
+//! let issuer = Issuer::generate_rsa("https://oidc.irsa-proxy.local/id/dev")?;
+//! let mut settings = EmulatorSettings::new(issuer.verifying_keys()?);
+//! settings.credential_ttl = Duration::from_secs(300);
+//! let sts = emulator::spawn("127.0.0.1:0".parse()?, settings).await?;
+//! let endpoint = sts.endpoint_url(); // http://127.0.0.1:PORT, for AWS_ENDPOINT_URL_STS
+//! let token = issuer.mint_service_account(&ServiceAccountToken {
+//!     namespace: "default",
+//!     service_account: "app",
+//!     audience: "sts.amazonaws.com",
+//!     issued_at: SystemTime::now(),
+//!     ttl: Duration::from_secs(600),
+//! })?;
+//! // ... write `token` where `serve` reads it, point `serve` at `endpoint` ...
+//! sts.stop().await; // or drop the handle
+//! # Ok(()) }
+//! ```
+//!
+//! [`serve`] is the lower-level form: it takes a bound listener and a shutdown
+//! future, mini-redis style.
+
+mod issuer;
+mod keys;
+mod service;
+mod sigv4;
+mod store;
+pub mod xml;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+pub use issuer::{Issuer, IssuerError, ServiceAccountToken};
+pub use keys::{KeyError, VerifyingKeys};
+pub use store::IssuedCredentials;
+
+use crate::cli::EmulatorArgs;
+use crate::clock::{Clock, SystemClock};
+use crate::duration::{format_duration, parse_duration};
+use crate::logging::{self, LogFormat};
+use crate::policy::Policy;
+use crate::Fatal;
+use store::CredentialStore;
+use xml::StsFault;
+
+/// Largest request body read; STS requests are a few KiB (the token is at most 20,000).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Shortest and longest `--credential-ttl`. One second is useful for expiry tests.
+pub const MIN_CREDENTIAL_TTL: Duration = Duration::from_secs(1);
+pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(43_200);
+
+/// How the emulator decides.
+#[derive(Clone)]
+pub struct EmulatorSettings {
+    /// Keys that verify token signatures.
+    pub keys: VerifyingKeys,
+    /// The `aud` a token must carry (`sts.amazonaws.com`).
+    pub audience: String,
+    /// Evaluated for every `AssumeRoleWithWebIdentity` when set; without it any
+    /// verified token may assume any role.
+    pub trust_policy: Option<Policy>,
+    /// Longest lifetime of issued credentials; `DurationSeconds` can only shorten it.
+    pub credential_ttl: Duration,
+    /// Decides token and credential expiry, so tests can move time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for EmulatorSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorSettings")
+            .field("keys", &self.keys)
+            .field("audience", &self.audience)
+            .field("trust_policy", &self.trust_policy.is_some())
+            .field("credential_ttl", &self.credential_ttl)
+            .finish()
+    }
+}
+
+impl EmulatorSettings {
+    /// Defaults: audience `sts.amazonaws.com`, no trust policy, one-hour
+    /// credentials, the system clock.
+    pub fn new(keys: VerifyingKeys) -> EmulatorSettings {
+        EmulatorSettings {
+            keys,
+            audience: "sts.amazonaws.com".to_string(),
+            trust_policy: None,
+            credential_ttl: Duration::from_secs(3600),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Shared by every connection.
+pub(crate) struct State {
+    settings: EmulatorSettings,
+    store: CredentialStore,
+}
+
+/// Serves STS on `listener` until `shutdown` completes, then lets in-flight
+/// requests finish (at most 5 s).
+pub async fn serve(
+    listener: TcpListener,
+    settings: EmulatorSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let state = Arc::new(State {
+        settings,
+        store: CredentialStore::default(),
+    });
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!("sts-emulator: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(req, &state, peer).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .max_buf_size(64 * 1024)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "sts-emulator: connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("sts-emulator: connections still open after 5s, closing them");
+    }
+}
+
+/// A running in-process emulator. Dropping it stops the emulator too.
+#[derive(Debug)]
+pub struct EmulatorHandle {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EmulatorHandle {
+    /// The bound address (the real port when asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, for `AWS_ENDPOINT_URL_STS` or an SDK's `endpoint_url`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for that.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Binds `addr` and serves STS on it in a background task.
+pub async fn spawn(
+    addr: SocketAddr,
+    settings: EmulatorSettings,
+) -> std::io::Result<EmulatorHandle> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, settings, async move {
+        let _ = rx.await;
+    }));
+    Ok(EmulatorHandle {
+        addr,
+        stop: Some(tx),
+        task,
+    })
+}
+
+fn random_request_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(bytes)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let request_id = random_request_id();
+    let (parts, body) = req.into_parts();
+    let result = async {
+        if parts.method != Method::POST && parts.method != Method::GET {
+            return Err(StsFault::method_not_allowed(parts.method.as_str()));
+        }
+        let body = Limited::new(body, MAX_BODY_BYTES)
+            .collect()
+            .await
+            .map_err(|_| StsFault::too_large(MAX_BODY_BYTES))?
+            .to_bytes();
+        let query = decode_pairs(parts.uri.query().unwrap_or("").as_bytes());
+        let is_form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
+        let form = if parts.method == Method::POST && (is_form || !body.is_empty()) {
+            decode_pairs(&body)
+        } else {
+            Vec::new()
+        };
+        let params = service::parameters(&query, &form);
+        let action = params.get("Action").cloned().unwrap_or_default();
+        service::dispatch(state, &params, &parts, &query, &body, &request_id)
+            .map(|answer| (action, answer))
+    }
+    .await;
+    match result {
+        Ok((action, answer)) => {
+            tracing::info!(%peer, request_id, action, "sts-emulator: {}", answer.log);
+            xml_response(StatusCode::OK, answer.xml, &request_id)
+        }
+        Err(fault) => {
+            tracing::info!(
+                %peer,
+                request_id,
+                code = fault.code,
+                status = fault.status.as_u16(),
+                "sts-emulator: refused: {}",
+                fault.message
+            );
+            let mut resp = xml_response(fault.status, fault.to_xml(&request_id), &request_id);
+            if fault.status == StatusCode::METHOD_NOT_ALLOWED {
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+            }
+            resp
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The `sts-emulator` subcommand
+
+fn read_file(flag: &str, path: &Path, errors: &mut Vec<String>) -> Option<Vec<u8>> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > 1024 * 1024 => {
+            errors.push(format!(
+                "{flag} {}: is larger than 1 MiB, expected a small PEM or JSON file",
+                path.display()
+            ));
+            return None;
+        }
+        _ => {}
+    }
+    match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            errors.push(format!("{flag} {}: cannot read it: {e}", path.display()));
+            None
+        }
+    }
+}
+
+/// Validates every flag, reporting all problems at once.
+fn settings_from_args(
+    args: &EmulatorArgs,
+) -> Result<(SocketAddr, EmulatorSettings, LogFormat), Vec<String>> {
+    let mut errors = Vec::new();
+    let log_format = LogFormat::parse(&args.log_format)
+        .map_err(|allowed| {
+            errors.push(format!(
+                "--log-format {}: expected {allowed}",
+                args.log_format
+            ))
+        })
+        .ok();
+    let listen = args
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|_| {
+            errors.push(format!(
+                "--listen {}: expected an IP address and port such as 127.0.0.1:9912",
+                args.listen
+            ))
+        })
+        .ok();
+    let keys = match (&args.issuer_key, &args.jwks) {
+        (Some(path), _) => read_file("--issuer-key", path, &mut errors).and_then(|pem| {
+            VerifyingKeys::from_pem(&pem)
+                .map_err(|e| errors.push(format!("--issuer-key {}: {e}", path.display())))
+                .ok()
+        }),
+        (None, Some(path)) => read_file("--jwks", path, &mut errors).and_then(|json| {
+            VerifyingKeys::from_jwks(&String::from_utf8_lossy(&json))
+                .map_err(|e| errors.push(format!("--jwks {}: {e}", path.display())))
+                .ok()
+        }),
+        (None, None) => {
+            errors.push(
+                "--issuer-key or --jwks is required: without a key the emulator cannot verify token \
+                 signatures (it never accepts unsigned tokens)"
+                    .to_string(),
+            );
+            None
+        }
+    };
+    let trust_policy = args.trust_policy.as_ref().and_then(|path| {
+        read_file("--trust-policy", path, &mut errors).and_then(|json| {
+            Policy::parse(&String::from_utf8_lossy(&json))
+                .map_err(|e| errors.push(format!("--trust-policy {}: {e}", path.display())))
+                .ok()
+        })
+    });
+    let credential_ttl = match parse_duration(&args.credential_ttl) {
+        Ok(d) if (MIN_CREDENTIAL_TTL..=MAX_CREDENTIAL_TTL).contains(&d) => Some(d),
+        Ok(_) => {
+            errors.push(format!(
+                "--credential-ttl {}: expected a duration from {} to {}",
+                args.credential_ttl,
+                format_duration(MIN_CREDENTIAL_TTL),
+                format_duration(MAX_CREDENTIAL_TTL)
+            ));
+            None
+        }
+        Err(allowed) => {
+            errors.push(format!(
+                "--credential-ttl {}: expected {allowed}",
+                args.credential_ttl
+            ));
+            None
+        }
+    };
+    if args.audience.trim().is_empty() {
+        errors.push("--audience: must not be empty (STS's is sts.amazonaws.com)".to_string());
+    }
+    match (listen, keys, credential_ttl, log_format) {
+        (Some(listen), Some(keys), Some(credential_ttl), Some(log_format)) if errors.is_empty() => {
+            let mut settings = EmulatorSettings::new(keys);
+            settings.audience = args.audience.clone();
+            settings.trust_policy = trust_policy;
+            settings.credential_ttl = credential_ttl;
+            Ok((listen, settings, log_format))
+        }
+        _ => Err(errors),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `irsa-proxy sts-emulator`.
+pub async fn run(args: EmulatorArgs) -> Result<ExitCode, Fatal> {
+    let (listen, settings, log_format) = settings_from_args(&args).map_err(Fatal::Usage)?;
+    logging::init(log_format);
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| Fatal::Runtime(format!("--listen {listen}: cannot bind: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Fatal::Runtime(format!("--listen {listen}: {e}")))?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!("sts-emulator: {addr} is not a loopback address; anyone who can reach it can mint credentials for the emulator");
+    }
+    tracing::info!(
+        audience = %settings.audience,
+        keys = settings.keys.len(),
+        trust_policy = settings.trust_policy.is_some(),
+        credential_ttl = %format_duration(settings.credential_ttl),
+        "sts-emulator listening on {addr}"
+    );
+    serve(listener, settings, termination()).await;
+    tracing::info!("sts-emulator stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_should_look_like_uuids() {
+        let id = random_request_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.matches('-').count(), 4);
+    }
+}
