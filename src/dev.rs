@@ -1,10 +1,326 @@
-//! Placeholder until the subcommand lands.
+//! `irsa-proxy dev`: the whole credential chain on one machine, no AWS account.
+//!
+//! In one process: the STS emulator on a loopback port, an RSA issuer, a signed
+//! service-account token in a temporary directory written with kubelet's `..data`
+//! swap and rotated at 80 % of `--token-ttl`, and `serve` pointed at both. Prints
+//! the `export` lines an app needs, or with `-- COMMAND ARGS...` runs the command
+//! with them (and none of the caller's AWS credentials or profiles) and exits with
+//! its exit code. The temporary directory is removed on exit.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use crate::cli::DevArgs;
+use crate::config::{parse_listen, Config, RoleArn};
+use crate::duration::{format_duration, parse_duration};
+use crate::emulator::{self, EmulatorSettings, Issuer, ServiceAccountToken};
+use crate::logging::LogFormat;
+use crate::serve;
+use crate::sts::{ClientSettings, SdkSts};
+use crate::token::projected::ProjectedTokenDir;
 use crate::Fatal;
 
-pub async fn run(_args: DevArgs) -> Result<ExitCode, Fatal> {
-    Err(Fatal::Runtime("this subcommand is not built yet".into()))
+const ISSUER: &str = "https://oidc.irsa-proxy.local/id/dev";
+const NAMESPACE: &str = "default";
+const SERVICE_ACCOUNT: &str = "dev";
+const AUDIENCE: &str = "sts.amazonaws.com";
+const REGION: &str = "us-east-1";
+
+struct DevSettings {
+    listen: std::net::SocketAddr,
+    credential_ttl: Duration,
+    token_ttl: Duration,
+    role_arn: RoleArn,
+    log_format: LogFormat,
+}
+
+fn validate(args: &DevArgs) -> Result<DevSettings, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut duration = |flag: &str, v: &str, min: u64, max: u64| -> Duration {
+        match parse_duration(v) {
+            Ok(d) if d >= Duration::from_secs(min) && d <= Duration::from_secs(max) => d,
+            Ok(_) => {
+                errors.push(format!(
+                    "{flag}: {v:?} is out of range; allowed {} to {}",
+                    format_duration(Duration::from_secs(min)),
+                    format_duration(Duration::from_secs(max))
+                ));
+                Duration::ZERO
+            }
+            Err(forms) => {
+                errors.push(format!("{flag}: {v:?} is not a duration; expected {forms}"));
+                Duration::ZERO
+            }
+        }
+    };
+    let credential_ttl = duration("--credential-ttl", &args.credential_ttl, 30, 12 * 3600);
+    let token_ttl = duration("--token-ttl", &args.token_ttl, 20, 24 * 3600);
+    let listen = parse_listen(&args.listen)
+        .map_err(|allowed| format!("--listen: {:?}: expected {allowed}", args.listen))
+        .and_then(|a| {
+            if a.ip().is_loopback() {
+                Ok(a)
+            } else {
+                Err(format!(
+                    "--listen: {:?} is not a loopback address; dev serves on 127.0.0.1 or [::1] only",
+                    args.listen
+                ))
+            }
+        });
+    let role_arn = RoleArn::parse(&args.role_arn).map_err(|allowed| {
+        format!(
+            "--role-arn: {:?} is not a role ARN; expected {allowed}",
+            args.role_arn
+        )
+    });
+    let log_format = LogFormat::parse(&args.log_format).map_err(|allowed| {
+        format!(
+            "--log-format: {:?} is not a log format; expected {allowed}",
+            args.log_format
+        )
+    });
+    match (listen, role_arn, log_format) {
+        (Ok(listen), Ok(role_arn), Ok(log_format)) if errors.is_empty() => Ok(DevSettings {
+            listen,
+            credential_ttl,
+            token_ttl,
+            role_arn,
+            log_format,
+        }),
+        (l, r, f) => {
+            errors.extend([l.err(), r.err(), f.err()].into_iter().flatten());
+            Err(errors)
+        }
+    }
+}
+
+pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
+    let s = validate(&args).map_err(Fatal::Usage)?;
+    crate::logging::init(s.log_format);
+
+    let temp = tempfile::Builder::new()
+        .prefix("irsa-proxy-dev-")
+        .tempdir()
+        .map_err(|e| Fatal::Runtime(format!("cannot create a temporary directory: {e}")))?;
+    let root = temp.path().to_path_buf();
+    let runtime = |what: &str, e: &dyn std::fmt::Display| Fatal::Runtime(format!("{what}: {e}"));
+
+    let issuer =
+        Issuer::generate_rsa(ISSUER).map_err(|e| runtime("cannot make a signing key", &e))?;
+    let mut settings = EmulatorSettings::new(
+        issuer
+            .verifying_keys()
+            .map_err(|e| runtime("cannot use the signing key", &e))?,
+    );
+    settings.credential_ttl = s.credential_ttl;
+    let sts = emulator::spawn(
+        "127.0.0.1:0".parse().map_err(|e| runtime("address", &e))?,
+        settings,
+    )
+    .await
+    .map_err(|e| runtime("cannot start the STS emulator", &e))?;
+    tracing::info!(endpoint = %sts.endpoint_url(), "STS emulator listening");
+
+    let token_dir = root.join("serviceaccount");
+    std::fs::create_dir(&token_dir)
+        .map_err(|e| runtime("cannot create the token directory", &e))?;
+    let token_ttl = s.token_ttl;
+    let mint = move |issuer: &Issuer| {
+        issuer.mint_service_account(&ServiceAccountToken {
+            namespace: NAMESPACE,
+            service_account: SERVICE_ACCOUNT,
+            audience: AUDIENCE,
+            issued_at: SystemTime::now(),
+            ttl: token_ttl,
+        })
+    };
+    let first = mint(&issuer).map_err(|e| runtime("cannot sign a token", &e))?;
+    let projected = ProjectedTokenDir::create(&token_dir, &first)
+        .map_err(|e| runtime("cannot write the token", &e))?;
+
+    let mut config = Config::new(s.role_arn.clone(), projected.token_path());
+    config.listen = vec![s.listen];
+    config.sts_endpoint = Some(sts.endpoint_url());
+    config.region = Some(REGION.to_string());
+    config.auth_token_file = Some(root.join("auth-token"));
+    config.session_name = crate::config::sanitize_session_name("irsa-proxy-dev");
+    // The emulator caps the lifetime at --credential-ttl; asking for at least 15 min
+    // keeps the request valid for real STS rules.
+    config.duration = s.credential_ttl.max(Duration::from_secs(900));
+    config.refresh_before = Duration::from_secs(1800).min(config.duration / 2);
+    config.log_format = s.log_format;
+    let client = SdkSts::new(&ClientSettings {
+        region: config.region.clone(),
+        endpoint: config.sts_endpoint.clone(),
+    })
+    .await;
+    let proxy = serve::start(&config, serve::server_settings(&config), client).await?;
+    let addr = proxy.addrs[0];
+
+    // Rotate at 80 % of the token's lifetime, as kubelet does.
+    let rotate_every = s.token_ttl.mul_f64(0.8);
+    let issuer = Arc::new(issuer);
+    let rotator = tokio::spawn({
+        let issuer = issuer.clone();
+        let mut projected = projected;
+        async move {
+            let mut tick = tokio::time::interval(rotate_every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match mint(&issuer).map(|t| projected.write(&t)) {
+                    Ok(Ok(())) => tracing::info!(
+                        next_in_s = rotate_every.as_secs(),
+                        "dev: wrote a new web-identity token (kubelet ..data swap)"
+                    ),
+                    Ok(Err(e)) => tracing::error!(error = %e, "dev: cannot write the new token"),
+                    Err(e) => tracing::error!(error = %e, "dev: cannot sign a new token"),
+                }
+            }
+        }
+    });
+
+    // Wait until the first credentials are cached, so the app's first call works.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !proxy.state.is_ready() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if !proxy.state.is_ready() {
+        let u = proxy.state.store.unavailable();
+        tracing::warn!(code = %u.code, message = %u.message, "dev: no credentials yet");
+    }
+
+    let exports = vec![
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("http://{addr}/v1/credentials"),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            root.join("auth-token").display().to_string(),
+        ),
+        ("AWS_ENDPOINT_URL_STS", sts.endpoint_url()),
+        (
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://{addr}"),
+        ),
+        // Most SDKs read AWS_REGION; botocore reads AWS_DEFAULT_REGION.
+        ("AWS_REGION", REGION.to_string()),
+        ("AWS_DEFAULT_REGION", REGION.to_string()),
+    ];
+
+    let code = if args.command.is_empty() {
+        for (k, v) in &exports {
+            println!("export {k}={v}");
+        }
+        tracing::info!(
+            credential_ttl = %format_duration(s.credential_ttl),
+            token_ttl = %format_duration(s.token_ttl),
+            "dev: ready; paste the export lines into another shell. Ctrl-C stops."
+        );
+        serve::shutdown_signal().await;
+        ExitCode::SUCCESS
+    } else {
+        run_command(&args.command, &exports, &root).await?
+    };
+
+    rotator.abort();
+    proxy.shutdown(Duration::ZERO).await;
+    sts.stop().await;
+    drop(temp);
+    Ok(code)
+}
+
+/// Variables of the caller's environment that would let the command find other
+/// credentials or configuration before the proxy's.
+fn is_aws_variable(name: &str) -> bool {
+    name.starts_with("AWS_") || name.starts_with("AMAZON_")
+}
+
+/// Runs the command with the export lines set and every other AWS variable
+/// removed; profile files point at empty files so the SDKs' chains reach the
+/// container provider. Exits with the command's code.
+async fn run_command(
+    command: &[String],
+    exports: &[(&str, String)],
+    root: &std::path::Path,
+) -> Result<ExitCode, Fatal> {
+    let empty = root.join("empty-aws-config");
+    std::fs::write(&empty, "")
+        .map_err(|e| Fatal::Runtime(format!("cannot write {}: {e}", empty.display())))?;
+    let mut env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| !is_aws_variable(k))
+        .collect();
+    for (k, v) in exports {
+        env.insert(k.to_string(), v.clone());
+    }
+    env.insert("AWS_CONFIG_FILE".into(), empty.display().to_string());
+    env.insert(
+        "AWS_SHARED_CREDENTIALS_FILE".into(),
+        empty.display().to_string(),
+    );
+    let mut child = tokio::process::Command::new(&command[0])
+        .args(&command[1..])
+        .env_clear()
+        .envs(&env)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Fatal::Usage(vec![format!("cannot run {:?}: {e}", command[0])]))?;
+    tokio::select! {
+        status = child.wait() => {
+            let status = status.map_err(|e| Fatal::Runtime(format!("waiting for {:?}: {e}", command[0])))?;
+            let code = status.code().unwrap_or(1).clamp(0, 255) as u8;
+            tracing::info!(code, "dev: the command exited");
+            Ok(ExitCode::from(code))
+        }
+        _ = serve::shutdown_signal() => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> DevArgs {
+        DevArgs {
+            listen: "127.0.0.1:0".into(),
+            credential_ttl: "5m".into(),
+            token_ttl: "10m".into(),
+            role_arn: "arn:aws:iam::111122223333:role/irsa-proxy-dev".into(),
+            log_format: "text".into(),
+            command: vec![],
+        }
+    }
+
+    #[test]
+    fn defaults_should_validate() {
+        assert!(validate(&args()).is_ok());
+    }
+
+    #[test]
+    fn short_ttls_and_bad_values_should_be_named() {
+        let mut a = args();
+        a.credential_ttl = "10s".into();
+        a.token_ttl = "5s".into();
+        a.listen = "0.0.0.0:9911".into();
+        a.role_arn = "nope".into();
+        let errs = validate(&a).err().unwrap().join("\n");
+        for needle in ["--credential-ttl", "--token-ttl", "--listen", "--role-arn"] {
+            assert!(errs.contains(needle), "{needle} missing: {errs}");
+        }
+    }
+
+    #[test]
+    fn only_aws_variables_should_be_removed() {
+        assert!(is_aws_variable("AWS_ACCESS_KEY_ID"));
+        assert!(is_aws_variable("AWS_PROFILE"));
+        assert!(!is_aws_variable("PATH"));
+        assert!(!is_aws_variable("HOME"));
+    }
 }

@@ -1,0 +1,167 @@
+//! `irsa-proxy dev`: the whole chain on one machine, driven as a user would.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::proxy::clean_command;
+
+fn python_with_boto3() -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys, boto3; print(sys.executable)"])
+        .output()
+        .expect("python3 not found: install Python 3, then `pip install boto3`");
+    assert!(
+        out.status.success(),
+        "boto3 is not importable: `pip install boto3`\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn boto3_should_survive_rotations_through_dev_for_70_seconds() {
+    let home = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/dev_e2e.py");
+    let out = clean_command(home.path())
+        // A caller's own credentials must not reach the command.
+        .env("AWS_ACCESS_KEY_ID", "AKIACALLERSOWNKEY000")
+        .env("AWS_SECRET_ACCESS_KEY", "caller-secret")
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--credential-ttl",
+            "30s",
+            "--token-ttl",
+            "20s",
+            "--",
+            &python_with_boto3(),
+            script,
+            "70",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    assert!(!stdout.contains("AKIACALLERSOWNKEY000"));
+    assert!(
+        stderr.contains("dev: wrote a new web-identity token"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("web-identity token rotated"), "{stderr}");
+    assert!(
+        stderr.matches("obtained credentials from STS").count() >= 3,
+        "{stderr}"
+    );
+    for secret in ["caller-secret"] {
+        assert!(!stderr.contains(secret));
+    }
+}
+
+#[test]
+fn dev_should_exit_with_the_command_exit_code_and_its_environment() {
+    let home = tempfile::tempdir().unwrap();
+    let out = clean_command(home.path())
+        .env("AWS_PROFILE", "someone-elses")
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--",
+            "sh",
+            "-c",
+            "env; exit 7",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    let env = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=",
+        "AWS_ENDPOINT_URL_STS=http://127.0.0.1:",
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:",
+    ] {
+        assert!(env.contains(var), "{var} missing in:\n{env}");
+    }
+    assert!(!env.contains("AWS_PROFILE"), "{env}");
+}
+
+#[test]
+fn dev_should_print_exports_serve_credentials_and_clean_up_on_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = clean_command(home.path())
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut exports = std::collections::HashMap::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while exports.len() < 4 {
+        let line = lines
+            .next()
+            .expect("dev printed fewer export lines")
+            .unwrap();
+        let (k, v) = line
+            .strip_prefix("export ")
+            .and_then(|l| l.split_once('='))
+            .unwrap_or_else(|| panic!("not an export line: {line}"));
+        exports.insert(k.to_string(), v.to_string());
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let url = &exports["AWS_CONTAINER_CREDENTIALS_FULL_URI"];
+    let token_file = exports["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"].clone();
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1/credentials")
+        .parse()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let reply = rt.block_on(common::request(
+        addr,
+        "GET",
+        "/v1/credentials",
+        &[("Authorization", &token)],
+    ));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.json()["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .starts_with("ASIA"));
+
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !std::path::Path::new(&token_file).exists(),
+        "the temporary directory was not removed"
+    );
+}
+
+#[test]
+fn bad_dev_flags_should_exit_2() {
+    let home = tempfile::tempdir().unwrap();
+    let out = clean_command(home.path())
+        .args(["dev", "--credential-ttl", "5s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--credential-ttl: \"5s\" is out of range"),
+        "{stderr}"
+    );
+}
