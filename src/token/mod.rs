@@ -64,6 +64,10 @@ pub enum TokenError {
     TooLarge { path: PathBuf },
     #[error("token file {path}: is not UTF-8 text, expected a JWT")]
     NotText { path: PathBuf },
+    #[error(
+        "token file {path}: holds more than one line or control characters, expected a single JWT"
+    )]
+    NotOneLine { path: PathBuf },
 }
 
 impl TokenError {
@@ -71,9 +75,10 @@ impl TokenError {
     pub fn code(&self) -> &'static str {
         match self {
             TokenError::Io { .. } | TokenError::IsDirectory { .. } => "TokenFileUnreadable",
-            TokenError::Empty { .. } | TokenError::TooLarge { .. } | TokenError::NotText { .. } => {
-                "TokenFileInvalid"
-            }
+            TokenError::Empty { .. }
+            | TokenError::TooLarge { .. }
+            | TokenError::NotText { .. }
+            | TokenError::NotOneLine { .. } => "TokenFileInvalid",
         }
     }
 }
@@ -109,7 +114,7 @@ pub fn read_token(path: &Path) -> Result<Token, TokenError> {
         });
     }
     if trimmed.chars().any(|c| c.is_control()) {
-        return Err(TokenError::NotText {
+        return Err(TokenError::NotOneLine {
             path: path.to_path_buf(),
         });
     }
@@ -268,6 +273,8 @@ mod tests {
             read_token(&dir.path().join("missing")),
             Err(TokenError::Io { .. })
         ));
+        std::fs::write(&p, "a\nb").unwrap();
+        assert!(matches!(read_token(&p), Err(TokenError::NotOneLine { .. })));
         std::fs::write(&p, "abc.def.ghi\n").unwrap();
         assert_eq!(read_token(&p).unwrap().expose(), "abc.def.ghi");
     }
