@@ -13,7 +13,7 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-usage: bench/run.sh [--quick] [--no-build] [--bin PATH] [--sts fake|emulator] [--out DIR]
+usage: bench/run.sh [--quick] [--no-build] [--bin PATH] [--sts fake|emulator] [--out DIR] [--duration S]
 
   --quick          short durations and fewer runs (< 60 s); results go to a scratch
                    directory unless --out is given; missed targets are only printed
@@ -22,6 +22,7 @@ usage: bench/run.sh [--quick] [--no-build] [--bin PATH] [--sts fake|emulator] [-
   --sts KIND       `fake` (default): bench/fake_sts.py; `emulator`: `irsa-proxy
                    sts-emulator` (needs a binary that has it, and openssl)
   --out DIR        write BENCHMARKS.md and latency.png into DIR
+  --duration S     seconds per load point (default 10, 2 with --quick)
 EOF
 }
 
@@ -30,6 +31,7 @@ BUILD=1
 BIN=""
 STS_KIND=fake
 OUT=""
+DUR_OVERRIDE=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) QUICK=1 ;;
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
 	--bin) BIN="${2:?--bin needs a path}"; shift ;;
 	--sts) STS_KIND="${2:?--sts needs fake or emulator}"; shift ;;
 	--out) OUT="${2:?--out needs a directory}"; shift ;;
+	--duration) DUR_OVERRIDE="${2:?--duration needs seconds}"; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "bench/run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -75,6 +78,7 @@ else
 	DUR=10 WARM=2 REFRESH_DUR=10 STARTUP_RUNS=20
 	OUT="${OUT:-$ROOT}"
 fi
+if [ -n "$DUR_OVERRIDE" ]; then DUR=$DUR_OVERRIDE REFRESH_DUR=$DUR_OVERRIDE; fi
 CONNS=(1 64 1024)
 HERD=1000
 mkdir -p "$OUT"
