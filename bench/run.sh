@@ -114,11 +114,13 @@ chmod 755 "$WORK" # nginx's worker may run as another user
 RES="$WORK/results"
 mkdir -p "$RES" "$WORK/www/v1" "$WORK/nginx"
 PIDS=()
+NGINX_WORKER=""
 cleanup() {
 	local p
+	# nginx's worker is not our child: a KILL to the master would orphan it.
+	if [ -n "$NGINX_WORKER" ]; then kill -KILL "$NGINX_WORKER" 2>/dev/null || true; fi
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	if [ -f "$WORK/nginx/nginx.pid" ]; then kill -KILL "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true; fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -284,7 +286,11 @@ PIDS+=($!)
 NGINX_MASTER=$!
 NGINX_URL="http://127.0.0.1:$NGINX_PORT/v1/credentials"
 wait_for "$NGINX_PORT" /v1/credentials 10 || die "nginx did not start: $(cat "$WORK/nginx.log" "$WORK/nginx/error.log" 2>/dev/null)"
-NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1)
+for _ in $(seq 1 100); do
+	NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1 || true)
+	[ -n "$NGINX_WORKER" ] && break
+	sleep 0.02
+done
 [ -n "$NGINX_WORKER" ] || die "no nginx worker process"
 NGINX_IDLE_RSS=$(($(rss_kib "$NGINX_MASTER" VmRSS) + $(rss_kib "$NGINX_WORKER" VmRSS)))
 cmp -s <(curl -fsS "$NGINX_URL") <(curl -fsS -H "Authorization: $AUTH" "$BASE/v1/credentials") ||
