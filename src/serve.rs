@@ -58,6 +58,8 @@ pub struct Proxy {
     stop_server: Arc<Notify>,
     server: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
+    /// Stops the refresher's thread.
+    stop_refresher: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Binds, starts the refresher and the token watcher, and serves. Returns once
@@ -112,7 +114,8 @@ pub async fn start<S: AssumeRole>(
         rotated,
         TOKEN_POLL_INTERVAL,
     );
-    let background = vec![tokio::spawn(refresher.run()), tokio::spawn(watcher.run())];
+    let stop_refresher = spawn_refresher(refresher)?;
+    let background = vec![tokio::spawn(watcher.run())];
 
     let state = Arc::new(AppState::new(
         store,
@@ -140,7 +143,37 @@ pub async fn start<S: AssumeRole>(
         stop_server,
         server,
         background,
+        stop_refresher: Some(stop_refresher),
     })
+}
+
+/// Runs the refresher on its own thread with its own single-threaded runtime.
+///
+/// An STS call costs milliseconds of CPU in the SDK (endpoint resolution, the
+/// orchestrator, XML parsing). On the serving runtime, which is one thread, every
+/// request would wait behind it; on a thread of its own the kernel interleaves
+/// the two, so a refresh barely shows in request latency (measured in
+/// BENCHMARKS.md).
+fn spawn_refresher<S: AssumeRole>(
+    refresher: Refresher<S>,
+) -> Result<tokio::sync::oneshot::Sender<()>, Fatal> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal::Runtime(format!("cannot start the refresher's runtime: {e}")))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("irsa-proxy-sts".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = refresher.run() => {}
+                    _ = stopped => {}
+                }
+            })
+        })
+        .map_err(|e| Fatal::Runtime(format!("cannot start the refresher's thread: {e}")))?;
+    Ok(stop)
 }
 
 impl Proxy {
@@ -156,6 +189,9 @@ impl Proxy {
         let _ = self.server.await;
         for t in self.background {
             t.abort();
+        }
+        if let Some(stop) = self.stop_refresher {
+            let _ = stop.send(());
         }
         tracing::info!("stopped");
     }
