@@ -256,6 +256,25 @@ fn host_allowed(host: Option<&HeaderValue>) -> bool {
         || name.eq_ignore_ascii_case("localhost.")
 }
 
+/// The `Host` check over everything that names a host in a request: exactly
+/// one `Host` header at most (a browser never sends two, and the two could be
+/// read differently), and the authority of an absolute-form request line
+/// (`GET http://name/...`), which RFC 9112 makes the host asked for.
+fn request_host_allowed(req: &Request<Incoming>) -> bool {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() || !host_allowed(first) {
+        return false;
+    }
+    match req.uri().authority() {
+        None => true,
+        Some(a) => {
+            !a.as_str().contains('@')
+                && HeaderValue::from_str(a.as_str()).is_ok_and(|v| host_allowed(Some(&v)))
+        }
+    }
+}
+
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut r = text(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -279,7 +298,7 @@ async fn route(
         p if state.settings.imds && p.starts_with("/latest/") => Endpoint::Imds,
         _ => Endpoint::Other,
     };
-    if !host_allowed(req.headers().get(HOST)) {
+    if !request_host_allowed(req) {
         tracing::warn!(%peer, "refused a request whose Host header is a DNS name other than localhost (DNS rebinding protection)");
         return (
             endpoint,
