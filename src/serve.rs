@@ -54,7 +54,7 @@ pub fn server_settings(config: &Config) -> ServerSettings {
 
 /// File descriptors needed besides the connections: listeners, the token watch,
 /// STS connections, the runtime.
-const RESERVED_FDS: u64 = 64;
+const RESERVED_FDS: usize = 64;
 
 /// Makes room for `wanted` connections in the open-files limit: raises the soft
 /// limit towards the hard one if needed (as Go and nginx do), and if even the
@@ -65,7 +65,8 @@ const RESERVED_FDS: u64 = 64;
 fn fit_to_fd_limit(wanted: usize) -> usize {
     #[cfg(unix)]
     {
-        let need = wanted as u64 + RESERVED_FDS;
+        use libc::{rlim_t, RLIM_INFINITY};
+        let need = rlim_t::try_from(wanted + RESERVED_FDS).unwrap_or(RLIM_INFINITY);
         let mut lim = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -74,12 +75,12 @@ fn fit_to_fd_limit(wanted: usize) -> usize {
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
             return wanted;
         }
-        if lim.rlim_cur != libc::RLIM_INFINITY && (lim.rlim_cur as u64) < need {
+        if lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need {
             let raised = libc::rlimit {
-                rlim_cur: if lim.rlim_max == libc::RLIM_INFINITY {
-                    need as libc::rlim_t
+                rlim_cur: if lim.rlim_max == RLIM_INFINITY {
+                    need
                 } else {
-                    (need as libc::rlim_t).min(lim.rlim_max)
+                    need.min(lim.rlim_max)
                 },
                 rlim_max: lim.rlim_max,
             };
@@ -88,11 +89,12 @@ fn fit_to_fd_limit(wanted: usize) -> usize {
                 lim = raised;
             }
         }
-        if lim.rlim_cur != libc::RLIM_INFINITY && (lim.rlim_cur as u64) < need {
-            let fit = (lim.rlim_cur as u64).saturating_sub(RESERVED_FDS).max(8) as usize;
+        if lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need {
+            let limit = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+            let fit = limit.saturating_sub(RESERVED_FDS).max(8);
             tracing::warn!(
                 max_connections = wanted,
-                open_files_limit = lim.rlim_cur as u64,
+                open_files_limit = limit,
                 using = fit,
                 "the open-files limit is too low for --max-connections; serving fewer connections at once"
             );
