@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use base64::Engine;
+
 use common::fake_sts::Failure;
 use common::http::parse;
 use common::{eventually, jwt, request, FakeSts, ProxyBuilder, ProxyProcess, TokenDir};
@@ -839,4 +841,39 @@ async fn hostile_sts_error_text_should_not_reach_logs_unbounded() {
         !logs.contains('\u{1b}'),
         "control characters reached the logs"
     );
+}
+
+#[tokio::test]
+async fn a_token_with_absurd_claims_should_not_crash_the_proxy() {
+    // Regression: a token whose `exp` is past the year 9999 made the claim
+    // summary logged on every rotation panic (and abort the release build).
+    let sts = FakeSts::start().await;
+    let dir = TokenDir::new(&jwt(SUB, 3600, "a"));
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
+    assert_eq!(p.ecs(None).await.status, 200);
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    for (i, claims) in [
+        serde_json::json!({"sub": SUB, "exp": i64::MAX, "iat": i64::MIN, "aud": "x"}),
+        serde_json::json!({"sub": SUB, "exp": 1e300, "aud": [1, 2]}),
+        serde_json::json!({"sub": SUB, "exp": 253_402_300_800_i64}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let token = format!("e30.{}.c2ln", b.encode(claims.to_string()));
+        dir.rotate(&token);
+        let want = format!("irsa_proxy_token_rotations_total {}", i + 1);
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                p.metrics().await.contains(&want)
+            })
+            .await,
+            "rotation {i} not seen; logs:\n{}",
+            p.logs()
+        );
+    }
+    let logs = p.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+    assert!(logs.contains("exp=9999-12-31T23:59:59Z"), "{logs}");
+    assert_eq!(request(p.addr, "GET", "/healthz", &[]).await.status, 200);
 }
