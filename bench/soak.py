@@ -11,8 +11,8 @@ Runs the release binary against the real `irsa-proxy sts-emulator` issuing
   whole token directory is replaced;
 - STS misbehaves: every 10 s the fault proxy stops listening for 2 s and the
   emulator process is restarted; 20 % of calls fail (Throttling 400 or
-  InternalFailure 500 XML), 5 % are delayed 6 s, past the SDK's 5 s attempt
-  timeout.
+  InternalFailure 500 XML), and one call in seven is delayed 6 s, past the
+  SDK's 5 s attempt timeout.
 
 Asserts: no non-200 while the last good credentials were still to be served;
 no credentials served inside the safety margin before their expiry; every
@@ -53,7 +53,7 @@ ROTATE_EVERY = 2.0
 STS_RESTART_EVERY = 10.0
 STS_DOWN_FOR = 2.0
 FAIL_RATE = 0.20
-DELAY_RATE = 0.05
+DELAY_EVERY = 7
 DELAY = 6.0
 
 
@@ -157,7 +157,7 @@ class FaultStats:
     def __init__(self):
         self.lock = threading.Lock()
         self.counts = {"calls": 0, "throttled": 0, "internal": 0, "delayed": 0, "forwarded": 0,
-                       "issued": 0, "upstream_errors": 0}
+                       "issued": 0, "upstream_errors": 0, "client_gone": 0}
 
     def add(self, key, n=1):
         with self.lock:
@@ -189,15 +189,21 @@ class FaultProxy:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(min(length, 1 << 20))
-                proxy.stats.add("calls")
+                with proxy.stats.lock:
+                    proxy.stats.counts["calls"] += 1
+                    n = proxy.stats.counts["calls"]
                 roll = random.random()
+                # Every DELAY_EVERY-th call is delayed, so that even a short run
+                # sees the SDK's attempt timeout; the rest fail at FAIL_RATE.
+                if n % DELAY_EVERY == 2:
+                    roll = FAIL_RATE
                 if roll < FAIL_RATE / 2:
                     proxy.stats.add("throttled")
                     return self.answer(400, THROTTLING.encode())
                 if roll < FAIL_RATE:
                     proxy.stats.add("internal")
                     return self.answer(500, INTERNAL.encode())
-                if roll < FAIL_RATE + DELAY_RATE:
+                if roll == FAIL_RATE:
                     proxy.stats.add("delayed")
                     time.sleep(DELAY)
                 try:
@@ -227,9 +233,15 @@ class FaultProxy:
         return Handler
 
     def start(self):
+        stats = self.stats
+
         class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             daemon_threads = True
             allow_reuse_address = True
+
+            def handle_error(self, request, client_address):
+                # The SDK gave up on a delayed call and closed the connection.
+                stats.add("client_gone")
 
         for _ in range(100):
             try:
@@ -503,6 +515,10 @@ def run(args, workdir, procs):
     while time.time() < ready_by and http_get(proxy_port, "/readyz")[0] != 200:
         time.sleep(0.1)
     auth = open(auth_file).read()
+    # The run (warm-up, then the measured part) starts once the proxy is ready.
+    start = time.time()
+    deadline = start + total
+    fault.deadline = deadline
     log(f"proxy pid {proxy.pid} on 127.0.0.1:{proxy_port}, STS via fault proxy :{fault_port} -> emulator :{emu_port}; "
         f"{args.warmup}s warm-up + {args.seconds}s")
 
