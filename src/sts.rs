@@ -15,7 +15,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::config::Region;
-use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
 use crate::credentials::Credentials;
 use crate::token::Token;
@@ -219,17 +219,32 @@ where
         SdkError::TimeoutError(_) => retryable("Timeout", "STS did not answer in time".into()),
         SdkError::DispatchFailure(_) => retryable(
             "NetworkError",
-            format!("cannot reach STS: {}", DisplayErrorContext(&err)),
+            format!("cannot reach STS: {}", error_chain(&err)),
         ),
         SdkError::ResponseError(_) => retryable(
             "InvalidResponse",
             format!(
                 "STS sent a response that cannot be read: {}",
-                DisplayErrorContext(&err)
+                error_chain(&err)
             ),
         ),
-        _ => retryable("UnknownError", DisplayErrorContext(&err).to_string()),
+        _ => retryable("UnknownError", error_chain(&err)),
     }
+}
+
+/// The `Display` of an error and its sources, joined with `: `, without the
+/// `Debug` dump the SDK's own context formatter appends.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]

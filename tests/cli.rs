@@ -10,12 +10,29 @@ use std::time::{Duration, Instant};
 
 use common::proxy::clean_command;
 
+/// Runs the binary; a process still running after 10 s (a configuration that was
+/// wrongly accepted) is killed and fails the test instead of hanging it.
 fn run(args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
     let home = tempfile::tempdir().unwrap();
     let mut cmd = clean_command(home.path());
-    cmd.args(args).envs(env.iter().copied());
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let t = Instant::now();
-    let out = cmd.output().unwrap();
+    let mut child = cmd.spawn().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} still running after 10 s; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
     (out, t.elapsed())
 }
 
@@ -38,13 +55,10 @@ fn refused(extra: &[&str], env: &[(&str, &str)], needle: &str) {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec![
-        "serve",
-        "--listen",
-        &listen,
-        "--sts-endpoint",
-        "http://127.0.0.1:1",
-    ];
+    let mut args = vec!["serve", "--sts-endpoint", "http://127.0.0.1:1"];
+    if !env.iter().any(|(k, _)| *k == "IRSA_PROXY_LISTEN") {
+        args.extend(["--listen", &listen]);
+    }
     if !extra.contains(&"--role-arn") && !env.iter().any(|(k, _)| *k == "AWS_ROLE_ARN") {
         args.extend(["--role-arn", "arn:aws:iam::123456789012:role/app"]);
     }

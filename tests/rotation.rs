@@ -62,18 +62,7 @@ async fn every_kind_of_file_change_should_count_as_a_rotation() {
     let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
     assert_eq!(p.ecs(None).await.status, 200);
 
-    let rotations = |n: u64| {
-        let addr = p.addr;
-        async move {
-            eventually(Duration::from_secs(5), || async {
-                request(addr, "GET", "/metrics", &[])
-                    .await
-                    .body
-                    .contains(&format!("irsa_proxy_token_rotations_total {n}"))
-            })
-            .await
-        }
-    };
+    let rotations = |n: u64| rotations_reach(p.addr, n);
     // kubelet's ..data swap.
     dir.rotate(&jwt("system:serviceaccount:default:app", 3600, "1"));
     assert!(rotations(1).await, "..data swap");
@@ -84,18 +73,7 @@ async fn every_kind_of_file_change_should_count_as_a_rotation() {
     std::fs::write(&file, jwt("system:serviceaccount:default:app", 3600, "p0")).unwrap();
     let p2 = ProxyBuilder::serve(&file, &sts.url()).start();
     assert_eq!(p2.ecs(None).await.status, 200);
-    let count = |n: u64| {
-        let addr = p2.addr;
-        async move {
-            eventually(Duration::from_secs(5), || async {
-                request(addr, "GET", "/metrics", &[])
-                    .await
-                    .body
-                    .contains(&format!("irsa_proxy_token_rotations_total {n}"))
-            })
-            .await
-        }
-    };
+    let count = |n: u64| rotations_reach(p2.addr, n);
     std::fs::write(&file, jwt("system:serviceaccount:default:app", 3600, "p1")).unwrap();
     assert!(count(1).await, "in-place rewrite");
     let tmp = plain.path().join("token.tmp");
@@ -108,6 +86,18 @@ async fn every_kind_of_file_change_should_count_as_a_rotation() {
     assert!(count(3).await, "delete then create");
     // Cached credentials were served throughout.
     assert_eq!(p2.ecs(None).await.status, 200);
+}
+
+/// True once the proxy's metrics count `n` token rotations (waits up to 5 s).
+async fn rotations_reach(addr: std::net::SocketAddr, n: u64) -> bool {
+    let needle = format!("irsa_proxy_token_rotations_total {n}");
+    eventually(Duration::from_secs(5), || async {
+        request(addr, "GET", "/metrics", &[])
+            .await
+            .body
+            .contains(&needle)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -126,18 +116,7 @@ async fn replacing_the_whole_token_directory_should_keep_rotations_noticed() {
     .unwrap();
     let p = ProxyBuilder::serve(&root.join("token"), &sts.url()).start();
     assert_eq!(p.ecs(None).await.status, 200);
-    let count = |n: u64| {
-        let addr = p.addr;
-        async move {
-            eventually(Duration::from_secs(3), || async {
-                request(addr, "GET", "/metrics", &[])
-                    .await
-                    .body
-                    .contains(&format!("irsa_proxy_token_rotations_total {n}"))
-            })
-            .await
-        }
-    };
+    let count = |n: u64| rotations_reach(p.addr, n);
 
     let fresh = parent.path().join("serviceaccount.new");
     std::fs::create_dir(&fresh).unwrap();

@@ -208,18 +208,18 @@ impl<S: AssumeRole> Refresher<S> {
             .map(|g| format_timestamp(g.serve_until()));
         match e.class {
             ErrorClass::Retryable => tracing::warn!(
-                code = %e.code, message = %e.message,
+                code = %e.code, error = %e.message,
                 serving_cached_until = still_serving.as_deref().unwrap_or("-"),
                 "STS call failed; retrying with back-off"
             ),
             ErrorClass::Token => tracing::error!(
-                code = %e.code, message = %e.message,
+                code = %e.code, error = %e.message,
                 token = %claims.map(|c| c.summary()).unwrap_or_else(|| "not a JWT".into()),
                 serving_cached_until = still_serving.as_deref().unwrap_or("-"),
                 "STS refused the web-identity token: a token or configuration problem"
             ),
             ErrorClass::Configuration => tracing::error!(
-                code = %e.code, message = %e.message,
+                code = %e.code, error = %e.message,
                 token = %claims.map(|c| c.summary()).unwrap_or_else(|| "not a JWT".into()),
                 serving_cached_until = still_serving.as_deref().unwrap_or("-"),
                 "STS refused the request: a configuration problem"

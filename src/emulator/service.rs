@@ -225,15 +225,7 @@ fn random_secret() -> String {
 
 /// A stable `AROA...` role id for a role ARN (the same role always has the same id).
 fn role_id(role_arn: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, role_arn.as_bytes());
-    let suffix: String = digest
-        .as_ref()
-        .iter()
-        .take(17)
-        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
-        .collect();
-    format!("AROA{suffix}")
+    crate::credentials::stable_id("AROA", role_arn)
 }
 
 fn assume_role_with_web_identity(

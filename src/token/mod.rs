@@ -66,6 +66,10 @@ pub enum TokenError {
     TooLarge { path: PathBuf },
     #[error("token file {path}: is not UTF-8 text, expected a JWT")]
     NotText { path: PathBuf },
+    #[error(
+        "token file {path}: holds more than one line or control characters, expected a single JWT"
+    )]
+    NotOneLine { path: PathBuf },
 }
 
 impl TokenError {
@@ -75,9 +79,10 @@ impl TokenError {
             TokenError::Io { .. }
             | TokenError::IsDirectory { .. }
             | TokenError::NotRegularFile { .. } => "TokenFileUnreadable",
-            TokenError::Empty { .. } | TokenError::TooLarge { .. } | TokenError::NotText { .. } => {
-                "TokenFileInvalid"
-            }
+            TokenError::Empty { .. }
+            | TokenError::TooLarge { .. }
+            | TokenError::NotText { .. }
+            | TokenError::NotOneLine { .. } => "TokenFileInvalid",
         }
     }
 }
@@ -133,7 +138,7 @@ pub fn read_token(path: &Path) -> Result<Token, TokenError> {
         });
     }
     if trimmed.chars().any(|c| c.is_control()) {
-        return Err(TokenError::NotText {
+        return Err(TokenError::NotOneLine {
             path: path.to_path_buf(),
         });
     }
@@ -292,6 +297,8 @@ mod tests {
             read_token(&dir.path().join("missing")),
             Err(TokenError::Io { .. })
         ));
+        std::fs::write(&p, "a\nb").unwrap();
+        assert!(matches!(read_token(&p), Err(TokenError::NotOneLine { .. })));
         std::fs::write(&p, "abc.def.ghi\n").unwrap();
         assert_eq!(read_token(&p).unwrap().expose(), "abc.def.ghi");
     }
