@@ -934,3 +934,22 @@ fn any_bytes_should_get_http_answers_or_a_closed_connection() {
     );
     eprintln!("raw-bytes statuses: {:?}", statuses.lock().unwrap());
 }
+
+/// Regression (found by `cargo fuzz`, target `inject`): a document that is a
+/// multi-line string was written back as a block scalar no YAML parser accepts,
+/// so a second run refused the first one's output.
+#[test]
+fn inject_output_should_always_read_back() {
+    let opts = inject_options();
+    for input in [
+        "m\r\r'",
+        "|\n  a\n  b\n",
+        "- a\n- \"b\\nc\"\n",
+        "'x\n\n  y'",
+    ] {
+        let once = inject_documents(input, &opts).unwrap();
+        let twice = inject_documents(&once, &opts)
+            .unwrap_or_else(|e| panic!("{input:?} -> {once:?} is refused: {e}"));
+        assert_eq!(once, twice, "{input:?}");
+    }
+}
