@@ -99,6 +99,14 @@ pub struct ServeArgs {
     /// Keep serving this long after SIGTERM before draining [env: IRSA_PROXY_SHUTDOWN_DELAY] [default: 5s]
     #[arg(long, value_name = "DURATION")]
     pub shutdown_delay: Option<String>,
+
+    /// A connection must send a complete request head within this long of opening or of its last answer: the idle keep-alive and slow-client limit, 1s..1h [env: IRSA_PROXY_HEADER_TIMEOUT] [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+
+    /// Open connections at most; at the limit the longest-idle one is closed to admit a new one, 8..65536 [env: IRSA_PROXY_MAX_CONNECTIONS] [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
 }
 
 /// Flags of `dev`.

@@ -44,6 +44,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
 pub const MIN_DURATION: Duration = Duration::from_secs(15 * 60);
 pub const MAX_DURATION: Duration = Duration::from_secs(12 * 3600);
 pub const MAX_SHUTDOWN_DELAY: Duration = Duration::from_secs(600);
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// `--max-connections` bounds: a handful for tests, and no more than a process
+/// can hold open file descriptors for in any sane set-up.
+pub const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 8..=65_536;
 
 /// A role ARN, split into the parts the endpoints need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +134,9 @@ pub struct Config {
     pub imds_require_token: bool,
     pub log_format: LogFormat,
     pub shutdown_delay: Duration,
+    /// The header-read timeout: also the idle keep-alive limit.
+    pub header_timeout: Duration,
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -148,6 +156,8 @@ impl Config {
             imds_require_token: false,
             log_format: LogFormat::Text,
             shutdown_delay: Duration::from_secs(5),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -326,6 +336,28 @@ impl Config {
             Duration::ZERO,
             MAX_SHUTDOWN_DELAY,
         );
+        let header_timeout = duration_of(
+            "--header-timeout",
+            &args.header_timeout,
+            "IRSA_PROXY_HEADER_TIMEOUT",
+            DEFAULT_HEADER_TIMEOUT,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        );
+        let max_connections = match pick(&args.max_connections, &["IRSA_PROXY_MAX_CONNECTIONS"]) {
+            None => Some(DEFAULT_MAX_CONNECTIONS),
+            Some((v, src)) => match v.trim().parse::<usize>() {
+                Ok(n) if MAX_CONNECTIONS_RANGE.contains(&n) => Some(n),
+                _ => {
+                    errors.push(format!(
+                        "--max-connections{src}: {v:?} is not allowed; expected a whole number from {} to {}",
+                        MAX_CONNECTIONS_RANGE.start(),
+                        MAX_CONNECTIONS_RANGE.end()
+                    ));
+                    None
+                }
+            },
+        };
         if let (Some(d), Some(r)) = (duration, refresh_before) {
             if r >= d {
                 errors.push(format!(
@@ -377,6 +409,8 @@ impl Config {
             duration,
             refresh_before,
             shutdown_delay,
+            header_timeout,
+            max_connections,
         ) {
             (
                 Some(role_arn),
@@ -384,6 +418,8 @@ impl Config {
                 Some(duration),
                 Some(refresh_before),
                 Some(shutdown_delay),
+                Some(header_timeout),
+                Some(max_connections),
             ) if errors.is_empty() => Ok(Config {
                 role_arn,
                 token_file,
@@ -398,6 +434,8 @@ impl Config {
                 imds_require_token,
                 log_format,
                 shutdown_delay,
+                header_timeout,
+                max_connections,
             }),
             _ => Err(errors),
         }
@@ -528,14 +566,30 @@ mod tests {
             ("IRSA_PROXY_LISTEN", "127.0.0.1:1, [::1]:2"),
             ("IRSA_PROXY_IMDS", "false"),
             ("AWS_ROLE_SESSION_NAME", "my session/with:bad chars"),
+            ("IRSA_PROXY_HEADER_TIMEOUT", "5s"),
+            ("IRSA_PROXY_MAX_CONNECTIONS", "64"),
         ]);
         let c = Config::from_args(&ServeArgs::default(), &e).unwrap();
+        assert_eq!(c.header_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_connections, 64);
         assert_eq!(c.region.as_deref(), Some("eu-west-1"));
         assert_eq!(c.listen.len(), 2);
         assert!(!c.imds);
         assert_eq!(c.session_name, "my-session-with-bad-chars");
         assert_eq!(c.duration, Duration::from_secs(3600));
         assert_eq!(c.refresh_before, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn connection_limits_should_default_to_the_spec() {
+        let args = ServeArgs {
+            role_arn: Some("arn:aws:iam::123456789012:role/app".into()),
+            token_file: Some(token_path()),
+            ..Default::default()
+        };
+        let c = Config::from_args(&args, &env(&[])).unwrap();
+        assert_eq!(c.header_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_connections, 1024);
     }
 
     #[test]
@@ -561,6 +615,8 @@ mod tests {
             refresh_before: Some("soon".into()),
             listen: vec!["0.0.0.0:9911".into(), "nope".into()],
             log_format: Some("xml".into()),
+            header_timeout: Some("0s".into()),
+            max_connections: Some("lots".into()),
             ..Default::default()
         };
         let errs = Config::from_args(&args, &e).unwrap_err();
@@ -574,6 +630,8 @@ mod tests {
             "--listen: \"nope\"",
             "--log-format",
             "IRSA_PROXY_IMDS",
+            "--header-timeout: \"0s\" is out of range; allowed 1s to 1h",
+            "--max-connections: \"lots\" is not allowed; expected a whole number from 8 to 65536",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }

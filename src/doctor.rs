@@ -171,7 +171,11 @@ pub fn diagnose(
         None => None,
         Some(path) => match read_token(path) {
             Ok(t) => Some(t.claims()),
-            Err(e @ (TokenError::Io { .. } | TokenError::IsDirectory { .. })) => {
+            Err(
+                e @ (TokenError::Io { .. }
+                | TokenError::IsDirectory { .. }
+                | TokenError::NotRegularFile { .. }),
+            ) => {
                 errors.push(format!("--token-file: {e}"));
                 None
             }

@@ -55,8 +55,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
 /// Formats a duration the way it would be written on the command line.
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
-    if d.subsec_millis() != 0 || secs == 0 {
-        return format!("{}ms", d.as_millis());
+    let ms = d.subsec_millis();
+    if secs == 0 {
+        return format!("{ms}ms");
     }
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
     let mut out = String::new();
@@ -68,6 +69,11 @@ pub fn format_duration(d: Duration) -> String {
     }
     if s > 0 {
         out.push_str(&format!("{s}s"));
+    }
+    // Milliseconds as their own part: a total in milliseconds can exceed what
+    // the parser reads as one number.
+    if ms > 0 {
+        out.push_str(&format!("{ms}ms"));
     }
     out
 }
@@ -116,5 +122,15 @@ mod tests {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_millis(90_250)), "1m30s250ms");
+    }
+
+    /// Regression (found by `cargo fuzz`, target `duration`): a huge duration
+    /// with milliseconds was formatted as one millisecond count too large to
+    /// parse back.
+    #[test]
+    fn huge_durations_with_milliseconds_should_round_trip() {
+        let d = Duration::from_secs(u64::MAX / 2) + Duration::from_millis(7);
+        assert_eq!(parse_duration(&format_duration(d)), Ok(d));
     }
 }

@@ -46,8 +46,62 @@ pub fn server_settings(config: &Config) -> ServerSettings {
         imds: config.imds,
         imds_require_token: config.imds_require_token,
         region: config.region.clone(),
+        header_read_timeout: config.header_timeout,
+        max_connections: fit_to_fd_limit(config.max_connections),
         ..ServerSettings::default()
     }
+}
+
+/// File descriptors needed besides the connections: listeners, the token watch,
+/// STS connections, the runtime.
+const RESERVED_FDS: usize = 64;
+
+/// Makes room for `wanted` connections in the open-files limit: raises the soft
+/// limit towards the hard one if needed (as Go and nginx do), and if even the
+/// hard limit is too low, lowers the connection limit with a warning. Without
+/// this a default soft limit of 1024 would make `accept` fail with EMFILE before
+/// the connection limit is reached, and the longest-idle connection would never
+/// be closed to make room.
+fn fit_to_fd_limit(wanted: usize) -> usize {
+    #[cfg(unix)]
+    {
+        use libc::{rlim_t, RLIM_INFINITY};
+        let need = rlim_t::try_from(wanted + RESERVED_FDS).unwrap_or(RLIM_INFINITY);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit into the valid pointer given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return wanted;
+        }
+        if lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need {
+            let raised = libc::rlimit {
+                rlim_cur: if lim.rlim_max == RLIM_INFINITY {
+                    need
+                } else {
+                    need.min(lim.rlim_max)
+                },
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: setrlimit reads one rlimit from the valid pointer given.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim = raised;
+            }
+        }
+        if lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need {
+            let limit = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+            let fit = limit.saturating_sub(RESERVED_FDS).max(8);
+            tracing::warn!(
+                max_connections = wanted,
+                open_files_limit = limit,
+                using = fit,
+                "the open-files limit is too low for --max-connections; serving fewer connections at once"
+            );
+            return fit;
+        }
+    }
+    wanted
 }
 
 /// A running proxy.

@@ -234,6 +234,10 @@ fn help_should_document_every_serve_flag_and_its_variable() {
         "IRSA_PROXY_LOG_FORMAT",
         "--shutdown-delay",
         "IRSA_PROXY_SHUTDOWN_DELAY",
+        "--header-timeout",
+        "IRSA_PROXY_HEADER_TIMEOUT",
+        "--max-connections",
+        "IRSA_PROXY_MAX_CONNECTIONS",
     ] {
         assert!(help.contains(needle), "{needle} missing from serve --help");
     }

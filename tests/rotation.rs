@@ -99,3 +99,53 @@ async fn rotations_reach(addr: std::net::SocketAddr, n: u64) -> bool {
     })
     .await
 }
+
+#[tokio::test]
+async fn replacing_the_whole_token_directory_should_keep_rotations_noticed() {
+    // The directory itself renamed away and a new one renamed into its place
+    // (a remount, an operator's fix): the watch must follow the new directory at
+    // once, not only at the next 60 s poll.
+    let sts = FakeSts::start().await;
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("serviceaccount");
+    std::fs::create_dir(&root).unwrap();
+    let _first_writer = irsa_proxy::token::projected::ProjectedTokenDir::create(
+        &root,
+        &jwt("system:serviceaccount:default:app", 3600, "0"),
+    )
+    .unwrap();
+    let p = ProxyBuilder::serve(&root.join("token"), &sts.url()).start();
+    assert_eq!(p.ecs(None).await.status, 200);
+    let count = |n: u64| rotations_reach(p.addr, n);
+
+    let fresh = parent.path().join("serviceaccount.new");
+    std::fs::create_dir(&fresh).unwrap();
+    let _fresh_writer = irsa_proxy::token::projected::ProjectedTokenDir::create(
+        &fresh,
+        &jwt("system:serviceaccount:default:app", 3600, "1"),
+    )
+    .unwrap();
+    let old = parent.path().join("serviceaccount.old");
+    std::fs::rename(&root, &old).unwrap();
+    std::fs::rename(&fresh, &root).unwrap();
+    std::fs::remove_dir_all(&old).unwrap();
+    assert!(count(1).await, "directory replacement; logs:\n{}", p.logs());
+    // A writer for the new directory, as kubelet would have after a remount.
+    let mut writer = irsa_proxy::token::projected::ProjectedTokenDir::create(
+        &root,
+        &jwt("system:serviceaccount:default:app", 3600, "2"),
+    )
+    .unwrap();
+    assert!(count(2).await, "first swap in the new directory");
+    for i in 3..6 {
+        writer
+            .write(&jwt(
+                "system:serviceaccount:default:app",
+                3600,
+                &i.to_string(),
+            ))
+            .unwrap();
+        assert!(count(i).await, "swap {i} in the new directory");
+    }
+    assert_eq!(p.ecs(None).await.status, 200);
+}

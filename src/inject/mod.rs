@@ -206,6 +206,10 @@ pub fn inject_documents(input: &str, opts: &Options) -> Result<String, Error> {
                 message: e.to_string(),
             })?,
         };
+        let text = faithful(text, &doc).ok_or_else(|| Error::NotYaml {
+            index,
+            message: "cannot be written back as YAML that reads the same".into(),
+        })?;
         if written > 0 {
             out.push_str("---\n");
         }
@@ -213,6 +217,19 @@ pub fn inject_documents(input: &str, opts: &Options) -> Result<String, Error> {
         written += 1;
     }
     Ok(out)
+}
+
+/// `text` if it reads back as `doc`, else `doc` as JSON (which is YAML): the
+/// YAML emitter writes some values, such as a multi-line string as a whole
+/// document, in a form no parser (its own included) accepts. `None` if neither
+/// reads back the same.
+fn faithful(text: String, doc: &Value) -> Option<String> {
+    let reads_back = |t: &str| serde_norway::from_str::<Value>(t).ok().as_ref() == Some(doc);
+    if reads_back(&text) {
+        return Some(text);
+    }
+    let json = serde_json::to_string(doc).ok()? + "\n";
+    reads_back(&json).then_some(json)
 }
 
 fn inject_document(doc: &mut Value, opts: &Options) -> Result<(), (String, Problem)> {

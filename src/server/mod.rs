@@ -10,6 +10,7 @@
 //! header is checked against DNS rebinding: only IP literals and `localhost` pass.
 
 mod auth;
+mod connections;
 mod ecs;
 mod imds;
 mod response;
@@ -30,7 +31,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+
+use connections::Connections;
 
 use crate::credentials::CredentialStore;
 use crate::metrics::{Endpoint, Metrics};
@@ -51,7 +53,8 @@ pub struct ServerSettings {
     /// it opens or after the previous response: the slow-client and idle
     /// keep-alive limit in one.
     pub header_read_timeout: Duration,
-    /// Open connections at most; further ones wait in the kernel's backlog.
+    /// Open connections at most; at the limit the longest-idle one is closed
+    /// to admit a new one (see `connections.rs`).
     pub max_connections: usize,
     /// Live IMDSv2 session tokens at most.
     pub max_imds_tokens: usize,
@@ -128,7 +131,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     let graceful = Arc::new(GracefulShutdown::new());
-    let limit = Arc::new(Semaphore::new(state.settings.max_connections));
+    let limit = Connections::new(state.settings.max_connections);
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let state = state.clone();
@@ -160,7 +163,7 @@ async fn accept_loop(
     listener: TcpListener,
     state: Arc<AppState>,
     graceful: Arc<GracefulShutdown>,
-    limit: Arc<Semaphore>,
+    limit: Arc<Connections>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -168,9 +171,6 @@ async fn accept_loop(
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
@@ -180,19 +180,36 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Accepted first, then admitted: at the limit the longest-idle connection
+        // makes room, so new clients are answered whatever idle ones hold.
+        let Some(slot) = limit.admit().await else {
+            return;
+        };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let entry = slot.entry.clone();
+        let epoch = slot.epoch;
         let service = service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
+            let busy = entry.begin(epoch);
+            async move {
+                let response = handle(&state, req, peer).await;
+                drop(busy);
+                Ok::<_, Infallible>(response)
+            }
         });
         let conn = http.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                () = slot.entry.evicted() => {
+                    tracing::debug!(%peer, "closed this idle connection to admit a new one (connection limit)");
+                }
             }
-            drop(permit);
+            drop(slot);
         });
     }
 }
@@ -239,6 +256,25 @@ fn host_allowed(host: Option<&HeaderValue>) -> bool {
         || name.eq_ignore_ascii_case("localhost.")
 }
 
+/// The `Host` check over everything that names a host in a request: exactly
+/// one `Host` header at most (a browser never sends two, and the two could be
+/// read differently), and the authority of an absolute-form request line
+/// (`GET http://name/...`), which RFC 9112 makes the host asked for.
+fn request_host_allowed(req: &Request<Incoming>) -> bool {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() || !host_allowed(first) {
+        return false;
+    }
+    match req.uri().authority() {
+        None => true,
+        Some(a) => {
+            !a.as_str().contains('@')
+                && HeaderValue::from_str(a.as_str()).is_ok_and(|v| host_allowed(Some(&v)))
+        }
+    }
+}
+
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut r = text(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -262,7 +298,7 @@ async fn route(
         p if state.settings.imds && p.starts_with("/latest/") => Endpoint::Imds,
         _ => Endpoint::Other,
     };
-    if !host_allowed(req.headers().get(HOST)) {
+    if !request_host_allowed(req) {
         tracing::warn!(%peer, "refused a request whose Host header is a DNS name other than localhost (DNS rebinding protection)");
         return (
             endpoint,

@@ -58,6 +58,8 @@ pub enum TokenError {
     },
     #[error("token file {path}: is a directory, expected a file holding a JWT")]
     IsDirectory { path: PathBuf },
+    #[error("token file {path}: is not a regular file (a FIFO, socket or device), expected a file holding a JWT")]
+    NotRegularFile { path: PathBuf },
     #[error("token file {path}: is empty, expected a JWT")]
     Empty { path: PathBuf },
     #[error("token file {path}: is larger than {MAX_TOKEN_BYTES} bytes, expected a JWT")]
@@ -74,7 +76,9 @@ impl TokenError {
     /// A short code for metrics and JSON error bodies.
     pub fn code(&self) -> &'static str {
         match self {
-            TokenError::Io { .. } | TokenError::IsDirectory { .. } => "TokenFileUnreadable",
+            TokenError::Io { .. }
+            | TokenError::IsDirectory { .. }
+            | TokenError::NotRegularFile { .. } => "TokenFileUnreadable",
             TokenError::Empty { .. }
             | TokenError::TooLarge { .. }
             | TokenError::NotText { .. }
@@ -83,15 +87,35 @@ impl TokenError {
     }
 }
 
-/// Reads the token file: bounded in size, trimmed, refused when empty or binary.
+/// Reads the token file: bounded in size, trimmed, refused when empty, binary or
+/// not a regular file.
+///
+/// The file is opened non-blocking and checked with `fstat` on the open handle:
+/// a FIFO put in the token's place would otherwise block `open` (and the thread
+/// calling it) until a writer appears, and a device could be read without end.
+/// Checking the handle rather than the path leaves no window for a swap between
+/// the check and the read.
 pub fn read_token(path: &Path) -> Result<Token, TokenError> {
     let io = |source| TokenError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
-    if file.metadata().map_err(io)?.is_dir() {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_dir() {
         return Err(TokenError::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(TokenError::NotRegularFile {
             path: path.to_path_buf(),
         });
     }
@@ -277,5 +301,30 @@ mod tests {
         assert!(matches!(read_token(&p), Err(TokenError::NotOneLine { .. })));
         std::fs::write(&p, "abc.def.ghi\n").unwrap();
         assert_eq!(read_token(&p).unwrap().expose(), "abc.def.ghi");
+    }
+
+    /// Regression: a FIFO in the token's place used to block `open` forever, and
+    /// with it a runtime worker thread of the refresher or the watcher.
+    #[test]
+    fn reading_should_refuse_a_fifo_or_a_device_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("token");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_token(&path).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("read_token blocked on a FIFO");
+        let e = r.unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(matches!(
+            read_token(Path::new("/dev/zero")),
+            Err(TokenError::NotRegularFile { .. })
+        ));
     }
 }

@@ -9,8 +9,11 @@
 //! seen. That one check covers the `..data` swap, an in-place rewrite, a rename
 //! over the file and delete-then-create alike, and counts each change once
 //! however many events it raised. A poll every `poll_interval` covers file
-//! systems where events do not arrive, and re-arms the watch if the directory
-//! itself was replaced.
+//! systems where events do not arrive. When the directory itself is replaced
+//! (renamed away and another renamed into its place), the watch would stay on
+//! the old, deleted directory; so after every wake-up the directory's identity
+//! (device and inode) is compared with the one watched and the watch re-armed
+//! on a change, and while no watch can be armed it is retried every second.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +28,16 @@ use crate::metrics::Metrics;
 /// After the first event of a burst, wait this long for the rest of it (kubelet's
 /// swap is several operations) before reading.
 const SETTLE: Duration = Duration::from_millis(50);
+
+/// While the directory cannot be watched (it is being replaced, or missing),
+/// try again this often.
+const REARM_RETRY: Duration = Duration::from_secs(1);
+
+/// Device and inode of a directory: what a watch is really attached to.
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
 
 /// A digest of the token, so the secret itself is not kept around for comparison.
 fn digest(path: &Path) -> Option<Vec<u8>> {
@@ -46,6 +59,8 @@ pub struct TokenWatcher {
     /// Digest of the token last seen; `None` while it cannot be read.
     last: Option<Vec<u8>>,
     watcher: Option<notify::RecommendedWatcher>,
+    /// The identity of the directory the watch was armed on.
+    watched: Option<(u64, u64)>,
     events: mpsc::Receiver<()>,
     events_tx: mpsc::Sender<()>,
 }
@@ -64,6 +79,7 @@ impl TokenWatcher {
             _ => PathBuf::from("."),
         };
         let (events_tx, events) = mpsc::channel::<()>(1);
+        let watched = identity(&dir);
         let watcher = arm(&dir, events_tx.clone());
         let last = digest(&path);
         TokenWatcher {
@@ -74,6 +90,7 @@ impl TokenWatcher {
             poll_interval,
             last,
             watcher,
+            watched,
             events,
             events_tx,
         }
@@ -92,6 +109,7 @@ impl TokenWatcher {
                     while self.events.try_recv().is_ok() {}
                 }
                 _ = poll.tick() => self.rearm(),
+                _ = tokio::time::sleep(REARM_RETRY), if self.watcher.is_none() => self.rearm(),
             }
             let mut now = digest(&self.path);
             // Caught between a truncate and a write, or between kubelet's rename
@@ -102,6 +120,10 @@ impl TokenWatcher {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 now = digest(&self.path);
+            }
+            if identity(&self.dir) != self.watched {
+                tracing::info!(dir = %self.dir.display(), "the token directory was replaced; watching the new one");
+                self.rearm();
             }
             if now.is_some() && now != self.last {
                 if self.last.is_some() {
@@ -123,6 +145,7 @@ impl TokenWatcher {
     /// again is cheap and recovers from a directory deleted and recreated under
     /// the same name.
     fn rearm(&mut self) {
+        self.watched = identity(&self.dir);
         match self.watcher.as_mut() {
             Some(w) if self.dir.exists() => {
                 let _ = w.unwatch(&self.dir);

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Soak and chaos run: the release binary against the STS emulator (60-second
+# credentials) behind a fault-injecting proxy, under load, with token rotation
+# every 2 s. See bench/soak.py for what it does and asserts, and
+# docs/reliability.md for how to read the report.
+#
+#   bash bench/soak.sh            # 5 minutes
+#   bash bench/soak.sh --quick    # 60 seconds (what .ci/run runs)
+#   bash bench/soak.sh --seconds 900 --report soak.json --keep
+#
+# Needs: a Rust toolchain, python3 (standard library only), openssl; wrk if
+# installed (apt-get install -y wrk), else a built-in Python load.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=300
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) seconds=60 ;;
+    --seconds) seconds="$2"; shift ;;
+    --report) extra+=(--report "$2"); shift ;;
+    --keep) extra+=(--keep) ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "soak.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+for tool in python3 openssl; do
+  command -v "$tool" >/dev/null || { echo "soak.sh: $tool is required" >&2; exit 2; }
+done
+
+cargo build --release --quiet --bin irsa-proxy
+binary="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/irsa-proxy"
+
+exec timeout --kill-after=30 "$((seconds + 180))" \
+  python3 bench/soak.py --binary "$binary" --seconds "$seconds" ${extra[@]+"${extra[@]}"}
