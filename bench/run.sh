@@ -115,9 +115,17 @@ RES="$WORK/results"
 mkdir -p "$RES" "$WORK/www/v1" "$WORK/nginx"
 PIDS=()
 NGINX_WORKER=""
+NGINX_MASTER=""
 cleanup() {
 	local p
-	# nginx's worker is not our child: a KILL to the master would orphan it.
+	# nginx's worker is not our child: a KILL to the master would orphan it, and
+	# killing the worker first lets the master start another. Ask the master to
+	# stop (it stops its workers), then KILL whatever is left.
+	if [ -n "$NGINX_MASTER" ]; then
+		kill -TERM "$NGINX_MASTER" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$NGINX_MASTER" 2>/dev/null || break; sleep 0.05; done
+		for p in $(pgrep -P "$NGINX_MASTER" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
+	fi
 	if [ -n "$NGINX_WORKER" ]; then kill -KILL "$NGINX_WORKER" 2>/dev/null || true; fi
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
