@@ -102,6 +102,32 @@ async fn dns_names_in_host_should_be_refused() {
         let r = request(p.addr, "GET", "/v1/credentials", &[("Host", host)]).await;
         assert_eq!(r.status, 200, "{host}");
     }
+    // HTTP/1.0 clients send no Host at all: served.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /v1/credentials HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    assert_eq!(common::http::parse(&buf, false).unwrap().status, 200);
+    // Two Host headers, or a DNS name in an absolute-form request line: refused.
+    let two = request(
+        p.addr,
+        "GET",
+        "/v1/credentials",
+        &[("Host", "127.0.0.1"), ("Host", "evil.example")],
+    )
+    .await;
+    assert_eq!(two.status, 403);
+    let absolute = request(
+        p.addr,
+        "GET",
+        "http://evil.example/v1/credentials",
+        &[("Host", "127.0.0.1")],
+    )
+    .await;
+    assert_eq!(absolute.status, 403);
 }
 
 #[tokio::test]

@@ -177,14 +177,11 @@ impl Generation {
             instance_profile_arn: &profile_arn,
             instance_profile_id: &instance_profile_id(&role.role_arn),
         };
-        // Serialising plain strings into JSON cannot fail; an empty body would be
-        // refused by every SDK, which is the right outcome if it ever did.
-        let json = |v: &dyn erased::Json| Bytes::from(v.to_vec());
         Generation {
             safety_margin: safety_margin(lifetime),
-            ecs_body: json(&ecs),
-            imds_body: json(&imds),
-            iam_info_body: json(&info),
+            ecs_body: json_bytes(&ecs),
+            imds_body: json_bytes(&imds),
+            iam_info_body: json_bytes(&info),
             credentials,
             obtained,
         }
@@ -196,16 +193,10 @@ impl Generation {
     }
 }
 
-mod erased {
-    /// Object-safe JSON serialisation for the three bodies.
-    pub trait Json {
-        fn to_vec(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_vec(&self) -> Vec<u8> {
-            serde_json::to_vec(self).unwrap_or_default()
-        }
-    }
+/// Serialising plain strings into JSON cannot fail; an empty body would be
+/// refused by every SDK, which is the right outcome if it ever did.
+fn json_bytes<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }
 
 /// `arn:<partition>:iam::<account>:instance-profile/<role path and name>`: the
