@@ -832,6 +832,10 @@ class Runner:
         self.projected = []        # volumes with tokens to rotate
         self.seq = 0
         self.shutting_down = False
+        self.waiting = None
+        self.init_idx = 0
+        self.apps_started_at = None
+        self.inits, self.regulars, self.apps = [], [], []
 
     # ----- bookkeeping -----
     def event(self, kind, container, message):
@@ -1920,7 +1924,9 @@ class Runner:
             now = time.monotonic()
             if now >= self.hard_deadline:
                 self.timed_out = True
-                self.event("Timeout", "", "--timeout %ss reached: killing everything" % a.timeout)
+                self.waiting = self.waiting_for()
+                self.event("Timeout", "", "--timeout %ss reached while waiting for %s: killing everything"
+                           % (a.timeout, self.waiting))
                 break
             if self.interrupted >= 2:
                 break
@@ -1961,6 +1967,27 @@ class Runner:
             elif all(c.state != "running" for c in self.containers):
                 break
             time.sleep(0.02)
+
+    def waiting_for(self):
+        def detail(c):
+            bits = []
+            p = c.probes.get("startup")
+            if p is not None and p.total_failures:
+                bits.append("startupProbe failed %d times: %s" % (p.total_failures, p.last_output[:200]))
+            if c.restarts:
+                bits.append("%d restarts" % c.restarts)
+            if c.exit_history:
+                bits.append("last exit code %d" % c.exit_history[-1])
+            return " (%s)" % "; ".join(bits) if bits else ""
+        if self.term is not None:
+            running = [c.name for c in self.containers if c.state == "running"]
+            return "the pod to stop (still running: %s)" % ", ".join(running)
+        if self.init_idx < len(self.inits):
+            c = self.inits[self.init_idx]
+            what = "native sidecar %s to start" % c.name if c.kind == "sidecar" else "init container %s to complete" % c.name
+            return what + detail(c)
+        left = [c.name + detail(c) for c in self.apps if c.state != "exited"]
+        return "app containers to exit: %s" % ", ".join(left) if left else "the run to end"
 
     def begin_termination(self, reason, now):
         grace = self.grace if reason != "signal" else min(self.grace, 2.0)
@@ -2071,6 +2098,7 @@ class Runner:
             "failure": self.failure,
             "failed_containers": failed,
             "termination_reason": self.term["reason"] if self.term else None,
+            "waiting_for": self.waiting,
             "containers": containers,
             "init": [{"name": c.name, "type": c.kind, "exit_code": c.exit_code, "attempts": c.attempts,
                       "restarts": c.restarts} for c in self.inits],
@@ -2292,13 +2320,16 @@ def main(argv=None):
     rep, failed, code = runner.report()
     failed_names = {line.split(":", 1)[0] for line in failed}
     for c in runner.containers:
-        if c.name in failed_names or (c.kind == "init" and c.exit_code not in (None, 0)):
+        crashed = runner.timed_out and (c.restarts or c.exit_code not in (None, 0))
+        if c.name in failed_names or crashed or (c.kind == "init" and c.exit_code not in (None, 0)):
             if c.log_path:
                 sys.stderr.write("---- last log lines of %s (exit %s) ----\n%s\n" % (c.name, c.exit_code, tail(c.log_path, 30)))
     for line in failed:
         sys.stderr.write("podrunner: FAILED %s\n" % line)
     if runner.failure:
         sys.stderr.write("podrunner: %s\n" % runner.failure.splitlines()[0])
+    if runner.timed_out:
+        sys.stderr.write("podrunner: TIMEOUT after %ss while waiting for %s\n" % (args.timeout, runner.waiting))
     sys.stdout.write(json.dumps(rep, indent=2) + "\n")
     sys.stdout.flush()
     if runner.owns_workdir and not args.keep:

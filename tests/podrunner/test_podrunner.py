@@ -468,6 +468,31 @@ def test_run_as_user_cannot_read_a_root_0600_file_and_caps_are_not_ambient():
     assert "NoNewPrivs:\t1" in status
 
 
+def test_net_admin_works_for_root_only_and_addresses_are_shared_by_the_pod():
+    rc, rep, err = run_pod("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: netadmin}
+        spec:
+          initContainers:
+          - name: add-address
+            image: sh
+            args: ["ip addr add 169.254.170.2/32 dev lo && echo added"]
+            securityContext: {runAsUser: 0, capabilities: {drop: [ALL], add: [NET_ADMIN]}}
+          containers:
+          - name: app
+            image: sh
+            args: ["ip addr add 169.254.170.3/32 dev lo 2>&1 || true; ip -o -4 addr show dev lo | awk '{print $4}'"]
+            securityContext: {runAsUser: 65532, capabilities: {drop: [ALL], add: [NET_ADMIN]}}
+        """)
+    assert rc == 0, err
+    assert rep["containers"]["add-address"]["log_tail"] == ["added"]
+    lines = rep["containers"]["app"]["log_tail"]
+    assert "Operation not permitted" in lines[0]  # non-root: NET_ADMIN only in the bounding set
+    assert lines[1:] == ["127.0.0.1/8", "192.0.2.10/32", "169.254.170.2/32"]
+    assert "169.254.170.2" not in subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+
+
 def test_run_as_non_root_with_root_is_a_config_error():
     rc, rep, _ = run_pod("""
         apiVersion: v1
@@ -708,6 +733,7 @@ def test_timeout_kills_everything_and_exits_124():
           containers: [{name: app, image: sh, args: ["sleep 100"]}]
         """, "--timeout", "2")
     assert rc == 124 and rep["result"] == "timeout"
+    assert rep["waiting_for"] == "app containers to exit: app"
 
 
 def test_a_failing_app_fails_the_run_and_names_it():
