@@ -807,6 +807,7 @@ class Container:
         self.exit_history = []
         self.log_path = None
         self.startup_passed_after = None
+        self.ready_after = None
         self.config_error = None
 
 
@@ -1732,6 +1733,8 @@ class Runner:
                 c.ready = True
             elif not ok and p.failures >= p.failure_threshold:
                 c.ready = False
+            if c.ready and c.ready_after is None:
+                c.ready_after = time.monotonic() - c.started_mono
             if c.ready != was:
                 self.event("Ready" if c.ready else "NotReady", c.name,
                            "readinessProbe: %s" % ("ready" if c.ready else "not ready (%s)" % out))
@@ -1935,6 +1938,8 @@ class Runner:
                     self.handle_exit(c, now)
                 if c.state == "running" and self.is_started(c) and "readiness" not in c.probes:
                     c.ready = True
+                    if c.ready_after is None:
+                        c.ready_after = now - c.started_mono
             for s in self.services:
                 if s["proc"].poll() is not None and not s.get("reported"):
                     s["reported"] = True
@@ -2081,6 +2086,7 @@ class Runner:
                 "startup_passed_after": None if c.startup_passed_after is None else round(c.startup_passed_after, 3),
                 "started": bool(c.started),
                 "ready": bool(c.ready),
+                "ready_after": None if c.ready_after is None else round(c.ready_after, 3),
                 "stopped_by_runner": c.stopped_by_runner,
                 "config_error": c.config_error,
                 "probes": {k: {"runs": p.total, "failures": p.total_failures, "last_output": p.last_output[:500]}

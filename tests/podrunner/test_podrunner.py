@@ -591,6 +591,38 @@ def test_the_pod_has_no_route_out():
     assert r["links"] == ["lo"] and r["routes"] == ""
 
 
+SERVE = ("import http.server, signal, sys; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); "
+         "http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), http.server.SimpleHTTPRequestHandler).serve_forever()")
+
+
+def test_http_and_tcp_probes_reach_the_pod_ip_not_loopback():
+    rc, rep, err = run_pod("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: probes}
+        spec:
+          terminationGracePeriodSeconds: 2
+          containers:
+          - name: all
+            image: py
+            args: ["%(serve)s", "0.0.0.0", "8080"]
+            ports: [{name: web, containerPort: 8080}]
+            readinessProbe: {httpGet: {path: /, port: web}, periodSeconds: 1}
+            livenessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+          - name: loopback
+            image: py
+            args: ["%(serve)s", "127.0.0.1", "8081"]
+            readinessProbe: {httpGet: {path: /, port: 8081}, periodSeconds: 1}
+        """ % {"serve": SERVE}, "--run-for", "2.5")
+    assert rc == 0, err
+    # (the first tries may come before the server listens, as on a node)
+    assert rep["containers"]["all"]["ready_after"] is not None
+    assert rep["containers"]["all"]["restarts"] == 0
+    lo = rep["containers"]["loopback"]
+    assert lo["ready_after"] is None and lo["probes"]["readiness"]["runs"] >= 2
+    assert "192.0.2.10:8081" in lo["probes"]["readiness"]["last_output"]
+
+
 def test_host_network_pods_are_refused():
     rc, rep, err = run_pod("""
         apiVersion: v1
