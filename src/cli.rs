@@ -33,6 +33,8 @@ pub enum Command {
     Inject(InjectArgs),
     /// Exit 0 when GET URL answers 2xx: the sidecar's exec probes, as the image has no shell or curl.
     Probe(ProbeArgs),
+    /// Add the link-local credential addresses to this network namespace's loopback interface: the pod's init step for old SDKs (needs CAP_NET_ADMIN).
+    LinkLocal(LinkLocalArgs),
 }
 
 /// Flags of `serve`. Every one has an environment twin, resolved in `config.rs`
@@ -60,7 +62,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub sts_endpoint: Option<String>,
 
-    /// Address to serve on; repeat for several [env: IRSA_PROXY_LISTEN, comma-separated] [default: 127.0.0.1:9911]
+    /// Address to serve on; repeat for several. Loopback, or a link-local credential address (169.254.170.2, 169.254.169.254, fd00:ec2::254) on this namespace's loopback interface (see `irsa-proxy link-local`) [env: IRSA_PROXY_LISTEN, comma-separated] [default: 127.0.0.1:9911]
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
 
@@ -76,7 +78,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION")]
     pub refresh_before: Option<String>,
 
-    /// Require `Authorization: <token>` on /v1/credentials; the file is created if absent [env: IRSA_PROXY_AUTH_TOKEN_FILE]
+    /// Require `Authorization: <token>` on /v1/credentials and serve /v2/credentials/<token>; the file is created if absent, or written with IRSA_PROXY_AUTH_TOKEN (the token as a value, from a Secret: no flag, so it never shows in the process list) [env: IRSA_PROXY_AUTH_TOKEN_FILE]
     #[arg(long, value_name = "PATH")]
     pub auth_token_file: Option<String>,
 
@@ -88,9 +90,13 @@ pub struct ServeArgs {
     #[arg(long, overrides_with = "imds")]
     pub no_imds: bool,
 
-    /// Refuse IMDSv1: GETs need an IMDSv2 session token [env: IRSA_PROXY_IMDS_REQUIRE_TOKEN=true|false]
+    /// Refuse IMDSv1 everywhere: GETs need an IMDSv2 session token; the same as --imds-v1=never [env: IRSA_PROXY_IMDS_REQUIRE_TOKEN=true|false]
     #[arg(long)]
     pub imds_require_token: bool,
+
+    /// Where IMDSv1 (a GET without a session token) is answered: never, link-local (only on 169.254.169.254 and fd00:ec2::254, for SDKs from before Nov 2019) or always [env: IRSA_PROXY_IMDS_V1] [default: link-local]
+    #[arg(long, value_name = "WHERE")]
+    pub imds_v1: Option<String>,
 
     /// Log format: text or json; the level comes from RUST_LOG [env: IRSA_PROXY_LOG_FORMAT] [default: text]
     #[arg(long, value_name = "FORMAT")]
@@ -135,6 +141,10 @@ pub struct DevArgs {
     /// Log format: text or json
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     pub log_format: String,
+
+    /// Also serve where the oldest SDKs look: 169.254.170.2:80 (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) and 169.254.169.254:80 (IMDS), added to lo. Needs root (CAP_NET_ADMIN) in a network namespace with no route out: `unshare --net -- sh -c 'ip link set lo up && irsa-proxy dev --link-local -- CMD'`
+    #[arg(long)]
+    pub link_local: bool,
 
     /// Run this command with the export lines set, then exit with its exit code
     #[arg(last = true, value_name = "COMMAND")]
@@ -244,6 +254,14 @@ pub struct InjectArgs {
     /// Remove AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE from app containers
     #[arg(long)]
     pub strip_web_identity: bool,
+
+    /// Take the pod's authorization token from this existing Secret (key `token`) and emit none [default: emit an immutable Secret irsa-proxy-auth with a random token, unless the input has it]
+    #[arg(long, value_name = "NAME")]
+    pub auth_secret: Option<String>,
+
+    /// Also serve the oldest SDKs where they look: 169.254.170.2:80 (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) and 169.254.169.254:80 (IMDS), added to the pod's lo by an init container with NET_ADMIN
+    #[arg(long)]
+    pub link_local: bool,
 }
 
 /// Flags of `probe`.
@@ -256,4 +274,20 @@ pub struct ProbeArgs {
     /// Give up after this long
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     pub timeout: String,
+}
+
+/// Flags of `link-local`.
+#[derive(Debug, Clone, Args)]
+pub struct LinkLocalArgs {
+    /// Address to add to lo; repeat for several: 169.254.170.2, 169.254.169.254, fd00:ec2::254 [default: 169.254.170.2 and 169.254.169.254]
+    #[arg(long, value_name = "IP")]
+    pub address: Vec<String>,
+
+    /// The pod's IP (downward API status.podIP); with --host-ip it proves the namespace is the pod's own [env: IRSA_PROXY_POD_IP]
+    #[arg(long, value_name = "IP")]
+    pub pod_ip: Option<String>,
+
+    /// The node's IP (downward API status.hostIP): equal to the pod's IP only for hostNetwork pods, which are refused [env: IRSA_PROXY_HOST_IP]
+    #[arg(long, value_name = "IP")]
+    pub host_ip: Option<String>,
 }

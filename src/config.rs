@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::cli::ServeArgs;
 use crate::duration::{format_duration, parse_duration};
 use crate::logging::LogFormat;
+use crate::server::{AuthToken, ImdsV1};
 
 /// Where environment variables come from.
 pub trait Environment {
@@ -130,8 +131,10 @@ pub struct Config {
     pub duration: Duration,
     pub refresh_before: Duration,
     pub auth_token_file: Option<PathBuf>,
+    /// `IRSA_PROXY_AUTH_TOKEN`: the token as a value (redacted in `Debug`).
+    pub auth_token: Option<AuthToken>,
     pub imds: bool,
-    pub imds_require_token: bool,
+    pub imds_v1: ImdsV1,
     pub log_format: LogFormat,
     pub shutdown_delay: Duration,
     /// The header-read timeout: also the idle keep-alive limit.
@@ -152,8 +155,9 @@ impl Config {
             duration: Duration::from_secs(3600),
             refresh_before: Duration::from_secs(1800),
             auth_token_file: None,
+            auth_token: None,
             imds: true,
-            imds_require_token: false,
+            imds_v1: ImdsV1::LinkLocal,
             log_format: LogFormat::Text,
             shutdown_delay: Duration::from_secs(5),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
@@ -273,9 +277,17 @@ impl Config {
         for v in &listen_values {
             match parse_listen(v) {
                 Err(allowed) => errors.push(format!("--listen{listen_src}: {v:?}: expected {allowed}")),
-                Ok(addr) if !addr.ip().is_loopback() && !allow_non_loopback => errors.push(format!(
-                    "--listen{listen_src}: {v:?} is not a loopback address; credentials would be reachable from outside the pod. Use 127.0.0.1 or [::1], or add --allow-non-loopback"
-                )),
+                // The link-local credential addresses pass here; `serve` checks at
+                // start-up that they sit on a loopback interface.
+                Ok(addr)
+                    if !addr.ip().is_loopback()
+                        && !crate::netns::is_credential_address(addr.ip())
+                        && !allow_non_loopback =>
+                {
+                    errors.push(format!(
+                        "--listen{listen_src}: {v:?} is not a loopback address; credentials would be reachable from outside the pod. Use 127.0.0.1 or [::1] (or a link-local credential address on lo), or add --allow-non-loopback"
+                    ))
+                }
                 Ok(addr) => {
                     if !listen.contains(&addr) {
                         listen.push(addr)
@@ -358,15 +370,10 @@ impl Config {
                 }
             },
         };
-        if let (Some(d), Some(r)) = (duration, refresh_before) {
-            if r >= d {
-                errors.push(format!(
-                    "--refresh-before: {} must be shorter than --duration {}",
-                    format_duration(r),
-                    format_duration(d)
-                ));
-            }
-        }
+        // No check of --refresh-before against --duration: the refresh window is
+        // min(--refresh-before, lifetime / 2) of what STS returned, so any pair of
+        // legal values works, and the 30m default must not refuse `--duration 15m`
+        // (issue 10).
 
         let auth_token_file = match pick(&args.auth_token_file, &["IRSA_PROXY_AUTH_TOKEN_FILE"]) {
             None => None,
@@ -392,6 +399,38 @@ impl Config {
         };
         let imds_require_token = args.imds_require_token
             || parse_bool_env(env, "IRSA_PROXY_IMDS_REQUIRE_TOKEN", &mut errors).unwrap_or(false);
+        let imds_v1 = match pick(&args.imds_v1, &["IRSA_PROXY_IMDS_V1"]) {
+            None if imds_require_token => ImdsV1::Never,
+            None => ImdsV1::LinkLocal,
+            Some((v, src)) => match ImdsV1::parse(&v) {
+                Ok(ImdsV1::Never) => ImdsV1::Never,
+                Ok(_) if imds_require_token => {
+                    errors.push(format!(
+                        "--imds-v1{src}: {v:?} contradicts --imds-require-token (IRSA_PROXY_IMDS_REQUIRE_TOKEN); give one of them"
+                    ));
+                    ImdsV1::Never
+                }
+                Ok(w) => w,
+                Err(allowed) => {
+                    errors.push(format!(
+                        "--imds-v1{src}: {v:?} is not allowed; expected {allowed}"
+                    ));
+                    ImdsV1::Never
+                }
+            },
+        };
+        // A value only, from the environment (a Secret): a flag would show the
+        // secret in the process list and in the pod's args.
+        let auth_token = match env.var("IRSA_PROXY_AUTH_TOKEN").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => match AuthToken::from_value(&v) {
+                Ok(t) => Some(t),
+                Err(line) => {
+                    errors.push(line);
+                    None
+                }
+            },
+        };
 
         let log_format = match pick(&args.log_format, &["IRSA_PROXY_LOG_FORMAT"]) {
             None => LogFormat::Text,
@@ -430,8 +469,9 @@ impl Config {
                 duration,
                 refresh_before,
                 auth_token_file,
+                auth_token,
                 imds,
-                imds_require_token,
+                imds_v1,
                 log_format,
                 shutdown_delay,
                 header_timeout,
@@ -639,19 +679,35 @@ mod tests {
     }
 
     #[test]
-    fn refresh_before_should_be_shorter_than_duration() {
+    fn the_default_refresh_before_should_accept_the_shortest_duration() {
+        // Regression (issue 10): `--duration 15m` was refused by the 30m default.
+        for (flag, var) in [
+            (Some("15m"), None),
+            (None, Some("15m")),
+            (Some("30m"), None),
+        ] {
+            let args = ServeArgs {
+                role_arn: Some("arn:aws:iam::123456789012:role/app".into()),
+                token_file: Some(token_path()),
+                duration: flag.map(String::from),
+                ..Default::default()
+            };
+            let e = env(&var
+                .map(|v| ("IRSA_PROXY_DURATION", v))
+                .into_iter()
+                .collect::<Vec<_>>());
+            let c = Config::from_args(&args, &e).unwrap();
+            assert!(c.duration <= Duration::from_secs(1800));
+        }
+        // Both given, refresh-before longer: the window is lifetime/2, nothing to refuse.
         let args = ServeArgs {
             role_arn: Some("arn:aws:iam::123456789012:role/app".into()),
             token_file: Some(token_path()),
-            duration: Some("30m".into()),
-            refresh_before: Some("30m".into()),
+            duration: Some("15m".into()),
+            refresh_before: Some("2h".into()),
             ..Default::default()
         };
-        let errs = Config::from_args(&args, &env(&[])).unwrap_err();
-        assert!(
-            errs[0].contains("must be shorter than --duration"),
-            "{errs:?}"
-        );
+        assert!(Config::from_args(&args, &env(&[])).is_ok());
     }
 
     #[test]

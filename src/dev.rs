@@ -30,6 +30,7 @@ const REGION: &str = "us-east-1";
 
 struct DevSettings {
     listen: std::net::SocketAddr,
+    link_local: bool,
     credential_ttl: Duration,
     token_ttl: Duration,
     role_arn: RoleArn,
@@ -84,6 +85,7 @@ fn validate(args: &DevArgs) -> Result<DevSettings, Vec<String>> {
     match (listen, role_arn, log_format) {
         (Ok(listen), Ok(role_arn), Ok(log_format)) if errors.is_empty() => Ok(DevSettings {
             listen,
+            link_local: args.link_local,
             credential_ttl,
             token_ttl,
             role_arn,
@@ -99,6 +101,9 @@ fn validate(args: &DevArgs) -> Result<DevSettings, Vec<String>> {
 pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     let s = validate(&args).map_err(Fatal::Usage)?;
     crate::logging::init(s.log_format);
+    if s.link_local {
+        add_link_local_addresses().await?;
+    }
 
     let temp = tempfile::Builder::new()
         .prefix("irsa-proxy-dev-")
@@ -144,7 +149,19 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     config.listen = vec![s.listen];
     config.sts_endpoint = Some(sts.endpoint_url());
     config.region = Some(REGION.to_string());
+    // One token, given to the app both ways (file and value), as `inject` does:
+    // SDKs from before 2023 read only the value.
+    let auth_token = crate::server::random_token();
+    config.auth_token = Some(
+        crate::server::AuthToken::from_value(&auth_token)
+            .map_err(|e| runtime("cannot make the authorization token", &e))?,
+    );
     config.auth_token_file = Some(root.join("auth-token"));
+    if s.link_local {
+        config
+            .listen
+            .extend(LINK_LOCAL_LISTEN.map(|ip| std::net::SocketAddr::new(ip, 80)));
+    }
     config.session_name = crate::config::sanitize_session_name("irsa-proxy-dev");
     // The emulator caps the lifetime at --credential-ttl; asking for at least 15 min
     // keeps the request valid for real STS rules.
@@ -192,7 +209,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
         tracing::warn!(code = %u.code, message = %u.message, "dev: no credentials yet");
     }
 
-    let exports = vec![
+    let mut exports = vec![
         (
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
             format!("http://{addr}/v1/credentials"),
@@ -201,15 +218,27 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
             root.join("auth-token").display().to_string(),
         ),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", auth_token.clone()),
         ("AWS_ENDPOINT_URL_STS", sts.endpoint_url()),
-        (
+    ];
+    if s.link_local {
+        // The SDKs from 2016 on take the relative URI (resolved against
+        // 169.254.170.2) before the full one; IMDS is at its own address, where
+        // every SDK looks by default. No IMDS endpoint variable: the Ruby SDK v3
+        // reads it but always dials port 80.
+        exports.push((
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            format!("/v2/credentials/{auth_token}"),
+        ));
+    } else {
+        exports.push((
             "AWS_EC2_METADATA_SERVICE_ENDPOINT",
             format!("http://{addr}"),
-        ),
-        // Most SDKs read AWS_REGION; botocore reads AWS_DEFAULT_REGION.
-        ("AWS_REGION", REGION.to_string()),
-        ("AWS_DEFAULT_REGION", REGION.to_string()),
-    ];
+        ));
+    }
+    // Most SDKs read AWS_REGION; botocore reads AWS_DEFAULT_REGION.
+    exports.push(("AWS_REGION", REGION.to_string()));
+    exports.push(("AWS_DEFAULT_REGION", REGION.to_string()));
 
     let code = if args.command.is_empty() {
         for (k, v) in &exports {
@@ -231,6 +260,30 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     sts.stop().await;
     drop(temp);
     Ok(code)
+}
+
+/// The addresses `--link-local` serves on, port 80.
+const LINK_LOCAL_LISTEN: [std::net::IpAddr; 2] = [
+    std::net::IpAddr::V4(crate::netns::ECS_ADDR),
+    std::net::IpAddr::V4(crate::netns::IMDS_V4),
+];
+
+/// Adds the link-local credential addresses to `lo`, but only in a network
+/// namespace with no route out: on a cloud VM's own namespace, 169.254.169.254
+/// on `lo` would hijack the real metadata service for every process.
+async fn add_link_local_addresses() -> Result<(), Fatal> {
+    let routes = crate::netns::routes_out()
+        .await
+        .map_err(|e| Fatal::Runtime(format!("--link-local: {e}")))?;
+    if !routes.is_empty() {
+        return Err(Fatal::usage(format!(
+            "--link-local: this network namespace has a route out ({}); adding 169.254.169.254 here could hijack a real metadata service. Run dev in a namespace of its own: unshare --net -- sh -c 'ip link set lo up && irsa-proxy dev --link-local -- CMD'",
+            routes.join("; ")
+        )));
+    }
+    crate::netns::add_to_loopback(&LINK_LOCAL_LISTEN)
+        .await
+        .map_err(|e| Fatal::Runtime(format!("--link-local: {e}")))
 }
 
 /// Variables of the caller's environment that would let the command find other
@@ -294,6 +347,7 @@ mod tests {
             token_ttl: "10m".into(),
             role_arn: "arn:aws:iam::111122223333:role/irsa-proxy-dev".into(),
             log_format: "text".into(),
+            link_local: false,
             command: vec![],
         }
     }

@@ -33,6 +33,9 @@ fn main() -> ExitCode {
             Command::Doctor(args) => irsa_proxy::doctor::run(args).await,
             Command::Inject(args) => irsa_proxy::inject::run(args).await,
             Command::Probe(args) => irsa_proxy::probe::run(args).await,
+            Command::LinkLocal(args) => {
+                irsa_proxy::link_local::run(args, &irsa_proxy::config::ProcessEnv).await
+            }
         }
     });
     // Do not wait for blocking tasks (the notify watcher, stdin readers) to finish.

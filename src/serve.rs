@@ -44,7 +44,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, Fatal> {
 pub fn server_settings(config: &Config) -> ServerSettings {
     ServerSettings {
         imds: config.imds,
-        imds_require_token: config.imds_require_token,
+        imds_v1: config.imds_v1,
         region: config.region.clone(),
         header_read_timeout: config.header_timeout,
         max_connections: fit_to_fd_limit(config.max_connections),
@@ -123,16 +123,22 @@ pub async fn start<S: AssumeRole>(
     settings: ServerSettings,
     sts: S,
 ) -> Result<Proxy, Fatal> {
-    let auth_token = match &config.auth_token_file {
-        Some(path) => Some(AuthToken::load_or_create(path).map_err(Fatal::usage)?),
-        None => None,
+    let auth_token = match (&config.auth_token, &config.auth_token_file) {
+        (Some(token), Some(path)) => {
+            token.write_file(path).map_err(Fatal::Runtime)?;
+            Some(token.clone())
+        }
+        (Some(token), None) => Some(token.clone()),
+        (None, Some(path)) => Some(AuthToken::load_or_create(path).map_err(Fatal::usage)?),
+        (None, None) => None,
     };
     let mut listeners = Vec::new();
     let mut addrs = Vec::new();
     for addr in &config.listen {
+        check_credential_address(addr).await?;
         let l = TcpListener::bind(addr)
             .await
-            .map_err(|e| Fatal::Runtime(format!("--listen: cannot listen on {addr}: {e}")))?;
+            .map_err(|e| bind_error(addr, &e))?;
         let bound = l
             .local_addr()
             .map_err(|e| Fatal::Runtime(format!("--listen: {addr}: {e}")))?;
@@ -199,6 +205,38 @@ pub async fn start<S: AssumeRole>(
         background,
         stop_refresher: Some(stop_refresher),
     })
+}
+
+/// A link-local credential address may be served only from this network
+/// namespace's loopback interface, where `irsa-proxy link-local` (an init
+/// container) puts it: there it is the pod's own. On any other interface it
+/// would be the node's network, or a real metadata service's address.
+async fn check_credential_address(addr: &SocketAddr) -> Result<(), Fatal> {
+    if addr.ip().is_loopback() || !crate::netns::is_credential_address(addr.ip()) {
+        return Ok(());
+    }
+    match crate::netns::is_on_loopback(addr.ip()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Fatal::usage(format!(
+            "--listen: {addr}: {} is not on this network namespace's loopback interface; add it first with `irsa-proxy link-local` (an init container with NET_ADMIN; `irsa-proxy inject --link-local` writes it)",
+            addr.ip()
+        ))),
+        Err(e) => Err(Fatal::Runtime(format!("--listen: {addr}: {e}"))),
+    }
+}
+
+/// One line for a listener that cannot be bound, with the fix for the usual
+/// cause of each error.
+fn bind_error(addr: &SocketAddr, e: &std::io::Error) -> Fatal {
+    let hint = match e.kind() {
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            "; ports below 1024 need root or the pod sysctl net.ipv4.ip_unprivileged_port_start={} (`inject --link-local` sets it)",
+            addr.port()
+        ),
+        std::io::ErrorKind::AddrInUse => "; another process serves this port (choose another with --listen)".to_string(),
+        _ => String::new(),
+    };
+    Fatal::Runtime(format!("--listen: cannot listen on {addr}: {e}{hint}"))
 }
 
 /// Runs the refresher on its own thread with its own single-threaded runtime.

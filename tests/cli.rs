@@ -128,11 +128,48 @@ fn duration_outside_15m_to_12h_should_be_refused() {
 }
 
 #[test]
-fn refresh_before_not_shorter_than_duration_should_be_refused() {
+fn a_bad_token_value_should_be_refused_without_showing_it() {
     refused(
-        &["--duration", "30m", "--refresh-before", "45m"],
         &[],
-        "--refresh-before: 45m must be shorter than --duration 30m",
+        &[("IRSA_PROXY_AUTH_TOKEN", "short-SECRET")],
+        "IRSA_PROXY_AUTH_TOKEN: a value of 12 characters is not allowed",
+    );
+    let (out, _) = run(&["serve"], &[("IRSA_PROXY_AUTH_TOKEN", "short-SECRET")]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("SECRET"));
+}
+
+#[test]
+fn imds_v1_should_take_three_values_and_not_contradict_require_token() {
+    refused(
+        &["--imds-v1", "sometimes"],
+        &[],
+        "--imds-v1: \"sometimes\" is not allowed; expected never, link-local or always",
+    );
+    refused(
+        &["--imds-v1", "always", "--imds-require-token"],
+        &[],
+        "--imds-v1: \"always\" contradicts --imds-require-token",
+    );
+    refused(
+        &[],
+        &[("IRSA_PROXY_IMDS_V1", "yes")],
+        "--imds-v1 (IRSA_PROXY_IMDS_V1)",
+    );
+}
+
+#[test]
+fn link_local_credential_addresses_should_not_count_as_non_loopback() {
+    // Accepted by validation; refused at start-up because 169.254.170.2 is not
+    // on this namespace's lo (the test never adds it here).
+    refused(
+        &["--listen", "169.254.170.2:80"],
+        &[],
+        "--listen: 169.254.170.2:80: 169.254.170.2 is not on this network namespace's loopback interface",
+    );
+    refused(
+        &["--listen", "169.254.1.1:80"],
+        &[],
+        "is not a loopback address",
     );
 }
 

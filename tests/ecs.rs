@@ -45,6 +45,83 @@ async fn ecs_body_should_have_every_field_in_the_sdk_formats() {
     assert_eq!(calls[0].token, std::fs::read_to_string(dir.path()).unwrap());
 }
 
+/// Regression (issue 10): the 30m default of `--refresh-before` refused
+/// `--duration 15m`, the STS minimum, from the flag and from its variable.
+#[tokio::test]
+async fn the_shortest_duration_should_start_with_the_default_refresh_before() {
+    for (flag, var) in [(Some("15m"), None), (None, Some("15m"))] {
+        let (sts, dir) = setup().await;
+        let mut b = ProxyBuilder::serve(&dir.path(), &sts.url());
+        if let Some(v) = flag {
+            b = b.set("--duration", v);
+        }
+        if let Some(v) = var {
+            b = b.env("IRSA_PROXY_DURATION", v);
+        }
+        let p = b.start();
+        let r = p.ecs(None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(sts.calls()[0].duration, Some(900));
+    }
+}
+
+/// The token as a value (`IRSA_PROXY_AUTH_TOKEN`, from the Secret that the app
+/// containers read too): required on `/v1/credentials`, written over the file
+/// for apps that read the file, and the path secret of `/v2/credentials/`.
+#[tokio::test]
+async fn the_token_value_should_be_required_written_and_serve_the_path_route() {
+    let (sts, dir) = setup().await;
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_file = auth_dir.path().join("auth-token");
+    std::fs::write(&auth_file, "left-by-an-earlier-container").unwrap();
+    let value = "0123456789abcdef".repeat(4);
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url())
+        .set("--auth-token-file", auth_file.to_str().unwrap())
+        .env("IRSA_PROXY_AUTH_TOKEN", &value)
+        .start();
+    assert_eq!(p.ecs(None).await.status, 401);
+    assert_eq!(
+        p.ecs(Some("left-by-an-earlier-container")).await.status,
+        401
+    );
+    let by_header = p.ecs(Some(&value)).await;
+    assert_eq!(by_header.status, 200, "{}", by_header.body);
+    assert_eq!(std::fs::read_to_string(&auth_file).unwrap(), value);
+
+    let by_path = request(p.addr, "GET", &format!("/v2/credentials/{value}"), &[]).await;
+    assert_eq!(by_path.status, 200);
+    assert_eq!(by_path.body, by_header.body);
+    assert_eq!(by_path.header("content-type"), Some("application/json"));
+    for wrong in [
+        "",
+        "x",
+        &value[1..],
+        &format!("{value}x"),
+        &format!("{value}/"),
+    ] {
+        let r = request(p.addr, "GET", &format!("/v2/credentials/{wrong}"), &[]).await;
+        assert_eq!(r.status, 401, "{wrong:?}");
+        assert_eq!(r.json()["code"], "Unauthorized");
+    }
+    assert_eq!(
+        request(p.addr, "POST", &format!("/v2/credentials/{value}"), &[])
+            .await
+            .status,
+        405
+    );
+    assert!(p.metrics().await.contains(r#"endpoint="ecs",status="200""#));
+}
+
+/// Without a token there is no secret for the path: the route is not served.
+#[tokio::test]
+async fn the_path_route_should_be_404_without_a_token() {
+    let (sts, dir) = setup().await;
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
+    let r = request(p.addr, "GET", "/v2/credentials/anything", &[]).await;
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("IRSA_PROXY_AUTH_TOKEN"), "{}", r.body);
+}
+
 #[tokio::test]
 async fn auth_token_file_should_be_created_and_required() {
     let (sts, dir) = setup().await;

@@ -281,7 +281,7 @@ fn raise_fd_limit(want: libc::rlim_t) {
 
 #[tokio::test]
 async fn request_bodies_of_many_megabytes_should_be_ignored_on_every_route() {
-    let (_sts, _dir, p) = start_with_token(&[]).await;
+    let (_sts, _dir, p) = start_with_token(&["--imds-v1", "always"]).await;
     let pid = p.child.id();
     let rss_before = rss_kib(pid);
     let routes: [(&str, &str, u16); 8] = [
@@ -394,6 +394,8 @@ async fn path_tricks_should_never_reach_the_credentials() {
         auth_file.to_str().unwrap(),
         "--header-timeout",
         "2s",
+        "--imds-v1",
+        "always",
     ])
     .await;
     sts.script().secret = "SECRET-MARKER".into();
@@ -440,6 +442,12 @@ async fn path_tricks_should_never_reach_the_credentials() {
         ("/v1/credentials%2f", 404),
         ("/v1/credentials%00", 404),
         ("/V1/CREDENTIALS", 404),
+        // Nor does the path-token route with a wrong, partial or dressed-up token.
+        ("/v2/credentials/", 401),
+        ("/v2/credentials/wrong", 401),
+        ("/v2/credentials/../../v1/credentials", 401),
+        ("/v2/credentials/%2e%2e", 401),
+        ("/v2//credentials/x", 404),
     ];
     for (path, want) in cases {
         let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");

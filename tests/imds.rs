@@ -1,5 +1,7 @@
 //! The IMDS endpoints: v1 and v2 session tokens, the credentials documents, the
-//! region documents, and `--imds-require-token` / `--no-imds`.
+//! region documents, and `--imds-v1` / `--imds-require-token` / `--no-imds`.
+//! Tests about what a document says (not about tokens) ask IMDSv1 with
+//! `--imds-v1 always`.
 
 mod common;
 
@@ -79,10 +81,20 @@ async fn imdsv2_flow_should_serve_the_credentials_document() {
     assert!(v["LastUpdated"].is_string());
 }
 
+/// IMDSv1 is what SSRF exploits, and every SDK that can be pointed at a
+/// loopback port also speaks IMDSv2: loopback listeners refuse it by default.
 #[tokio::test]
-async fn imdsv1_should_be_served_without_a_token() {
+async fn imdsv1_should_be_refused_on_loopback_unless_asked_for() {
     let (sts, dir) = setup().await;
     let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
+    let r = request(p.addr, "GET", &format!("{CREDS}test-role"), &[]).await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("session token is required"), "{}", r.body);
+    assert_eq!(request(p.addr, "HEAD", CREDS, &[]).await.status, 401);
+
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url())
+        .args(["--imds-v1", "always"])
+        .start();
     let doc = request(p.addr, "GET", &format!("{CREDS}test-role"), &[]).await;
     assert_eq!(doc.status, 200);
     assert_eq!(request(p.addr, "HEAD", CREDS, &[]).await.status, 200);
@@ -150,6 +162,7 @@ async fn region_documents_should_follow_the_configured_region() {
     let (sts, dir) = setup().await;
     let p = ProxyBuilder::serve(&dir.path(), &sts.url())
         .set("--region", "eu-west-2")
+        .args(["--imds-v1", "always"])
         .start();
     let r = request(p.addr, "GET", "/latest/meta-data/placement/region", &[]).await;
     assert_eq!((r.status, r.body.as_str()), (200, "eu-west-2"));
@@ -195,6 +208,7 @@ async fn region_documents_should_be_404_without_a_region() {
     let (sts, dir) = setup().await;
     let p = ProxyBuilder::serve(&dir.path(), &sts.url())
         .without("--region")
+        .args(["--imds-v1", "always"])
         .start();
     for path in [
         "/latest/meta-data/placement/region",
@@ -212,7 +226,9 @@ async fn region_documents_should_be_404_without_a_region() {
 #[tokio::test]
 async fn paths_not_served_should_be_404() {
     let (sts, dir) = setup().await;
-    let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url())
+        .args(["--imds-v1", "always"])
+        .start();
     for path in [
         "/latest/meta-data/iam/security-credentials-extended/",
         "/latest/user-data",

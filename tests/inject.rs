@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 use clap::Parser;
 use irsa_proxy::cli::{Cli, Command as Sub};
 use irsa_proxy::config::{Config, DEFAULT_LISTEN};
+use serde::Deserialize;
 use serde_norway::Value;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -74,6 +75,26 @@ fn assert_golden(path: &Path, actual: &str) -> TestResult {
     Ok(())
 }
 
+/// The emitted Secret's token is random: the goldens hold a placeholder. Every
+/// token must be 64 hex digits (base64 of them: 88 characters), and differ from
+/// every other run's.
+fn mask_tokens(text: &str) -> String {
+    use base64::Engine;
+    text.lines()
+        .map(|line| match line.strip_prefix("  token: ") {
+            Some(b64) => {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .expect("the Secret's token is base64");
+                assert_eq!(raw.len(), 64, "{line}");
+                assert!(raw.iter().all(u8::is_ascii_hexdigit), "{line}");
+                "  token: <64 random hex digits, base64>\n".to_string()
+            }
+            None => format!("{line}\n"),
+        })
+        .collect()
+}
+
 /// Injects `input` (a fixture) with `args`, checks the golden `<name>.out.yaml`,
 /// and checks that injecting the output again changes nothing.
 fn golden(name: &str, input: &str, args: &[&str]) -> TestResult {
@@ -86,7 +107,7 @@ fn golden(name: &str, input: &str, args: &[&str]) -> TestResult {
     let stderr = String::from_utf8(out.stderr)?;
     assert!(out.status.success(), "inject {full:?} failed: {stderr}");
     assert_eq!(stderr, "", "inject wrote to stderr");
-    assert_golden(&fixture(&format!("{name}.out.yaml")), &stdout)?;
+    assert_golden(&fixture(&format!("{name}.out.yaml")), &mask_tokens(&stdout))?;
 
     let mut again_args = args.to_vec();
     again_args.extend(["-f", "-"]);
@@ -198,12 +219,85 @@ fn every_option_should_reach_the_manifest() -> TestResult {
 }
 
 #[test]
+fn link_local_should_add_the_init_step_the_sysctl_and_the_listeners() -> TestResult {
+    golden("pod-link-local", "pod.yaml", &["--link-local"])
+}
+
+#[test]
+fn auth_secret_should_be_referenced_and_not_emitted() -> TestResult {
+    golden(
+        "pod-auth-secret",
+        "pod.yaml",
+        &["--auth-secret", "team-a-irsa-token"],
+    )
+}
+
+/// One Secret per namespace, before the first workload that needs it; a
+/// Secret of that name already in the input is kept and not emitted again.
+#[test]
+fn the_auth_secret_should_be_emitted_once_per_namespace() -> TestResult {
+    let pod = |name: &str, ns: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  containers:\n  - name: app\n    image: x\n")
+    };
+    let existing = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: irsa-proxy-auth\n  namespace: c\ndata:\n  token: eA==\n";
+    let input = [
+        pod("p1", "a"),
+        pod("p2", "b"),
+        pod("p3", "a"),
+        existing.into(),
+        pod("p4", "c"),
+    ]
+    .join("---\n");
+    let out = inject(&[], input.as_bytes())?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(Value::deserialize)
+        .collect::<Result<_, _>>()?;
+    let summary: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            let m = d.get("metadata");
+            format!(
+                "{}/{}/{}",
+                d.get("kind").and_then(Value::as_str).unwrap_or("?"),
+                m.and_then(|m| m.get("namespace"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("-"),
+                m.and_then(|m| m.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "Secret/a/irsa-proxy-auth",
+            "Pod/a/p1",
+            "Secret/b/irsa-proxy-auth",
+            "Pod/b/p2",
+            "Pod/a/p3",
+            "Secret/c/irsa-proxy-auth",
+            "Pod/c/p4",
+        ]
+    );
+    // The two emitted tokens are different.
+    assert_ne!(docs[0].get("data"), docs[2].get("data"));
+    Ok(())
+}
+
+#[test]
 fn stdin_should_be_read_when_no_file_is_given() -> TestResult {
     let input = std::fs::read(fixture("deployment.yaml"))?;
     let out = inject(&[], &input)?;
     assert!(out.status.success());
     assert_eq!(
-        String::from_utf8(out.stdout)?,
+        mask_tokens(&String::from_utf8(out.stdout)?),
         std::fs::read_to_string(fixture("deployment.out.yaml"))?
     );
     Ok(())
@@ -271,6 +365,18 @@ fn bad_input_should_be_refused_with_one_line() -> TestResult {
             no_containers,
             &[],
             &["document 2", "Deployment/empty", "no containers"],
+        ),
+        (
+            "port 80 with --link-local",
+            &deployment,
+            &["--link-local"],
+            &["document 1", "Deployment/api", "\"api\" uses port 80"],
+        ),
+        (
+            "a Secret name that is not one",
+            &deployment,
+            &["--auth-secret", "Not_A_Name"],
+            &["--auth-secret", "\"Not_A_Name\""],
         ),
         (
             "port in app",
@@ -372,8 +478,20 @@ fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
 
 #[test]
 fn app_environment_should_match_what_serve_listens_on() -> TestResult {
-    let doc: Value =
-        serde_norway::from_str(&std::fs::read_to_string(fixture("deployment.out.yaml"))?)?;
+    let text = std::fs::read_to_string(fixture("deployment.out.yaml"))?;
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(Value::deserialize)
+        .collect::<Result<_, _>>()?;
+    let [secret, doc] = docs.as_slice() else {
+        return Err("expected the Secret, then the Deployment".into());
+    };
+    assert_eq!(secret.get("kind").and_then(Value::as_str), Some("Secret"));
+    assert_eq!(secret.get("immutable").and_then(Value::as_bool), Some(true));
+    let secret_name = secret
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .ok_or("no Secret name")?;
     let spec = doc
         .get("spec")
         .and_then(|s| s.get("template"))
@@ -425,6 +543,26 @@ fn app_environment_should_match_what_serve_listens_on() -> TestResult {
         env_value(app, "AWS_EC2_METADATA_SERVICE_ENDPOINT"),
         Some(format!("http://{DEFAULT_LISTEN}").as_str())
     );
+    // Sidecar and app take the token from the same key of the same Secret.
+    let secret_ref = |c: &Value, name: &str| {
+        containers(c, "env")
+            .into_iter()
+            .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|e| e.get("valueFrom")?.get("secretKeyRef").cloned())
+    };
+    let app_ref = secret_ref(app, "AWS_CONTAINER_AUTHORIZATION_TOKEN").ok_or("app: no token")?;
+    assert_eq!(
+        secret_ref(sidecar, "IRSA_PROXY_AUTH_TOKEN"),
+        Some(app_ref.clone())
+    );
+    assert_eq!(
+        app_ref.get("name").and_then(Value::as_str),
+        Some(secret_name)
+    );
+    assert!(secret
+        .get("data")
+        .and_then(|d| d.get(app_ref.get("key")?.as_str()?))
+        .is_some());
     let token_file =
         env_value(app, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").ok_or("no token file")?;
     assert_eq!(config.auth_token_file, Some(in_pod(token_file)));
@@ -499,12 +637,15 @@ fn check_k8s_generated(generated: &str, args: &[&str]) -> TestResult {
 
 #[test]
 fn k8s_deployment_should_be_inject_of_the_plain_one() -> TestResult {
-    check_k8s_generated("deployment.yaml", &[])
+    check_k8s_generated("deployment.yaml", &["--auth-secret", "irsa-proxy-auth"])
 }
 
 #[test]
 fn k8s_classic_deployment_should_be_inject_of_the_plain_one() -> TestResult {
-    check_k8s_generated("deployment-classic.yaml", &["--classic-sidecar"])
+    check_k8s_generated(
+        "deployment-classic.yaml",
+        &["--classic-sidecar", "--auth-secret", "irsa-proxy-auth"],
+    )
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The secret access key, the session token, the web-identity token and the
-//! Authorization values never reach a log line, even at trace level, in text or
+//! Authorization values (as a header or as the path of `/v2/credentials/`) never reach a log line, even at trace level, in text or
 //! JSON, on success or on failure.
 
 mod common;
@@ -44,6 +44,18 @@ async fn exercise(format: &str) -> String {
     );
     assert!(p.logs().contains("InvalidIdentityToken"));
     assert_eq!(p.ecs(Some(PRESENTED)).await.status, 401);
+    // The path-token route: the token in the path is never logged either.
+    let by_path = |t: &str| format!("/v2/credentials/{t}");
+    assert_eq!(
+        request(p.addr, "GET", &by_path(AUTH), &[]).await.status,
+        200
+    );
+    assert_eq!(
+        request(p.addr, "GET", &by_path(PRESENTED), &[])
+            .await
+            .status,
+        401
+    );
     let t = request(
         p.addr,
         "PUT",

@@ -676,6 +676,8 @@ fn inject_options() -> Options {
         token_audience: "sts.amazonaws.com".into(),
         token_expiration: 86400,
         strip_web_identity: false,
+        auth_secret: None,
+        link_local: false,
     })
     .unwrap()
 }

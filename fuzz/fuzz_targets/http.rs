@@ -10,7 +10,7 @@ use hyper_util::rt::TokioIo;
 use irsa_proxy::clock::SystemClock;
 use irsa_proxy::credentials::{CredentialStore, Credentials, RoleInfo};
 use irsa_proxy::metrics::Metrics;
-use irsa_proxy::server::{handle, AppState, ServerSettings};
+use irsa_proxy::server::{handle, AppState, Peer, ServerSettings};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -60,7 +60,15 @@ fuzz_target!(|data: &[u8]| {
             let state = state.clone();
             async move {
                 Ok::<_, std::convert::Infallible>(
-                    handle(&state, req, "127.0.0.1:1".parse().unwrap()).await,
+                    handle(
+                        &state,
+                        req,
+                        Peer {
+                            addr: "127.0.0.1:1".parse().unwrap(),
+                            imds_v1: true,
+                        },
+                    )
+                    .await,
                 )
             }
         });

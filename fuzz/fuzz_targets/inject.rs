@@ -15,6 +15,8 @@ fuzz_target!(|s: &str| {
         token_audience: "sts.amazonaws.com".into(),
         token_expiration: 86400,
         strip_web_identity: false,
+        auth_secret: None,
+        link_local: false,
     })
     .unwrap();
     if let Ok(once) = inject_documents(s, &opts) {

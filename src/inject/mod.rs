@@ -18,9 +18,23 @@
 //!   already has it, else a projected service-account token volume of our own;
 //! - a memory-backed `emptyDir` at [`SHARED_DIR`] where the proxy writes the
 //!   authorization token (mode 0644) and the apps read it;
-//! - in the app containers: `AWS_CONTAINER_CREDENTIALS_FULL_URI`,
-//!   `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`
-//!   ([`Options::app_env`]) and the shared directory mounted read-only.
+//! - the pod's authorization token, from an immutable Secret ([`AUTH_SECRET`],
+//!   key `token`) that `inject` emits once per namespace unless the input already
+//!   has it, or that `--auth-secret` names: the sidecar gets it as
+//!   `IRSA_PROXY_AUTH_TOKEN` (and writes it to the shared file), the apps as
+//!   `AWS_CONTAINER_AUTHORIZATION_TOKEN`, so SDKs that read the value and SDKs
+//!   that read the file present the same bytes. Immutable, so that no container
+//!   of a running pod can be restarted with a token its neighbours do not have;
+//! - in the app containers: the token value and file, `..._FULL_URI`, and
+//!   `AWS_EC2_METADATA_SERVICE_ENDPOINT` or, with `--link-local`,
+//!   `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` ([`Options::app_env`]), and the
+//!   shared directory mounted read-only; the pod annotation
+//!   `eks.amazonaws.com/skip-containers` names them, so that the EKS pod-identity
+//!   webhook gives web identity to the sidecar only and every SDK goes through it;
+//! - with `--link-local`, an init container running `irsa-proxy link-local`
+//!   (root, `NET_ADMIN` only) before the sidecar, the pod sysctl
+//!   `net.ipv4.ip_unprivileged_port_start=80`, and the sidecar listening on
+//!   `169.254.170.2:80` and `169.254.169.254:80` too.
 
 mod emit;
 mod pod;
@@ -30,7 +44,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use serde::Deserialize;
-use serde_norway::Value;
+use serde_norway::{Mapping, Value};
 
 use crate::cli::InjectArgs;
 use crate::config::{RoleArn, DEFAULT_LISTEN};
@@ -62,6 +76,16 @@ pub const WEBHOOK_TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/servicea
 pub const CREDENTIALS_PATH: &str = "/v1/credentials";
 pub const READY_PATH: &str = "/readyz";
 pub const LIVE_PATH: &str = "/healthz";
+/// The Secret holding the pod's authorization token, emitted by default.
+pub const AUTH_SECRET: &str = "irsa-proxy-auth";
+/// Its key.
+pub const AUTH_SECRET_KEY: &str = "token";
+/// The init container of `--link-local`.
+pub const LINK_LOCAL_NAME: &str = "irsa-proxy-link-local";
+/// The EKS pod-identity webhook's pod annotation listing the containers it leaves alone.
+pub const SKIP_CONTAINERS: &str = "eks.amazonaws.com/skip-containers";
+/// `serve`'s route with the token in the path, for RELATIVE_URI.
+pub const PATH_TOKEN_PREFIX: &str = "/v2/credentials/";
 /// Kubernetes' bounds for a projected token's `expirationSeconds`.
 pub const MIN_TOKEN_EXPIRATION: i64 = 600;
 pub const MAX_TOKEN_EXPIRATION: i64 = 1 << 32;
@@ -80,6 +104,11 @@ pub struct Options {
     pub token_audience: String,
     pub token_expiration: i64,
     pub strip_web_identity: bool,
+    /// The Secret with the pod's authorization token.
+    pub auth_secret: String,
+    /// Emit that Secret (with a random token) where the input lacks it.
+    pub emit_auth_secret: bool,
+    pub link_local: bool,
 }
 
 impl Options {
@@ -106,6 +135,19 @@ impl Options {
                 args.token_expiration
             ));
         }
+        if let Some(name) = &args.auth_secret {
+            let ok = (1..=253).contains(&name.len())
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                })
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !ok {
+                errors.push(format!(
+                    "--auth-secret: {name:?} is not a Secret name; expected lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+                ));
+            }
+        }
         for name in &args.container {
             if name.is_empty() || name == SIDECAR_NAME {
                 errors.push(format!(
@@ -125,6 +167,12 @@ impl Options {
             token_audience: args.token_audience.clone(),
             token_expiration: args.token_expiration,
             strip_web_identity: args.strip_web_identity,
+            auth_secret: args
+                .auth_secret
+                .clone()
+                .unwrap_or_else(|| AUTH_SECRET.to_string()),
+            emit_auth_secret: args.auth_secret.is_none(),
+            link_local: args.link_local,
         })
     }
 
@@ -136,20 +184,36 @@ impl Options {
         format!("{host}:{}", self.port)
     }
 
-    /// The environment every configured app container gets, in this order.
-    pub fn app_env(&self) -> Vec<(String, String)> {
+    /// The environment every configured app container gets, in this order: the
+    /// token value first, since `$(AWS_CONTAINER_AUTHORIZATION_TOKEN)` in the
+    /// relative URI expands only names defined before it.
+    pub fn app_env(&self) -> Vec<Value> {
         let base = format!("http://{}", self.listen());
-        vec![
-            (
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
-                format!("{base}{CREDENTIALS_PATH}"),
+        let mut env = vec![
+            pod::env_from_secret(
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                &self.auth_secret,
+                AUTH_SECRET_KEY,
             ),
-            (
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
-                AUTH_TOKEN_FILE.into(),
+            pod::env_var(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                &format!("{base}{CREDENTIALS_PATH}"),
             ),
-            ("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), base),
-        ]
+            pod::env_var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", AUTH_TOKEN_FILE),
+        ];
+        if self.link_local {
+            // Resolved against 169.254.170.2 by every SDK since 2016, which
+            // sends no Authorization on this route: the token is the path.
+            env.push(pod::env_var(
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                &format!("{PATH_TOKEN_PREFIX}$(AWS_CONTAINER_AUTHORIZATION_TOKEN)"),
+            ));
+        } else {
+            // Not with --link-local: IMDS is then where every SDK looks by
+            // default, and the Ruby SDK v3 reads this variable but dials port 80.
+            env.push(pod::env_var("AWS_EC2_METADATA_SERVICE_ENDPOINT", &base));
+        }
+        env
     }
 }
 
@@ -180,43 +244,107 @@ pub enum Error {
 }
 
 /// Injects every pod template in `input` (one or more YAML documents) and returns
-/// the documents serialised again, `---` between them.
+/// the documents serialised again, `---` between them. The authorization
+/// Secret, where it is to be emitted, goes just before the first document that
+/// needs it in its namespace.
 pub fn inject_documents(input: &str, opts: &Options) -> Result<String, Error> {
-    let mut out = String::new();
-    let mut written = 0usize;
+    let mut docs = Vec::new();
     for (i, de) in serde_norway::Deserializer::from_str(input).enumerate() {
         let index = i + 1;
-        let mut doc = Value::deserialize(de).map_err(|e| Error::NotYaml {
+        let doc = Value::deserialize(de).map_err(|e| Error::NotYaml {
             index,
             message: e.to_string(),
         })?;
         // `---` with nothing after it, or a trailing separator: nothing to keep.
-        if doc.is_null() {
-            continue;
+        if !doc.is_null() {
+            docs.push((index, doc));
         }
-        inject_document(&mut doc, opts).map_err(|(object, problem)| Error::Pod {
+    }
+    // Secrets of that name the input already has, by namespace.
+    let mut have_secret: Vec<Option<String>> = docs
+        .iter()
+        .flat_map(|(_, d)| workload::objects(d))
+        .filter(|o| {
+            o.get("kind").and_then(Value::as_str) == Some("Secret")
+                && workload::name(o) == Some(opts.auth_secret.as_str())
+        })
+        .map(workload::namespace)
+        .collect();
+    let mut out = String::new();
+    let mut written = 0usize;
+    for (index, mut doc) in docs {
+        let injected = inject_document(&mut doc, opts).map_err(|(object, problem)| Error::Pod {
             index,
             object,
             problem,
         })?;
-        let text = match emit::document(&doc) {
+        let mut texts = Vec::new();
+        if opts.emit_auth_secret {
+            for ns in injected {
+                if !have_secret.contains(&ns) {
+                    texts.push(to_text(
+                        index,
+                        &auth_secret(&opts.auth_secret, ns.as_deref()),
+                    )?);
+                    have_secret.push(ns);
+                }
+            }
+        }
+        texts.push(to_text(index, &doc)?);
+        for text in texts {
+            if written > 0 {
+                out.push_str("---\n");
+            }
+            out.push_str(&text);
+            written += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// A new Secret with a random token. Immutable: the API server refuses to
+/// change it, so the token under running pods never changes; rotating means a
+/// new Secret name in the pod template, which rolls the pods.
+fn auth_secret(name: &str, namespace: Option<&str>) -> Value {
+    use base64::Engine;
+    let mut metadata = Mapping::new();
+    metadata.insert("name".into(), name.into());
+    if let Some(ns) = namespace {
+        metadata.insert("namespace".into(), ns.into());
+    }
+    let mut data = Mapping::new();
+    let token = crate::server::random_token();
+    data.insert(
+        AUTH_SECRET_KEY.into(),
+        base64::engine::general_purpose::STANDARD
+            .encode(token)
+            .into(),
+    );
+    let mut m = Mapping::new();
+    m.insert("apiVersion".into(), "v1".into());
+    m.insert("kind".into(), "Secret".into());
+    m.insert("metadata".into(), Value::Mapping(metadata));
+    m.insert("type".into(), "Opaque".into());
+    m.insert("immutable".into(), true.into());
+    m.insert("data".into(), Value::Mapping(data));
+    Value::Mapping(m)
+}
+
+/// One document as YAML text that reads back the same.
+fn to_text(index: usize, doc: &Value) -> Result<String, Error> {
+    {
+        let text = match emit::document(doc) {
             Some(text) => text,
             None => serde_norway::to_string(&doc).map_err(|e| Error::NotYaml {
                 index,
                 message: e.to_string(),
             })?,
         };
-        let text = faithful(text, &doc).ok_or_else(|| Error::NotYaml {
+        faithful(text, doc).ok_or_else(|| Error::NotYaml {
             index,
             message: "cannot be written back as YAML that reads the same".into(),
-        })?;
-        if written > 0 {
-            out.push_str("---\n");
-        }
-        out.push_str(&text);
-        written += 1;
+        })
     }
-    Ok(out)
 }
 
 /// `text` if it reads back as `doc`, else `doc` as JSON (which is YAML): the
@@ -232,15 +360,31 @@ fn faithful(text: String, doc: &Value) -> Option<String> {
     reads_back(&json).then_some(json)
 }
 
-fn inject_document(doc: &mut Value, opts: &Options) -> Result<(), (String, Problem)> {
+/// Injects every pod spec of one document; returns the namespace of each pod
+/// that was changed (`None`: the namespace the document is applied to).
+fn inject_document(
+    doc: &mut Value,
+    opts: &Options,
+) -> Result<Vec<Option<String>>, (String, Problem)> {
+    let mut injected = Vec::new();
     for at in workload::find_pod_specs(doc)? {
         // find_pod_specs checked that the path leads to a mapping.
         let Some(spec) = workload::get_mut(doc, &at.path).and_then(Value::as_mapping_mut) else {
             return Err((at.label, Problem::NoPodSpec("spec".into())));
         };
-        pod::inject(spec, opts).map_err(|p| (at.label.clone(), p))?;
+        let Some(app_containers) = pod::inject(spec, opts).map_err(|p| (at.label.clone(), p))?
+        else {
+            continue;
+        };
+        // The pod template's metadata: beside its spec.
+        let meta_path = workload::metadata_path(&at.path);
+        let Some(meta) = workload::get_or_insert_mapping(doc, &meta_path) else {
+            return Err((at.label, Problem::NoPodSpec("metadata".into())));
+        };
+        pod::skip_for_eks_webhook(meta, &app_containers).map_err(|p| (at.label.clone(), p))?;
+        injected.push(at.namespace);
     }
-    Ok(())
+    Ok(injected)
 }
 
 /// The subcommand: read, inject, and write only if every document succeeded.

@@ -11,9 +11,17 @@ use serde_norway::{Mapping, Value};
 
 use super::{Options, TokenSource};
 use super::{
-    AUTH_TOKEN_FILE, BINARY_PATH, SHARED_DIR, SHARED_VOLUME, SIDECAR_NAME, TOKEN_DIR,
-    TOKEN_FILE_NAME, TOKEN_VOLUME, WEBHOOK_TOKEN_DIR, WEBHOOK_VOLUME,
+    AUTH_SECRET_KEY, AUTH_TOKEN_FILE, BINARY_PATH, LINK_LOCAL_NAME, SHARED_DIR, SHARED_VOLUME,
+    SIDECAR_NAME, SKIP_CONTAINERS, TOKEN_DIR, TOKEN_FILE_NAME, TOKEN_VOLUME, WEBHOOK_TOKEN_DIR,
+    WEBHOOK_VOLUME,
 };
+use crate::link_local::DEFAULT_ADDRESSES;
+
+/// The namespaced sysctl that lets the non-root sidecar bind port 80; on
+/// Kubernetes' list of safe sysctls since 1.22, so no node setting is needed.
+const UNPRIVILEGED_PORT_SYSCTL: &str = "net.ipv4.ip_unprivileged_port_start";
+/// The port SDKs dial on the link-local addresses.
+const LINK_LOCAL_PORT: u16 = 80;
 
 /// Variables of the app containers that the sidecar needs too: the role to assume
 /// and the region of the STS endpoint (the EKS webhook sets all of them).
@@ -37,6 +45,8 @@ pub enum Problem {
     NotAList(String),
     #[error("container {container:?} already uses port {port}; choose another --port")]
     PortInUse { container: String, port: u16 },
+    #[error("container {0:?} uses port 80, which --link-local needs on 169.254.170.2 and 169.254.169.254 in the pod's network namespace; move the app off port 80 or inject without --link-local")]
+    LinkLocalPortInUse(String),
     #[error("hostNetwork pods share the node's loopback, where every pod on the node could reach the credentials and the port would clash; run the pod without hostNetwork")]
     HostNetwork,
     #[error("--container {name:?} is not an app container of this pod (it has: {available})")]
@@ -53,7 +63,9 @@ pub enum Problem {
 }
 
 /// Injects the sidecar into one pod spec (a mapping, checked by the caller).
-pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<(), Problem> {
+/// Returns the names of the app containers it configured, or `None` when the
+/// pod already had the sidecar and was left as it was.
+pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<Option<Vec<String>>, Problem> {
     let containers = named_containers(spec, "containers")?;
     if containers.is_empty() {
         return Err(Problem::NoContainers);
@@ -64,7 +76,7 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<(), Problem> 
         .chain(init.iter())
         .any(|(name, _)| name == SIDECAR_NAME)
     {
-        return Ok(());
+        return Ok(None);
     }
     check(spec, opts, &containers, &init)?;
 
@@ -109,6 +121,7 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<(), Problem> 
         inherited.extend(found.cloned());
     }
     let sidecar = sidecar(opts, &token, inherited);
+    let configured: Vec<String> = selected.iter().map(|&i| containers[i].0.clone()).collect();
 
     // Everything is checked; from here on the spec is only changed.
     let app_env = opts.app_env();
@@ -132,6 +145,19 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<(), Problem> 
         // First, so that regular init containers after it can use credentials too.
         seq_mut(spec, "initContainers")?.insert(0, sidecar);
     }
+    if opts.link_local {
+        // Before the sidecar, which binds the addresses it adds.
+        if !spec.contains_key("initContainers") {
+            insert_before(
+                spec,
+                "initContainers",
+                Value::Sequence(Vec::new()),
+                "containers",
+            );
+        }
+        seq_mut(spec, "initContainers")?.insert(0, link_local_container(opts));
+        allow_port_80(spec)?;
+    }
     let volumes = seq_mut(spec, "volumes")?;
     volumes.push(map([
         ("name", SHARED_VOLUME.into()),
@@ -142,6 +168,144 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<(), Problem> 
     ]));
     if token.volume == TOKEN_VOLUME {
         volumes.push(token_volume(opts));
+    }
+    Ok(Some(configured))
+}
+
+/// Adds the app containers to the pod annotation with which the EKS
+/// pod-identity webhook leaves containers alone. Without it the webhook gives
+/// them `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`, and every SDK that
+/// knows web identity would call STS itself and bypass the sidecar without a
+/// word. The sidecar is not listed: it gets the role from the webhook.
+pub(crate) fn skip_for_eks_webhook(meta: &mut Mapping, apps: &[String]) -> Result<(), Problem> {
+    if apps.is_empty() {
+        return Ok(());
+    }
+    let slot = meta
+        .entry("annotations".into())
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if slot.is_null() {
+        *slot = Value::Mapping(Mapping::new());
+    }
+    let annotations = slot
+        .as_mapping_mut()
+        .ok_or_else(|| Problem::NotAList("metadata.annotations (a mapping)".into()))?;
+    let mut names: Vec<String> = annotations
+        .get(SKIP_CONTAINERS)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    for app in apps {
+        if !names.contains(app) {
+            names.push(app.clone());
+        }
+    }
+    annotations.insert(SKIP_CONTAINERS.into(), names.join(",").into());
+    Ok(())
+}
+
+/// The init step of `--link-local`: `irsa-proxy link-local` as root with only
+/// `NET_ADMIN`, given the pod's and the node's IP so that it refuses a
+/// namespace that is not the pod's own.
+fn link_local_container(opts: &Options) -> Value {
+    let field = |name: &str, path: &str| {
+        map([
+            ("name", name.into()),
+            (
+                "valueFrom",
+                map([("fieldRef", map([("fieldPath", path.into())]))]),
+            ),
+        ])
+    };
+    map([
+        ("name", LINK_LOCAL_NAME.into()),
+        ("image", opts.image.as_str().into()),
+        (
+            "command",
+            Value::Sequence(vec![BINARY_PATH.into(), "link-local".into()]),
+        ),
+        (
+            "env",
+            Value::Sequence(vec![
+                field("IRSA_PROXY_POD_IP", "status.podIP"),
+                field("IRSA_PROXY_HOST_IP", "status.hostIP"),
+            ]),
+        ),
+        (
+            "resources",
+            map([
+                (
+                    "requests",
+                    map([("cpu", "10m".into()), ("memory", "16Mi".into())]),
+                ),
+                (
+                    "limits",
+                    map([("cpu", "100m".into()), ("memory", "32Mi".into())]),
+                ),
+            ]),
+        ),
+        (
+            "securityContext",
+            map([
+                // Root, for NET_ADMIN to be effective: runtimes set no ambient
+                // capabilities, so a non-root process would not have it.
+                ("runAsNonRoot", false.into()),
+                ("runAsUser", 0.into()),
+                ("readOnlyRootFilesystem", true.into()),
+                ("allowPrivilegeEscalation", false.into()),
+                (
+                    "capabilities",
+                    map([
+                        ("drop", Value::Sequence(vec!["ALL".into()])),
+                        ("add", Value::Sequence(vec!["NET_ADMIN".into()])),
+                    ]),
+                ),
+                ("seccompProfile", map([("type", "RuntimeDefault".into())])),
+            ]),
+        ),
+    ])
+}
+
+/// Sets the pod sysctl that lets the non-root sidecar bind port 80, unless the
+/// pod already allows it.
+fn allow_port_80(spec: &mut Mapping) -> Result<(), Problem> {
+    let slot = spec
+        .entry("securityContext".into())
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if slot.is_null() {
+        *slot = Value::Mapping(Mapping::new());
+    }
+    let ctx = slot
+        .as_mapping_mut()
+        .ok_or_else(|| Problem::NotAList("securityContext (a mapping)".into()))?;
+    let sysctls = seq_mut(ctx, "sysctls")?;
+    let wanted: Value = map([
+        ("name", UNPRIVILEGED_PORT_SYSCTL.into()),
+        ("value", LINK_LOCAL_PORT.to_string().into()),
+    ]);
+    match sysctls
+        .iter_mut()
+        .find(|s| s.get("name").and_then(Value::as_str) == Some(UNPRIVILEGED_PORT_SYSCTL))
+    {
+        Some(existing) => {
+            let low_enough = existing
+                .get("value")
+                .and_then(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .or_else(|| v.as_u64().map(|n| n.to_string()))
+                })
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .is_some_and(|v| v <= u32::from(LINK_LOCAL_PORT));
+            if !low_enough {
+                *existing = wanted;
+            }
+        }
+        None => sysctls.push(wanted),
     }
     Ok(())
 }
@@ -167,6 +331,12 @@ fn check(
                 container: name.clone(),
                 port: opts.port,
             });
+        }
+        let uses_80 = ports.into_iter().flatten().any(|p| {
+            p.get("containerPort").and_then(Value::as_u64) == Some(u64::from(LINK_LOCAL_PORT))
+        });
+        if opts.link_local && uses_80 {
+            return Err(Problem::LinkLocalPortInUse(name.clone()));
         }
     }
     for wanted in &opts.containers {
@@ -255,19 +425,28 @@ fn sidecar(opts: &Options, token: &TokenSource, inherited: Vec<Value>) -> Value 
     if !opts.classic {
         c.insert("restartPolicy".into(), "Always".into());
     }
-    c.insert(
-        "args".into(),
-        Value::Sequence(vec![
-            format!("--listen={}", opts.listen()).into(),
-            format!("--auth-token-file={AUTH_TOKEN_FILE}").into(),
-            // A flag, not AWS_WEB_IDENTITY_TOKEN_FILE: the EKS webhook gives a
-            // container AWS_ROLE_ARN only if it has neither variable yet.
-            format!("--token-file={}", token.path()).into(),
-        ]),
-    );
-    if !inherited.is_empty() {
-        c.insert("env".into(), Value::Sequence(inherited));
+    let mut args: Vec<Value> = vec![format!("--listen={}", opts.listen()).into()];
+    if opts.link_local {
+        for ip in DEFAULT_ADDRESSES {
+            args.push(format!("--listen={ip}:{LINK_LOCAL_PORT}").into());
+        }
     }
+    args.extend([
+        format!("--auth-token-file={AUTH_TOKEN_FILE}").into(),
+        // A flag, not AWS_WEB_IDENTITY_TOKEN_FILE: the EKS webhook gives a
+        // container AWS_ROLE_ARN only if it has neither variable yet.
+        format!("--token-file={}", token.path()).into(),
+    ]);
+    c.insert("args".into(), Value::Sequence(args));
+    // The token as a value, from the same Secret as the apps' (no flag: a
+    // secret in args would show in the process list and the pod spec).
+    let mut env = vec![env_from_secret(
+        "IRSA_PROXY_AUTH_TOKEN",
+        &opts.auth_secret,
+        AUTH_SECRET_KEY,
+    )];
+    env.extend(inherited);
+    c.insert("env".into(), Value::Sequence(env));
     c.insert(
         "resources".into(),
         map([
@@ -343,14 +522,10 @@ fn probe(opts: &Options, path: &str, period: u32, failures: u32) -> Value {
     ])
 }
 
-/// Sets the endpoint variables (replacing entries of the same name where they
-/// stand, appending the others), strips the web-identity pair if asked, and mounts
-/// the shared directory read-only.
-fn configure_app(
-    c: &mut Mapping,
-    app_env: &[(String, String)],
-    strip: bool,
-) -> Result<(), Problem> {
+/// Sets the endpoint variables (entries of the same name are removed, and ours
+/// appended in order, so that `$(...)` references resolve), strips the
+/// web-identity pair if asked, and mounts the shared directory read-only.
+fn configure_app(c: &mut Mapping, app_env: &[Value], strip: bool) -> Result<(), Problem> {
     let env = seq_mut(c, "env")?;
     if strip {
         env.retain(|e| {
@@ -360,16 +535,16 @@ fn configure_app(
             )
         });
     }
-    for (name, value) in app_env {
-        let entry = env_var(name, value);
-        match env
-            .iter_mut()
-            .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
-        {
-            Some(existing) => *existing = entry,
-            None => env.push(entry),
-        }
-    }
+    let ours: Vec<&str> = app_env
+        .iter()
+        .filter_map(|e| e.get("name").and_then(Value::as_str))
+        .collect();
+    env.retain(|e| {
+        !e.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| ours.contains(&n))
+    });
+    env.extend(app_env.iter().cloned());
     seq_mut(c, "volumeMounts")?.push(map([
         ("name", SHARED_VOLUME.into()),
         ("mountPath", SHARED_DIR.into()),
@@ -388,8 +563,22 @@ fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     Value::Mapping(m)
 }
 
-fn env_var(name: &str, value: &str) -> Value {
+pub(crate) fn env_var(name: &str, value: &str) -> Value {
     map([("name", name.into()), ("value", value.into())])
+}
+
+/// An env entry read from a Secret's key when the container starts.
+pub(crate) fn env_from_secret(name: &str, secret: &str, key: &str) -> Value {
+    map([
+        ("name", name.into()),
+        (
+            "valueFrom",
+            map([(
+                "secretKeyRef",
+                map([("name", secret.into()), ("key", key.into())]),
+            )]),
+        ),
+    ])
 }
 
 /// The named containers of `containers` or `initContainers` (empty when absent).

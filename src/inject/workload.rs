@@ -15,6 +15,9 @@ pub(crate) struct PodSpecAt {
     pub label: String,
     /// Keys and list indexes from the document root to the pod spec mapping.
     pub path: Vec<Step>,
+    /// The object's `metadata.namespace`, where its pods run (`None`: the
+    /// namespace the manifest is applied to).
+    pub namespace: Option<String>,
 }
 
 #[derive(Clone)]
@@ -65,10 +68,7 @@ pub(crate) fn find_pod_specs(doc: &Value) -> Result<Vec<PodSpecAt>, (String, Pro
                 if let Some(at) = find_in_object(item, &format!("items[{i}] "))? {
                     let mut path = vec![Step::Key("items"), Step::Index(i)];
                     path.extend(at.path);
-                    found.push(PodSpecAt {
-                        label: at.label,
-                        path,
-                    });
+                    found.push(PodSpecAt { path, ..at });
                 }
             }
         }
@@ -98,7 +98,56 @@ fn find_in_object(obj: &Value, prefix: &str) -> Result<Option<PodSpecAt>, (Strin
     Ok(Some(PodSpecAt {
         label,
         path: keys.iter().map(|k| Step::Key(k)).collect(),
+        namespace: namespace(obj),
     }))
+}
+
+/// The objects of a document: the document itself, or the items of a `List`.
+pub(crate) fn objects(doc: &Value) -> Vec<&Value> {
+    match doc.get("items").and_then(Value::as_sequence) {
+        Some(items) if doc.get("kind").and_then(Value::as_str) == Some("List") => {
+            items.iter().collect()
+        }
+        _ => vec![doc],
+    }
+}
+
+pub(crate) fn name(obj: &Value) -> Option<&str> {
+    obj.get("metadata")?.get("name")?.as_str()
+}
+
+pub(crate) fn namespace(obj: &Value) -> Option<String> {
+    obj.get("metadata")?
+        .get("namespace")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The path of the pod's metadata, given the path of its spec: the sibling
+/// `metadata` of a template's `spec`, or the object's own for a Pod.
+pub(crate) fn metadata_path(spec_path: &[Step]) -> Vec<Step> {
+    let mut path = spec_path.to_vec();
+    path.pop();
+    path.push(Step::Key("metadata"));
+    path
+}
+
+/// Follows `path`, creating (or replacing a null with) an empty mapping at the
+/// last key if needed.
+pub(crate) fn get_or_insert_mapping<'a>(
+    doc: &'a mut Value,
+    path: &[Step],
+) -> Option<&'a mut serde_norway::Mapping> {
+    let (last, parent) = path.split_last()?;
+    let Step::Key(key) = last else { return None };
+    let parent = get_mut(doc, parent)?.as_mapping_mut()?;
+    let slot = parent
+        .entry((*key).into())
+        .or_insert_with(|| Value::Mapping(Default::default()));
+    if slot.is_null() {
+        *slot = Value::Mapping(Default::default());
+    }
+    slot.as_mapping_mut()
 }
 
 /// Follows `path` (found by [`find_pod_specs`] on the same document) to the pod spec.

@@ -1,6 +1,9 @@
-//! The `Authorization` token of `/v1/credentials` (`--auth-token-file`).
+//! The pod's authorization token: the `Authorization` value of
+//! `/v1/credentials` and the path secret of `/v2/credentials/<token>`.
 //!
-//! If the file exists its trimmed content is the token; if not, it is created
+//! Given as a value (`IRSA_PROXY_AUTH_TOKEN`, from a Secret shared with the app
+//! containers), it is also written to `--auth-token-file` when that is set. Else,
+//! if the file exists its trimmed content is the token; if not, it is created
 //! with 256 random bits as hex, no trailing newline (SDKs send the file's bytes
 //! as they are and refuse CR/LF), mode 0644 so the app container can read it from
 //! a shared `emptyDir`. Requests must present it exactly; the comparison is
@@ -22,8 +25,11 @@ impl fmt::Debug for AuthToken {
     }
 }
 
-/// Longest token accepted from an existing file.
+/// Longest token accepted.
 const MAX_LEN: usize = 4096;
+/// Shortest token accepted as a value: 128 bits of hex. (A file may hold a
+/// shorter one: it was there before us, and refusing it would break a pod.)
+const MIN_VALUE_LEN: usize = 32;
 
 impl AuthToken {
     pub fn new(value: impl Into<Vec<u8>>) -> Self {
@@ -51,8 +57,7 @@ impl AuthToken {
                 Ok(AuthToken(token.as_bytes().to_vec()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let bytes: [u8; 32] = rand::random();
-                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = random_token();
                 create_file(path, hex.as_bytes())
                     .map_err(|e| format!("--auth-token-file: cannot create {name}: {e}"))?;
                 tracing::info!(path = %name, "created the authorization token file");
@@ -62,12 +67,55 @@ impl AuthToken {
         }
     }
 
+    /// The token given as a value (`IRSA_PROXY_AUTH_TOKEN`, from a Secret). It
+    /// must fit both places it is presented in: a header and a URL path segment.
+    pub fn from_value(value: &str) -> Result<AuthToken, String> {
+        let v = value.trim();
+        let ok = (MIN_VALUE_LEN..=MAX_LEN).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        if !ok {
+            // The value itself is a secret: only its length is named.
+            return Err(format!(
+                "IRSA_PROXY_AUTH_TOKEN: a value of {} characters is not allowed; expected {MIN_VALUE_LEN} to {MAX_LEN} of [A-Za-z0-9._~-] (e.g. 64 hex digits)",
+                v.len()
+            ));
+        }
+        Ok(AuthToken(v.as_bytes().to_vec()))
+    }
+
+    /// Writes the token to `path` (replacing what is there, atomically, mode
+    /// 0644), so that apps reading `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` and
+    /// apps given `AWS_CONTAINER_AUTHORIZATION_TOKEN` present the same bytes.
+    pub fn write_file(&self, path: &Path) -> Result<(), String> {
+        let name = path.display();
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = dir.join(format!(".auth-token-{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        create_file(&tmp, &self.0)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                format!("--auth-token-file: cannot write {name}: {e}")
+            })
+    }
+
     /// Constant-time comparison with a presented header value.
     pub fn matches(&self, presented: &[u8]) -> bool {
         // `ct_eq` on slices of different lengths is false without comparing bytes;
         // the length of the expected token is not a secret worth hiding.
         self.0.as_slice().ct_eq(presented).into()
     }
+}
+
+/// A new token: 256 random bits as 64 lowercase hex digits, which fit a
+/// header, a URL path segment and a Secret alike.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes the file atomically-enough (create-new, then mode 0644), so a racing
@@ -115,6 +163,22 @@ mod tests {
         assert!(AuthToken::load_or_create(&p)
             .unwrap()
             .matches(content.as_bytes()));
+    }
+
+    #[test]
+    fn a_value_should_be_path_safe_and_written_over_the_file() {
+        assert!(AuthToken::from_value("short").is_err());
+        assert!(AuthToken::from_value(&"a b".repeat(20)).is_err());
+        let err = AuthToken::from_value(&"x/".repeat(20)).unwrap_err();
+        assert!(!err.contains("x/x/"), "the value leaked: {err}");
+        let value = "0123456789abcdef".repeat(4);
+        let t = AuthToken::from_value(&value).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("auth-token");
+        std::fs::write(&p, "an older token").unwrap();
+        t.write_file(&p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), value);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! Rust SDKs fail without it); a request carrying `X-Forwarded-For` is refused with
 //! 403, as EC2 does, so an HTTP proxy in the app cannot be used to fetch a token. A
 //! GET with an unknown or expired token gets 401; without a token it is served
-//! (IMDSv1) unless `--imds-require-token`. Session tokens live in a bounded store
+//! (IMDSv1) only where [`ImdsV1`] allows it: by default on the link-local
+//! listeners, never on loopback. Session tokens live in a bounded store
 //! (oldest evicted first), so no client can grow memory by asking for tokens.
 
 use std::collections::{HashMap, VecDeque};
@@ -113,8 +114,48 @@ pub fn put_token(state: &AppState, headers: &HeaderMap) -> Response<Body> {
     r
 }
 
-/// Checks the session token of a GET. `None` means go on.
-pub fn check_token(state: &AppState, headers: &HeaderMap) -> Option<Response<Body>> {
+/// Where IMDSv1 (a GET without a session token) is answered (`--imds-v1`).
+///
+/// IMDSv1 is what SSRF exploits: a plain GET that an attacker can make the app
+/// send. Every SDK that can be pointed at a loopback port (2020 on) also speaks
+/// IMDSv2, so loopback listeners need no IMDSv1; SDKs from before November 2019
+/// speak only IMDSv1, and they find IMDS only at `169.254.169.254:80`, which is
+/// served only with `--link-local`. Hence the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImdsV1 {
+    /// Every GET needs a session token (`--imds-require-token`).
+    Never,
+    /// Only on the link-local credential addresses (169.254.169.254, fd00:ec2::254).
+    LinkLocal,
+    /// On every listener, loopback included.
+    Always,
+}
+
+impl ImdsV1 {
+    pub const ALLOWED: &'static str = "never, link-local or always";
+
+    pub fn parse(s: &str) -> Result<ImdsV1, &'static str> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "never" => Ok(ImdsV1::Never),
+            "link-local" => Ok(ImdsV1::LinkLocal),
+            "always" => Ok(ImdsV1::Always),
+            _ => Err(Self::ALLOWED),
+        }
+    }
+
+    /// Whether a listener bound to `local` answers IMDSv1.
+    pub fn allowed_on(self, local: std::net::IpAddr) -> bool {
+        match self {
+            ImdsV1::Never => false,
+            ImdsV1::LinkLocal => crate::netns::is_credential_address(local),
+            ImdsV1::Always => true,
+        }
+    }
+}
+
+/// Checks the session token of a GET. `None` means go on. `v1` says whether
+/// the listener the request came in on answers IMDSv1.
+pub fn check_token(state: &AppState, headers: &HeaderMap, v1: bool) -> Option<Response<Body>> {
     match headers.get(TOKEN_HEADER) {
         Some(v) => {
             let ok = v.to_str().is_ok_and(|t| state.imds_tokens.is_valid(t));
@@ -125,7 +166,7 @@ pub fn check_token(state: &AppState, headers: &HeaderMap) -> Option<Response<Bod
                 )
             })
         }
-        None if state.settings.imds_require_token => Some(text(
+        None if !v1 => Some(text(
             StatusCode::UNAUTHORIZED,
             "a metadata session token is required (IMDSv2): PUT /latest/api/token first",
         )),

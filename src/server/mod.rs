@@ -15,8 +15,8 @@ mod ecs;
 mod imds;
 mod response;
 
-pub use auth::AuthToken;
-pub use imds::SessionTokens;
+pub use auth::{random_token, AuthToken};
+pub use imds::{ImdsV1, SessionTokens};
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -43,8 +43,8 @@ use response::{error, text, with_type, Body};
 pub struct ServerSettings {
     /// Serve the IMDS paths.
     pub imds: bool,
-    /// Refuse IMDSv1.
-    pub imds_require_token: bool,
+    /// Where IMDSv1 is answered.
+    pub imds_v1: ImdsV1,
     /// The configured region, for the IMDS region documents.
     pub region: Option<String>,
     /// How long a request at cold start waits for the first credentials.
@@ -66,7 +66,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             imds: true,
-            imds_require_token: false,
+            imds_v1: ImdsV1::LinkLocal,
             region: None,
             cold_start_wait: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(60),
@@ -82,7 +82,9 @@ impl Default for ServerSettings {
 pub struct AppState {
     pub store: Arc<CredentialStore>,
     pub metrics: Arc<Metrics>,
-    /// `--auth-token-file`'s token, when configured.
+    /// The pod's authorization token (`IRSA_PROXY_AUTH_TOKEN` or
+    /// `--auth-token-file`), when configured: the `Authorization` value of
+    /// `/v1/credentials` and the secret path segment of `/v2/credentials/`.
     pub auth_token: Option<AuthToken>,
     pub imds_tokens: SessionTokens,
     /// The last segment of the role ARN: the IMDS credentials path.
@@ -135,9 +137,14 @@ pub async fn serve(
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let state = state.clone();
+        let imds_v1 = listener
+            .local_addr()
+            .is_ok_and(|a| state.settings.imds_v1.allowed_on(a.ip()));
         let graceful = graceful.clone();
         let limit = limit.clone();
-        accept_tasks.push(tokio::spawn(accept_loop(listener, state, graceful, limit)));
+        accept_tasks.push(tokio::spawn(accept_loop(
+            listener, state, graceful, limit, imds_v1,
+        )));
     }
     shutdown.await;
     for t in &accept_tasks {
@@ -164,6 +171,7 @@ async fn accept_loop(
     state: Arc<AppState>,
     graceful: Arc<GracefulShutdown>,
     limit: Arc<Connections>,
+    imds_v1: bool,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -193,7 +201,15 @@ async fn accept_loop(
             let state = state.clone();
             let busy = entry.begin(epoch);
             async move {
-                let response = handle(&state, req, peer).await;
+                let response = handle(
+                    &state,
+                    req,
+                    Peer {
+                        addr: peer,
+                        imds_v1,
+                    },
+                )
+                .await;
                 drop(busy);
                 Ok::<_, Infallible>(response)
             }
@@ -214,16 +230,26 @@ async fn accept_loop(
     }
 }
 
+/// Who sent a request, and what the listener it came in on allows. hyper does
+/// not put the peer on the request, so it is captured per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The listener answers IMDSv1 ([`ImdsV1::allowed_on`] its address).
+    pub imds_v1: bool,
+}
+
 /// Answers one request and counts it.
-pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(state: &AppState, req: Request<Incoming>, peer: Peer) -> Response<Body> {
     let (endpoint, response) = route(state, &req, peer).await;
     state
         .metrics
         .http_request(endpoint, response.status().as_u16());
     tracing::debug!(
-        %peer,
+        peer = %peer.addr,
         method = %req.method(),
-        path = %req.uri().path(),
+        // The secret path segment of /v2/credentials/ is never logged.
+        path = %ecs::loggable_path(req.uri().path()),
         status = response.status().as_u16(),
         "request"
     );
@@ -282,18 +308,19 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 async fn route(
     state: &AppState,
     req: &Request<Incoming>,
-    peer: SocketAddr,
+    peer: Peer,
 ) -> (Endpoint, Response<Body>) {
     let path = req.uri().path();
     let endpoint = match path {
         "/v1/credentials" => Endpoint::Ecs,
+        p if p.starts_with(ecs::PATH_TOKEN_PREFIX) => Endpoint::Ecs,
         "/healthz" | "/readyz" => Endpoint::Health,
         "/metrics" => Endpoint::Metrics,
         p if state.settings.imds && p.starts_with("/latest/") => Endpoint::Imds,
         _ => Endpoint::Other,
     };
     if !request_host_allowed(req) {
-        tracing::warn!(%peer, "refused a request whose Host header is a DNS name other than localhost (DNS rebinding protection)");
+        tracing::warn!(peer = %peer.addr, "refused a request whose Host header is a DNS name other than localhost (DNS rebinding protection)");
         return (
             endpoint,
             error(
@@ -306,7 +333,10 @@ async fn route(
     let method = req.method();
     let read = imds::is_read(method);
     let response = match (endpoint, path) {
-        (Endpoint::Ecs, _) if read => ecs::get(state, req.headers(), peer).await,
+        (Endpoint::Ecs, "/v1/credentials") if read => {
+            ecs::get(state, req.headers(), peer.addr).await
+        }
+        (Endpoint::Ecs, _) if read => ecs::get_by_path(state, path, peer.addr).await,
         (Endpoint::Health, "/healthz") if read => text(StatusCode::OK, "ok"),
         (Endpoint::Health, _) if read => {
             if state.is_ready() {
@@ -333,13 +363,15 @@ async fn route(
                 method_not_allowed("PUT")
             }
         }
-        (Endpoint::Imds, _) if read => match imds::check_token(state, req.headers()) {
-            Some(refusal) => refusal,
-            None => match imds::get(state, path).await {
-                Some(r) => r,
-                None => not_found(),
-            },
-        },
+        (Endpoint::Imds, _) if read => {
+            match imds::check_token(state, req.headers(), peer.imds_v1) {
+                Some(refusal) => refusal,
+                None => match imds::get(state, path).await {
+                    Some(r) => r,
+                    None => not_found(),
+                },
+            }
+        }
         (Endpoint::Other, _) => not_found(),
         _ => method_not_allowed("GET, HEAD"),
     };

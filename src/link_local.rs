@@ -1,0 +1,176 @@
+//! `irsa-proxy link-local`: the init step that lets the oldest SDKs find the
+//! sidecar. It adds `169.254.170.2` (ECS, `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`)
+//! and `169.254.169.254` (IMDS) to the loopback interface of the network
+//! namespace it runs in; the non-root sidecar then binds port 80 on them, which
+//! the pod sysctl `net.ipv4.ip_unprivileged_port_start=80` allows.
+//!
+//! All containers of a pod share one network namespace, so the addresses are the
+//! pod's alone: other pods and the node do not see them. In any other namespace
+//! they would hijack the node's (or a cloud VM's) real metadata service for
+//! every process there, so the step refuses unless it can tell the namespace is
+//! a pod's own:
+//!
+//! - with `--pod-ip` and `--host-ip` (the downward API's `status.podIP` and
+//!   `status.hostIP`, which `inject --link-local` passes): the two differ for
+//!   every pod but a `hostNetwork` one, which is refused;
+//! - without them, only a namespace with no route out is accepted (a test's or
+//!   a laptop's `unshare --net`).
+//!
+//! It runs as root with `NET_ADMIN` in an init container of its own, then exits;
+//! it is idempotent, so a restarted init container succeeds again.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use crate::cli::LinkLocalArgs;
+use crate::config::Environment;
+use crate::netns;
+use crate::Fatal;
+
+/// What `link-local` adds when no `--address` is given. The IPv6 IMDS address
+/// is left out: only SDKs that also speak the loopback endpoints use it.
+pub const DEFAULT_ADDRESSES: [IpAddr; 2] =
+    [IpAddr::V4(netns::ECS_ADDR), IpAddr::V4(netns::IMDS_V4)];
+
+/// Validated flags.
+#[derive(Debug, PartialEq, Eq)]
+struct Settings {
+    addresses: Vec<IpAddr>,
+    /// `(pod IP, host IP)` when both were given.
+    pod: Option<(IpAddr, IpAddr)>,
+}
+
+fn validate(args: &LinkLocalArgs, env: &dyn Environment) -> Result<Settings, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut addresses = Vec::new();
+    for v in &args.address {
+        match v.trim().parse::<IpAddr>() {
+            Ok(ip) if netns::is_credential_address(ip) => {
+                if !addresses.contains(&ip) {
+                    addresses.push(ip)
+                }
+            }
+            _ => errors.push(format!(
+                "--address: {v:?} is not allowed; expected 169.254.170.2, 169.254.169.254 or fd00:ec2::254"
+            )),
+        }
+    }
+    if args.address.is_empty() {
+        addresses.extend(DEFAULT_ADDRESSES);
+    }
+    let mut ip = |flag: &str, value: &Option<String>, var: &str| -> Option<IpAddr> {
+        let (v, src) = match value {
+            Some(v) => (v.clone(), String::new()),
+            None => (env.var(var).filter(|v| !v.is_empty())?, format!(" ({var})")),
+        };
+        v.trim()
+            .parse()
+            .map_err(|_| errors.push(format!("{flag}{src}: {v:?} is not an IP address")))
+            .ok()
+    };
+    let pod_ip = ip("--pod-ip", &args.pod_ip, "IRSA_PROXY_POD_IP");
+    let host_ip = ip("--host-ip", &args.host_ip, "IRSA_PROXY_HOST_IP");
+    let pod = match (pod_ip, host_ip) {
+        (Some(p), Some(h)) => Some((p, h)),
+        (None, None) => None,
+        _ if !errors.is_empty() => None,
+        _ => {
+            errors.push(
+                "--pod-ip and --host-ip go together (IRSA_PROXY_POD_IP, IRSA_PROXY_HOST_IP from the downward API's status.podIP and status.hostIP)".to_string(),
+            );
+            None
+        }
+    };
+    if errors.is_empty() {
+        Ok(Settings { addresses, pod })
+    } else {
+        Err(errors)
+    }
+}
+
+pub async fn run(args: LinkLocalArgs, env: &dyn Environment) -> Result<ExitCode, Fatal> {
+    let s = validate(&args, env).map_err(Fatal::Usage)?;
+    crate::logging::init(crate::logging::LogFormat::Text);
+    match s.pod {
+        Some((pod, host)) if pod == host => {
+            return Err(Fatal::usage(format!(
+                "link-local: the pod's IP {pod} is the node's: a hostNetwork pod shares the node's network namespace, where 169.254.169.254 on lo would hijack the node's metadata service for every process. Run the pod without hostNetwork"
+            )));
+        }
+        Some((pod, host)) => {
+            tracing::info!(%pod, %host, "the pod has a network namespace of its own")
+        }
+        None => {
+            let routes = netns::routes_out()
+                .await
+                .map_err(|e| Fatal::Runtime(format!("link-local: {e}")))?;
+            if !routes.is_empty() {
+                return Err(Fatal::usage(format!(
+                    "link-local: this network namespace has a route out ({}) and nothing shows it is a pod's own; pass --pod-ip and --host-ip (status.podIP, status.hostIP), or run in a namespace with no route out",
+                    routes.join("; ")
+                )));
+            }
+        }
+    }
+    netns::add_to_loopback(&s.addresses)
+        .await
+        .map_err(|e| Fatal::Runtime(format!("link-local: {e}")))?;
+    for a in &s.addresses {
+        tracing::info!(address = %a, "on lo");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn args(address: &[&str], pod: Option<&str>, host: Option<&str>) -> LinkLocalArgs {
+        LinkLocalArgs {
+            address: address.iter().map(|s| s.to_string()).collect(),
+            pod_ip: pod.map(String::from),
+            host_ip: host.map(String::from),
+        }
+    }
+
+    #[test]
+    fn defaults_should_be_the_ecs_and_imds_addresses() {
+        let s = validate(&args(&[], None, None), &HashMap::new()).unwrap();
+        assert_eq!(s.addresses, DEFAULT_ADDRESSES.to_vec());
+        assert_eq!(s.pod, None);
+    }
+
+    #[test]
+    fn only_credential_addresses_and_ip_pairs_should_pass() {
+        let errs = validate(
+            &args(&["10.0.0.1", "169.254.1.1"], Some("x"), None),
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(errs.contains("--address: \"10.0.0.1\""), "{errs}");
+        assert!(errs.contains("--address: \"169.254.1.1\""), "{errs}");
+        assert!(
+            errs.contains("--pod-ip: \"x\" is not an IP address"),
+            "{errs}"
+        );
+        let errs = validate(&args(&[], Some("10.0.0.5"), None), &HashMap::new()).unwrap_err();
+        assert!(errs[0].contains("go together"), "{errs:?}");
+        let env: HashMap<String, String> = [
+            ("IRSA_PROXY_POD_IP".to_string(), "10.0.0.5".to_string()),
+            ("IRSA_PROXY_HOST_IP".to_string(), "10.0.1.1".to_string()),
+        ]
+        .into();
+        let s = validate(&args(&["fd00:ec2::254"], None, None), &env).unwrap();
+        assert_eq!(
+            s.pod.map(|(p, _)| p.to_string()).as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(
+            s.addresses,
+            vec!["fd00:ec2::254".parse::<IpAddr>().unwrap()]
+        );
+    }
+}
