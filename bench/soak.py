@@ -42,6 +42,9 @@ import urllib.parse
 
 ROLE_ARN = "arn:aws:iam::111122223333:role/soak-role"
 ROLE_NAME = "soak-role"
+# The link-local credential addresses (--link-local).
+ECS_ADDR = "169.254.170.2"
+IMDS_ADDR = "169.254.169.254"
 ISSUER = "https://oidc.soak.example/id/SOAK"
 SUB = "system:serviceaccount:soak:app"
 CREDENTIAL_TTL = 60
@@ -297,8 +300,8 @@ def wait_port(port, timeout):
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
 
 
-def http_get(port, path, headers=None, method="GET", timeout=2.0):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_get(port, path, headers=None, method="GET", timeout=2.0, host="127.0.0.1"):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, headers=headers or {})
         r = conn.getresponse()
@@ -346,9 +349,10 @@ class Checker:
     Expiration; for every non-200 it decides whether the proxy should still have
     been serving the last good credentials it had shown."""
 
-    def __init__(self, port, auth, deadline):
+    def __init__(self, port, auth, deadline, link_local=False):
         self.port = port
         self.auth = auth
+        self.link_local = link_local
         self.deadline = deadline
         self.lock = threading.Lock()
         self.samples = 0
@@ -368,14 +372,29 @@ class Checker:
                 self.imds_token, self.imds_token_at = body.decode(), time.time()
         return {"X-aws-ec2-metadata-token": self.imds_token or ""}
 
+    def routes(self):
+        """The routes sampled: ECS and IMDSv2 on loopback, and with --link-local
+        also the path-token ECS route on 169.254.170.2:80 and IMDSv1 on
+        169.254.169.254:80, as the oldest SDKs use them."""
+        names = ["ecs", "imds"]
+        if self.link_local:
+            names += ["ecs-link-local", "imds-v1-link-local"]
+        return names
+
     def sample(self, which):
+        host, port = "127.0.0.1", self.port
         if which == "ecs":
             path, headers = "/v1/credentials", {"Authorization": self.auth}
-        else:
+        elif which == "imds":
             path, headers = f"/latest/meta-data/iam/security-credentials/{ROLE_NAME}", self.imds_headers()
+        elif which == "ecs-link-local":
+            host, port, path, headers = ECS_ADDR, 80, f"/v2/credentials/{self.auth}", {}
+        else:
+            host, port = IMDS_ADDR, 80
+            path, headers = f"/latest/meta-data/iam/security-credentials/{ROLE_NAME}", {}
         sent = time.time()
         try:
-            status, body, _ = http_get(self.port, path, headers)
+            status, body, _ = http_get(port, path, headers, host=host)
         except OSError as e:
             status, body = 0, str(e).encode()
         now = time.time()
@@ -409,11 +428,11 @@ class Checker:
 
 # ------------------------------------------------------------------ load
 
-def run_wrk(port, path, headers, seconds, out):
+def run_wrk(host, port, path, headers, seconds, out):
     cmd = ["wrk", "-t1", "-c4", f"-d{int(seconds)}s", "--timeout", "2s"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
-    cmd.append(f"http://127.0.0.1:{port}{path}")
+    cmd.append(f"http://{host}:{port}{path}")
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
     out["output"] = r.stdout
     text = r.stdout
@@ -432,7 +451,7 @@ def run_wrk(port, path, headers, seconds, out):
             out["rps"] = float(line.split(":")[1])
 
 
-def run_py_load(port, path, headers, deadline, out):
+def run_py_load(host, port, path, headers, deadline, out):
     """Keep-alive GETs in a loop: the load when wrk is not installed."""
     out.setdefault("requests", 0)
     out.setdefault("non2xx", 0)
@@ -441,7 +460,7 @@ def run_py_load(port, path, headers, deadline, out):
     while time.time() < deadline:
         try:
             if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn = http.client.HTTPConnection(host, port, timeout=2)
             conn.request("GET", path, headers=headers)
             r = conn.getresponse()
             r.read()
@@ -463,6 +482,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--report", default=None, help="write the figures as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--link-local", action="store_true",
+                    help="also serve and load 169.254.170.2:80 and 169.254.169.254:80; run only "
+                         "inside a network namespace of its own (soak.sh --link-local makes one)")
     args = ap.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="irsa-soak-")
@@ -498,6 +520,12 @@ def run(args, workdir, procs):
     fault = FaultProxy(fault_port, emu_port, stats, deadline)
     fault.start()
 
+    link_local_listen = []
+    if args.link_local:
+        # `irsa-proxy link-local` refuses a namespace with a route out, so this
+        # can never put 169.254.169.254 on the machine's own lo.
+        subprocess.run([args.binary, "link-local"], check=True, timeout=30)
+        link_local_listen = ["--listen", f"{ECS_ADDR}:80", "--listen", f"{IMDS_ADDR}:80"]
     auth_file = os.path.join(workdir, "auth-token")
     proxy_log = open(os.path.join(workdir, "proxy.log"), "wb")
     env = dict(os.environ, RUST_LOG="info", AWS_EC2_METADATA_DISABLED="true",
@@ -508,7 +536,7 @@ def run(args, workdir, procs):
         args.binary, "serve", "--role-arn", ROLE_ARN, "--token-file", tokens.token_path,
         "--sts-endpoint", f"http://127.0.0.1:{fault_port}", "--region", "us-east-1",
         "--listen", f"127.0.0.1:{proxy_port}", "--auth-token-file", auth_file,
-        "--shutdown-delay", "0s"], stdout=proxy_log, stderr=proxy_log, stdin=subprocess.DEVNULL, env=env)
+        "--shutdown-delay", "0s", *link_local_listen], stdout=proxy_log, stderr=proxy_log, stdin=subprocess.DEVNULL, env=env)
     procs.append(proxy)
     wait_port(proxy_port, 20)
     ready_by = time.time() + 30
@@ -522,21 +550,25 @@ def run(args, workdir, procs):
     log(f"proxy pid {proxy.pid} on 127.0.0.1:{proxy_port}, STS via fault proxy :{fault_port} -> emulator :{emu_port}; "
         f"{args.warmup}s warm-up + {args.seconds}s")
 
-    checker = Checker(proxy_port, auth, deadline)
-    threads = [threading.Thread(target=checker.run, args=(w,), daemon=True) for w in ("ecs", "imds")]
+    checker = Checker(proxy_port, auth, deadline, link_local=args.link_local)
+    threads = [threading.Thread(target=checker.run, args=(w,), daemon=True) for w in checker.routes()]
 
     # Load.
     imds_token = http_get(proxy_port, "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "21600"}, method="PUT")[1].decode()
-    loads = {"ecs": {}, "imds": {}}
-    targets = {"ecs": ("/v1/credentials", {"Authorization": auth}),
-               "imds": (f"/latest/meta-data/iam/security-credentials/{ROLE_NAME}", {"X-aws-ec2-metadata-token": imds_token})}
+    imds_path = f"/latest/meta-data/iam/security-credentials/{ROLE_NAME}"
+    targets = {"ecs": ("127.0.0.1", proxy_port, "/v1/credentials", {"Authorization": auth}),
+               "imds": ("127.0.0.1", proxy_port, imds_path, {"X-aws-ec2-metadata-token": imds_token})}
+    if args.link_local:
+        targets = {"ecs-link-local": (ECS_ADDR, 80, f"/v2/credentials/{auth}", {}),
+                   "imds-v1-link-local": (IMDS_ADDR, 80, imds_path, {})}
+    loads = {name: {} for name in targets}
     use_wrk = shutil.which("wrk") is not None
-    for name, (path, headers) in targets.items():
+    for name, (host, port, path, headers) in targets.items():
         if use_wrk:
-            threads.append(threading.Thread(target=run_wrk, args=(proxy_port, path, headers, total - 2, loads[name]), daemon=True))
+            threads.append(threading.Thread(target=run_wrk, args=(host, port, path, headers, total - 2, loads[name]), daemon=True))
         else:
             for _ in range(2):
-                threads.append(threading.Thread(target=run_py_load, args=(proxy_port, path, headers, deadline - 2, loads[name]), daemon=True))
+                threads.append(threading.Thread(target=run_py_load, args=(host, port, path, headers, deadline - 2, loads[name]), daemon=True))
     for t in threads:
         t.start()
 
@@ -596,6 +628,7 @@ def run(args, workdir, procs):
 
     report = {
         "seconds": round(elapsed, 1),
+        "link_local": args.link_local,
         "loader": "wrk" if use_wrk else "python",
         "load": {k: {kk: vv for kk, vv in v.items() if kk != "output"} for k, v in loads.items()},
         "checker": {"samples": checker.samples, "ok": checker.ok, "non200": checker.non200,

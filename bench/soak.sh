@@ -7,6 +7,8 @@
 #   bash bench/soak.sh            # 5 minutes
 #   bash bench/soak.sh --quick    # 60 seconds (what .ci/run runs)
 #   bash bench/soak.sh --seconds 900 --report soak.json --keep
+#   bash bench/soak.sh --quick --link-local   # also 169.254.170.2:80 and
+#       169.254.169.254:80 (root: it runs in a network namespace of its own)
 #
 # Needs: a Rust toolchain, python3 (standard library only), openssl; wrk if
 # installed (apt-get install -y wrk), else a built-in Python load.
@@ -15,12 +17,14 @@ cd "$(dirname "$0")/.."
 
 seconds=300
 extra=()
+link_local=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) seconds=60 ;;
     --seconds) seconds="$2"; shift ;;
     --report) extra+=(--report "$2"); shift ;;
     --keep) extra+=(--keep) ;;
+    --link-local) link_local=1 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "soak.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -34,5 +38,13 @@ done
 cargo build --release --quiet --bin irsa-proxy
 binary="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/irsa-proxy"
 
+if [ "$link_local" = 1 ]; then
+  # A namespace of its own with only lo: the link-local addresses exist there
+  # and nowhere else, and there is no route out (irsa-proxy link-local checks).
+  [ "$(id -u)" = 0 ] || { echo "soak.sh: --link-local needs root (it makes a network namespace)" >&2; exit 2; }
+  exec timeout --kill-after=30 "$((seconds + 180))" \
+    unshare --net -- sh -c 'ip link set lo up && exec "$@"' sh \
+    python3 bench/soak.py --binary "$binary" --seconds "$seconds" --link-local ${extra[@]+"${extra[@]}"}
+fi
 exec timeout --kill-after=30 "$((seconds + 180))" \
   python3 bench/soak.py --binary "$binary" --seconds "$seconds" ${extra[@]+"${extra[@]}"}

@@ -30,20 +30,30 @@ pub async fn get(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Res
         if !presented.is_some_and(|v| expected.matches(v.as_bytes())) {
             // The presented value is never logged: it may be a real token for
             // something else.
+            // A missing header is what an old SDK sends: say which ones and
+            // what gets them in.
             tracing::warn!(
                 %peer,
                 header = if presented.is_some() { "wrong" } else { "missing" },
-                "refused /v1/credentials: Authorization does not match the pod's authorization token"
+                "refused /v1/credentials: Authorization does not match the pod's authorization token{}",
+                if presented.is_some() { "" } else { MISSING_HINT }
             );
             return error(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized",
-                "the Authorization header is missing or does not match the pod's token (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or AWS_CONTAINER_AUTHORIZATION_TOKEN)",
+                if presented.is_some() {
+                    "the Authorization header does not match the pod's token (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or AWS_CONTAINER_AUTHORIZATION_TOKEN)"
+                } else {
+                    "no Authorization header: set AWS_CONTAINER_AUTHORIZATION_TOKEN (SDKs before 2023 read only the value) or AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; an SDK that sends none (Go v1 before 1.15.41) can use /v2/credentials/<token> instead"
+                },
             );
         }
     }
     answer(state).await
 }
+
+/// Said in the log when a request came without `Authorization`.
+const MISSING_HINT: &str = ": no header was sent. SDKs before 2023 send it only from AWS_CONTAINER_AUTHORIZATION_TOKEN (the value, which `inject` and `dev` set), and Go v1 before 1.15.41 never; those reach /v2/credentials/<token> through AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or FULL_URI";
 
 /// `GET /v2/credentials/<token>`.
 pub async fn get_by_path(state: &AppState, path: &str, peer: SocketAddr) -> Response<Body> {

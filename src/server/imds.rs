@@ -166,10 +166,15 @@ pub fn check_token(state: &AppState, headers: &HeaderMap, v1: bool) -> Option<Re
                 )
             })
         }
-        None if !v1 => Some(text(
-            StatusCode::UNAUTHORIZED,
-            "a metadata session token is required (IMDSv2): PUT /latest/api/token first",
-        )),
+        None if !v1 => {
+            tracing::warn!(
+                "refused an IMDSv1 GET (no session token): this listener answers IMDSv2 only. SDKs from before November 2019 speak only IMDSv1 and look only at 169.254.169.254: serve them with `inject --link-local` (or --imds-v1 always, which an SSRF can then use)"
+            );
+            Some(text(
+                StatusCode::UNAUTHORIZED,
+                "a metadata session token is required (IMDSv2): PUT /latest/api/token first; IMDSv1 is served only on 169.254.169.254 (inject --link-local)",
+            ))
+        }
         None => None,
     }
 }
