@@ -79,7 +79,16 @@ async fn the_token_value_should_be_required_written_and_serve_the_path_route() {
         .set("--auth-token-file", auth_file.to_str().unwrap())
         .env("IRSA_PROXY_AUTH_TOKEN", &value)
         .start();
-    assert_eq!(p.ecs(None).await.status, 401);
+    let missing = p.ecs(None).await;
+    assert_eq!(missing.status, 401);
+    // What an old SDK that reads only the file sends: the answer says what to set.
+    assert!(
+        missing
+            .body
+            .contains("SDKs before 2023 read only the value"),
+        "{}",
+        missing.body
+    );
     assert_eq!(
         p.ecs(Some("left-by-an-earlier-container")).await.status,
         401

@@ -1,0 +1,484 @@
+//! Real old AWS SDK releases (`tests/legacy/`, installed by `tests/legacy/install.sh`)
+//! get the role's credentials from the sidecar and make a signed
+//! `GetCallerIdentity` call that the STS emulator accepts, on every route:
+//!
+//! | route | clients |
+//! | --- | --- |
+//! | FULL_URI + the token as a value | `js-v2-2017` (aws-sdk 2.100.0), `botocore-debian` (1.29) |
+//! | RELATIVE_URI on `169.254.170.2:80` | `botocore-2019` (1.13.45) |
+//! | IMDS on `169.254.169.254:80` | `boto2` (2.49.0, IMDSv1 only), `ruby-v3-debian` (3.168) |
+//!
+//! Each runs twice: through `irsa-proxy dev` (what a user runs on a laptop) and
+//! through the pod runner (`tests/podrunner/`), which runs what `irsa-proxy inject`
+//! writes the way kubelet would, so that the manifests themselves are proven.
+//!
+//! The link-local addresses exist only inside network namespaces these tests
+//! make (`unshare --net`, or the pod runner's), which have no route out: `dev
+//! --link-local` and `irsa-proxy link-local` both refuse a namespace with a route
+//! out, and a test below proves that refusal. Nothing here sends to a 169.254.*
+//! address from the machine's own namespace. The tests need root (CI runs as
+//! root) and fail, never skip, without it or without the installed clients.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_irsa-proxy");
+const ROLE: &str = "arn:aws:iam::111122223333:role/legacy-app";
+const IMAGE: &str = "ghcr.io/irsa-proxy/irsa-proxy:0.1.0";
+/// The STS emulator's port inside a pod's own network namespace.
+const POD_STS_PORT: u16 = 9912;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_client() -> String {
+    root().join("tests/legacy/run-client").display().to_string()
+}
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these tests make network namespaces and run as root (CI does); run them as root"
+    );
+}
+
+/// Runs `cmd`, killing it after `limit`; returns its output.
+fn run(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            break child.wait().expect("wait");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// The JSON lines the clients printed, by client name.
+fn client_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+        .filter(|v| v.get("client").is_some())
+        .collect()
+}
+
+/// A client's line says it used role credentials from our STS: an `ASIA` key
+/// and the assumed role of `role_name`.
+fn assert_client_ok(lines: &[serde_json::Value], client: &str, role_name: &str, context: &str) {
+    let line = lines
+        .iter()
+        .find(|v| v["client"] == client)
+        .unwrap_or_else(|| panic!("{client} printed no result\n{context}"));
+    let key = line["access_key_id"].as_str().unwrap_or_default();
+    assert!(key.starts_with("ASIA"), "{client}: key {key:?}\n{context}");
+    let arn = line["arn"].as_str().unwrap_or_default();
+    assert!(
+        arn.starts_with("arn:aws:sts::") && arn.contains(&format!(":assumed-role/{role_name}/")),
+        "{client}: arn {arn:?}\n{context}"
+    );
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Through `irsa-proxy dev`
+
+/// `dev -- sh -c SCRIPT`: the client gets exactly what `dev` exports; the
+/// script only tells the old SDK where the emulator is (they know no
+/// `AWS_ENDPOINT_URL_STS`).
+fn dev_command(dev_flags: &[&str], script: &str) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("dev")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(dev_flags)
+        .args(["--", "sh", "-c", script]);
+    c
+}
+
+fn client_script(clients: &[&str], unset: &str) -> String {
+    let mut s = String::from("set -e; export IRSA_TEST_STS_ENDPOINT=$AWS_ENDPOINT_URL_STS; ");
+    for client in clients {
+        s.push_str(&format!("({unset} exec {} {client}); ", run_client()));
+    }
+    s
+}
+
+#[test]
+fn token_value_clients_should_get_credentials_through_dev() {
+    let script = client_script(&["js-v2-2017", "botocore-debian"], "");
+    let out = run(dev_command(&[], &script), Duration::from_secs(90));
+    let context = describe(&out);
+    assert!(out.status.success(), "{context}");
+    let lines = client_lines(&String::from_utf8_lossy(&out.stdout));
+    for client in ["js-v2-2017", "botocore-debian"] {
+        assert_client_ok(&lines, client, "irsa-proxy-dev", &context);
+    }
+}
+
+/// `dev --link-local` in a namespace of its own, as the README shows it.
+fn dev_link_local(script: &str) -> Output {
+    let inner = format!(
+        "ip link set lo up && exec {BIN} dev --link-local --listen 127.0.0.1:0 -- sh -c {}",
+        shell_quote(script)
+    );
+    let mut c = Command::new("unshare");
+    c.args(["--net", "--", "sh", "-c", &inner]);
+    run(c, Duration::from_secs(90))
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[test]
+fn relative_uri_clients_should_get_credentials_through_dev_link_local() {
+    require_root();
+    // The relative URI is what dev exports; FULL_URI removed so the 2019
+    // botocore cannot take the loopback route instead.
+    let script = client_script(
+        &["botocore-2019", "ruby-v3-debian"],
+        "unset AWS_CONTAINER_CREDENTIALS_FULL_URI;",
+    );
+    let out = dev_link_local(&script);
+    let context = describe(&out);
+    assert!(out.status.success(), "{context}");
+    let lines = client_lines(&String::from_utf8_lossy(&out.stdout));
+    for client in ["botocore-2019", "ruby-v3-debian"] {
+        assert_client_ok(&lines, client, "irsa-proxy-dev", &context);
+    }
+}
+
+#[test]
+fn imds_only_clients_should_get_credentials_through_dev_link_local() {
+    require_root();
+    // No container variables at all: these SDKs find IMDS at 169.254.169.254.
+    let script = client_script(
+        &["boto2", "ruby-v3-debian", "botocore-2019"],
+        "unset AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_AUTHORIZATION_TOKEN AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;",
+    );
+    let out = dev_link_local(&script);
+    let context = describe(&out);
+    assert!(out.status.success(), "{context}");
+    let lines = client_lines(&String::from_utf8_lossy(&out.stdout));
+    for client in ["boto2", "ruby-v3-debian", "botocore-2019"] {
+        assert_client_ok(&lines, client, "irsa-proxy-dev", &context);
+    }
+}
+
+/// The safety rule: never put 169.254.169.254 on `lo` of a namespace with a
+/// route out (on a cloud VM that hijacks the real metadata service). Shown in
+/// a namespace made here, with a dummy route out that leads nowhere.
+#[test]
+fn link_local_should_be_refused_in_a_namespace_with_a_route_out() {
+    require_root();
+    let setup = "ip link set lo up && ip link add d0 type veth peer name d1 && ip link set d1 up && ip link set d0 up && ip addr add 10.255.0.1/24 dev d0 && ip route add default via 10.255.0.2";
+    for (what, cmd) in [
+        (
+            "dev",
+            format!("{BIN} dev --link-local --listen 127.0.0.1:0 -- true"),
+        ),
+        ("link-local", format!("{BIN} link-local")),
+        (
+            "link-local as a hostNetwork pod",
+            format!("{BIN} link-local --pod-ip 10.0.0.5 --host-ip 10.0.0.5"),
+        ),
+    ] {
+        let script = format!(
+            "{setup} && {cmd}; code=$?; if ip -4 addr show dev lo | grep -q 169.254; then echo ADDED; fi; exit $code"
+        );
+        let mut c = Command::new("unshare");
+        c.args(["--net", "--", "sh", "-c", &script]);
+        let out = run(c, Duration::from_secs(30));
+        let context = describe(&out);
+        assert_eq!(out.status.code(), Some(2), "{what}: {context}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("route out") || stderr.contains("hostNetwork"),
+            "{what}: {context}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{what}: one line: {context}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("ADDED"),
+            "{what} added an address: {context}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Through the pod runner: inject's manifests, run as kubelet would
+
+/// A pod with one app container per client, each an old SDK.
+fn pod_yaml(apps: &[&str]) -> String {
+    let mut y = String::from(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: legacy\n  namespace: apps\nspec:\n  serviceAccountName: legacy-sa\n  restartPolicy: Never\n  containers:\n",
+    );
+    for app in apps {
+        y.push_str(&format!("  - name: {app}\n    image: legacy/{app}:1\n"));
+    }
+    y
+}
+
+fn inject(args: &[&str], input: &str, dir: &Path) -> PathBuf {
+    let mut c = Command::new(BIN);
+    c.arg("inject")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("inject");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("inject");
+    assert!(out.status.success(), "inject: {}", describe(&out));
+    let path = dir.join("pod.yaml");
+    std::fs::write(&path, &out.stdout).expect("write manifest");
+    path
+}
+
+/// Runs the manifests in the pod runner with the STS emulator inside the pod's
+/// namespace. `apps` maps each app container to the argv it runs instead of
+/// its image. Returns the runner's output and each app container's log.
+fn run_pod(
+    manifests: &[&Path],
+    apps: &[(&str, Vec<String>)],
+    extra: &[&str],
+    work: &Path,
+) -> (Output, Vec<(String, String)>) {
+    let mut c = Command::new("python3");
+    c.arg(root().join("tests/podrunner/podrunner.py"));
+    for m in manifests {
+        c.arg("--manifest").arg(m);
+    }
+    let service = serde_json::json!([
+        BIN,
+        "sts-emulator",
+        "--listen",
+        format!("127.0.0.1:{POD_STS_PORT}"),
+        "--issuer-key",
+        "{issuer_public_key}",
+        "--credential-ttl",
+        "15m"
+    ]);
+    c.args(["--binary", &format!("/irsa-proxy={BIN}")])
+        .args(["--image", &format!("{IMAGE}=[\"/irsa-proxy\",\"serve\"]")])
+        .args(["--service", &service.to_string()])
+        .args(["--service-wait-port", &POD_STS_PORT.to_string()])
+        .args([
+            "--env",
+            &format!("irsa-proxy=AWS_ENDPOINT_URL_STS=http://127.0.0.1:{POD_STS_PORT}"),
+        ])
+        .args(["--env", "irsa-proxy=AWS_REGION=us-east-1"])
+        .args(["--timeout", "120", "--keep", "--workdir"])
+        .arg(work)
+        .args(extra);
+    for (name, argv) in apps {
+        c.args([
+            "--replace-command",
+            &format!("{name}={}", serde_json::json!(argv)),
+        ]);
+        c.args([
+            "--env",
+            &format!("{name}=IRSA_TEST_STS_ENDPOINT=http://127.0.0.1:{POD_STS_PORT}"),
+        ]);
+    }
+    let out = run(c, Duration::from_secs(150));
+    let logs = apps
+        .iter()
+        .map(|(name, _)| {
+            let log = std::fs::read_to_string(work.join("logs").join(format!("{name}.log")))
+                .unwrap_or_default();
+            (name.to_string(), log)
+        })
+        .collect();
+    (out, logs)
+}
+
+fn client_argv(client: &str) -> Vec<String> {
+    vec![run_client(), client.to_string()]
+}
+
+fn check_pod(out: &Output, logs: &[(String, String)], clients: &[(&str, &str)]) {
+    let mut context = describe(out);
+    for (name, log) in logs {
+        context.push_str(&format!("\n--- {name}.log\n{log}"));
+    }
+    assert!(out.status.success(), "{context}");
+    for (container, client) in clients {
+        let log = logs
+            .iter()
+            .find(|(n, _)| n == container)
+            .map(|(_, l)| l.as_str())
+            .unwrap_or_default();
+        assert_client_ok(&client_lines(log), client, "legacy-app", &context);
+    }
+}
+
+/// `inject`'s default manifest: the token as a value from the Secret it emits.
+#[test]
+fn token_value_clients_should_get_credentials_from_injected_manifests() {
+    require_root();
+    let work = tempfile::tempdir().expect("tempdir");
+    let manifest = inject(
+        &["--role-arn", ROLE],
+        &pod_yaml(&["js", "debian-boto3"]),
+        work.path(),
+    );
+    let (out, logs) = run_pod(
+        &[&manifest],
+        &[
+            ("js", client_argv("js-v2-2017")),
+            ("debian-boto3", client_argv("botocore-debian")),
+        ],
+        &[],
+        &work.path().join("pod"),
+    );
+    check_pod(
+        &out,
+        &logs,
+        &[("js", "js-v2-2017"), ("debian-boto3", "botocore-debian")],
+    );
+}
+
+/// `inject --link-local`: the init step adds the addresses, the non-root
+/// sidecar binds port 80 through the pod sysctl. The configured container
+/// takes the relative URI; the two left unconfigured (`--container`) find
+/// IMDS at 169.254.169.254 by themselves, as a legacy app nobody touched would.
+#[test]
+fn link_local_clients_should_get_credentials_from_injected_manifests() {
+    require_root();
+    let work = tempfile::tempdir().expect("tempdir");
+    let manifest = inject(
+        &["--role-arn", ROLE, "--link-local", "--container", "py2019"],
+        &pod_yaml(&["py2019", "boto2", "ruby"]),
+        work.path(),
+    );
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    assert!(
+        text.contains("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
+        "{text}"
+    );
+    let (out, logs) = run_pod(
+        &[&manifest],
+        &[
+            ("py2019", client_argv("botocore-2019")),
+            ("boto2", client_argv("boto2")),
+            ("ruby", client_argv("ruby-v3-debian")),
+        ],
+        &[],
+        &work.path().join("pod"),
+    );
+    check_pod(
+        &out,
+        &logs,
+        &[
+            ("py2019", "botocore-2019"),
+            ("boto2", "boto2"),
+            ("ruby", "ruby-v3-debian"),
+        ],
+    );
+}
+
+/// On EKS the pod-identity webhook mutates the pod at admission, after
+/// `inject`. The `skip-containers` annotation that `inject` writes keeps web
+/// identity away from the app containers, so a current SDK that knows web
+/// identity (boto3) still goes through the sidecar; the sidecar gets the role
+/// from the webhook (no `--role-arn` given to inject).
+#[test]
+fn the_eks_webhook_should_leave_injected_app_containers_to_the_sidecar() {
+    require_root();
+    let work = tempfile::tempdir().expect("tempdir");
+    let sa = work.path().join("sa.yaml");
+    std::fs::write(
+        &sa,
+        format!("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: legacy-sa\n  namespace: apps\n  annotations:\n    eks.amazonaws.com/role-arn: {ROLE}\n"),
+    )
+    .expect("sa");
+    let manifest = inject(&[], &pod_yaml(&["current", "old-js"]), work.path());
+    let boto3 = vec![
+        "python3".to_string(),
+        root()
+            .join("tests/clients/boto3_credentials.py")
+            .display()
+            .to_string(),
+    ];
+    let (out, logs) = run_pod(
+        &[&manifest, &sa],
+        &[("current", boto3), ("old-js", client_argv("js-v2-2017"))],
+        &["--eks-webhook", "--eks-webhook-region", "us-east-1"],
+        &work.path().join("pod"),
+    );
+    let mut context = describe(&out);
+    for (name, log) in &logs {
+        context.push_str(&format!("\n--- {name}.log\n{log}"));
+    }
+    assert!(out.status.success(), "{context}");
+    let current = &logs[0].1;
+    assert!(current.lines().any(|l| l.starts_with("ASIA")), "{context}");
+    assert!(
+        current.lines().any(|l| l.trim() == "container-role"),
+        "boto3 did not use the sidecar: {context}"
+    );
+    assert_client_ok(
+        &client_lines(&logs[1].1),
+        "js-v2-2017",
+        "legacy-app",
+        &context,
+    );
+    // The webhook really ran and gave the sidecar the role.
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let webhook = &report["webhook"];
+    assert_eq!(webhook["mutated"], true, "{context}");
+    let listed = |key: &str, name: &str| {
+        webhook[key]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == name))
+    };
+    assert!(listed("containers", "irsa-proxy"), "{context}");
+    assert!(!listed("containers", "current"), "{context}");
+    assert!(
+        listed("skipped", "current") && listed("skipped", "old-js"),
+        "{context}"
+    );
+}
