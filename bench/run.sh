@@ -99,7 +99,11 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # ---------------------------------------------------------------- build
 if [ -z "$BIN" ]; then
-	BIN="$ROOT/target/release/irsa-proxy"
+	# Where cargo puts it: target/, or CARGO_TARGET_DIR when that is set.
+	target_dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])') ||
+		target_dir="$ROOT/target"
+	BIN="$target_dir/release/irsa-proxy"
 	if [ "$BUILD" = 1 ]; then
 		say "building the release binary (cargo build --release)"
 		(cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
