@@ -885,3 +885,48 @@ async fn a_token_with_absurd_claims_should_not_crash_the_proxy() {
     assert!(logs.contains("exp=9999-12-31T23:59:59Z"), "{logs}");
     assert_eq!(request(p.addr, "GET", "/healthz", &[]).await.status, 200);
 }
+
+// ------------------------------------------------------------ SSRF, plain GETs
+
+/// What an SSRF in the app can do: make it send a plain GET (no header of the
+/// attacker's choosing) to any URL. In the configuration `inject` writes (a
+/// token, loopback listener, IMDSv1 only on link-local addresses) no route
+/// answers such a GET with credentials.
+#[tokio::test]
+async fn a_plain_get_should_reach_no_credentials_in_the_default_configuration() {
+    let auth_dir = tempfile::tempdir().unwrap();
+    let token = "0123456789abcdef".repeat(4);
+    let sts = FakeSts::start().await;
+    sts.script().secret = "SECRET-MARKER".into();
+    let dir = TokenDir::new(&jwt(SUB, 3600, "a"));
+    let p = ProxyBuilder::serve(&dir.path(), &sts.url())
+        .set(
+            "--auth-token-file",
+            auth_dir.path().join("auth-token").to_str().unwrap(),
+        )
+        .env("IRSA_PROXY_AUTH_TOKEN", &token)
+        .start();
+    // The credentials are there for whoever presents the token.
+    assert_eq!(p.ecs(Some(&token)).await.status, 200);
+    let role = "/latest/meta-data/iam/security-credentials/test-role";
+    for path in [
+        "/v1/credentials",
+        "/v2/credentials/",
+        "/v2/credentials/guess",
+        role,
+        "/latest/meta-data/iam/security-credentials/",
+        "/latest/meta-data/iam/info",
+        "/latest/dynamic/instance-identity/document",
+    ] {
+        for method in ["GET", "HEAD"] {
+            let r = request(p.addr, method, path, &[]).await;
+            assert!(
+                r.status == 401 || r.status == 404,
+                "{method} {path}: {} {}",
+                r.status,
+                r.body
+            );
+            assert!(!r.body.contains("SECRET-MARKER"), "{method} {path}");
+        }
+    }
+}
