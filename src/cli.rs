@@ -142,7 +142,7 @@ pub struct DevArgs {
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     pub log_format: String,
 
-    /// Also serve where the oldest SDKs look: 169.254.170.2:80 (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) and 169.254.169.254:80 (IMDS), added to lo. Needs root (CAP_NET_ADMIN) in a network namespace with no route out: `unshare --net -- sh -c 'ip link set lo up && irsa-proxy dev --link-local -- CMD'`
+    /// Also serve where the oldest SDKs look: 169.254.170.2:80 (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) and 169.254.169.254:80 (IMDS), added to lo of a network namespace with no route out. With a COMMAND, dev makes that namespace itself (as root, or as a user where unprivileged user namespaces are allowed); without one, run it in a namespace you made: `unshare --net -- sh -c 'ip link set lo up && irsa-proxy dev --link-local'`
     #[arg(long)]
     pub link_local: bool,
 

@@ -277,7 +277,7 @@ async fn add_link_local_addresses() -> Result<(), Fatal> {
         .map_err(|e| Fatal::Runtime(format!("--link-local: {e}")))?;
     if !routes.is_empty() {
         return Err(Fatal::usage(format!(
-            "--link-local: this network namespace has a route out ({}); adding 169.254.169.254 here could hijack a real metadata service. Run dev in a namespace of its own: unshare --net -- sh -c 'ip link set lo up && irsa-proxy dev --link-local -- CMD'",
+            "--link-local: this network namespace has a route out ({}); adding 169.254.169.254 here could hijack a real metadata service. Give dev a command (`dev --link-local -- CMD` makes a namespace of its own), or run it in one you made: unshare --net -- sh -c 'ip link set lo up && irsa-proxy dev --link-local'",
             routes.join("; ")
         )));
     }

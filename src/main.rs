@@ -8,6 +8,16 @@ use irsa_proxy::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `dev --link-local -- CMD` makes a network namespace of its own for itself
+    // and the command, before any thread starts (see `netns::enter_own_namespace`).
+    // If that fails, dev's own check refuses a namespace with a route out.
+    if let Command::Dev(args) = &cli.command {
+        if args.link_local && !args.command.is_empty() {
+            if let Err(e) = irsa_proxy::netns::enter_own_namespace() {
+                eprintln!("irsa-proxy: dev --link-local: cannot make a network namespace of its own ({e}); staying in this one");
+            }
+        }
+    }
     // One thread, chosen by measurement (BENCHMARKS.md): a sidecar usually gets
     // a fraction of one core, and with two workers on it the OS preempts one
     // worker while it holds ready connections, which multiplied p99 at 1024

@@ -49,6 +49,35 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
+/// Moves this process into a new network namespace of its own, with only a `lo`
+/// (down) and no route out: where `dev --link-local` may put the link-local
+/// addresses without touching the machine's. As root, a network namespace; else
+/// a user namespace too (mapping the caller to root inside it), where the kernel
+/// allows unprivileged user namespaces.
+///
+/// A namespace change applies to the calling thread and the threads it starts
+/// afterwards, and a user namespace can only be entered by a single-threaded
+/// process: call this before the async runtime (or any thread) starts.
+pub fn enter_own_namespace() -> std::io::Result<()> {
+    // SAFETY: these calls take no pointers and only change this process's
+    // namespaces; errors are reported through errno.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid == 0 && unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0 {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // setgroups must be denied before an unprivileged process may write gid_map.
+    match std::fs::write("/proc/self/setgroups", "deny") {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
+}
+
 /// The ECS container credentials endpoint's address.
 pub const ECS_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
 /// The EC2 instance metadata service's IPv4 address.

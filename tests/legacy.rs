@@ -13,7 +13,8 @@
 //! writes the way kubelet would, so that the manifests themselves are proven.
 //!
 //! The link-local addresses exist only inside network namespaces these tests
-//! make (`unshare --net`, or the pod runner's), which have no route out: `dev
+//! make (`unshare --net`, the pod runner's, or dev's own, entered from one the
+//! test made), which have no route out: `dev
 //! --link-local` and `irsa-proxy link-local` both refuse a namespace with a route
 //! out, and a test below proves that refusal. Nothing here sends to a 169.254.*
 //! address from the machine's own namespace. The tests need root (CI runs as
@@ -210,8 +211,9 @@ fn link_local_should_be_refused_in_a_namespace_with_a_route_out() {
     let setup = "ip link set lo up && ip link add d0 type veth peer name d1 && ip link set d1 up && ip link set d0 up && ip addr add 10.255.0.1/24 dev d0 && ip route add default via 10.255.0.2";
     for (what, cmd) in [
         (
+            // Without a command dev stays in the namespace it was started in.
             "dev",
-            format!("{BIN} dev --link-local --listen 127.0.0.1:0 -- true"),
+            format!("{BIN} dev --link-local --listen 127.0.0.1:0"),
         ),
         ("link-local", format!("{BIN} link-local")),
         (
@@ -237,6 +239,38 @@ fn link_local_should_be_refused_in_a_namespace_with_a_route_out() {
             !String::from_utf8_lossy(&out.stdout).contains("ADDED"),
             "{what} added an address: {context}"
         );
+    }
+}
+
+/// `dev --link-local -- CMD` makes a network namespace of its own, as root and
+/// as an ordinary user (through a user namespace). Started here inside a
+/// namespace that has a route out, where dev refuses to add the addresses: so
+/// the client can only succeed if dev really moved into a namespace of its own.
+#[test]
+fn dev_link_local_should_make_its_own_namespace_for_a_command() {
+    require_root();
+    let setup = "ip link set lo up && ip link add d0 type veth peer name d1 && ip link set d1 up && ip link set d0 up && ip addr add 10.255.0.1/24 dev d0 && ip route add default via 10.255.0.2";
+    let script = client_script(
+        &["boto2"],
+        "unset AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_CREDENTIALS_RELATIVE_URI;",
+    );
+    for user in ["root", "nobody"] {
+        let dev = format!(
+            "{BIN} dev --link-local --listen 127.0.0.1:0 -- sh -c {}",
+            shell_quote(&script)
+        );
+        let as_user = if user == "root" {
+            dev
+        } else {
+            format!("setpriv --reuid 65534 --regid 65534 --clear-groups {dev}")
+        };
+        let mut c = Command::new("unshare");
+        c.args(["--net", "--", "sh", "-c", &format!("{setup} && {as_user}")]);
+        let out = run(c, Duration::from_secs(90));
+        let context = format!("as {user}: {}", describe(&out));
+        assert!(out.status.success(), "{context}");
+        let lines = client_lines(&String::from_utf8_lossy(&out.stdout));
+        assert_client_ok(&lines, "boto2", "irsa-proxy-dev", &context);
     }
 }
 
