@@ -93,9 +93,13 @@ pub async fn serve<H, F, B>(
         .max_buf_size(limits.max_head_bytes)
         .keep_alive(true);
     tokio::pin!(shutdown);
+    let mut index = 0;
     loop {
-        let (index, accepted) = tokio::select! {
-            a = accept_any(&listeners) => a,
+        let accepted = tokio::select! {
+            (i, a) = accept_any(&listeners, index) => {
+                index = i;
+                a
+            }
             () = &mut shutdown => break,
         };
         let (stream, peer) = match accepted {
@@ -160,12 +164,16 @@ pub async fn serve<H, F, B>(
 }
 
 /// The next connection on any of the listeners, with the listener's index.
+/// The listener after the one that answered last is asked first, so a busy
+/// listener cannot starve the others.
 async fn accept_any(
     listeners: &[TcpListener],
+    after: usize,
 ) -> (usize, std::io::Result<(TcpStream, SocketAddr)>) {
+    let n = listeners.len();
     poll_fn(|cx| {
-        for (i, l) in listeners.iter().enumerate() {
-            if let Poll::Ready(r) = l.poll_accept(cx) {
+        for i in (1..=n).map(|k| (after + k) % n) {
+            if let Some(Poll::Ready(r)) = listeners.get(i).map(|l| l.poll_accept(cx)) {
                 return Poll::Ready((i, r));
             }
         }
