@@ -96,9 +96,15 @@ async fn outage_should_answer_the_sts_error_once_the_cache_is_inside_its_margin(
     assert_eq!(p.ecs(None).await.status, 200);
     sts.script().fail_all = Some(Failure::new(500, "InternalFailure", "STS is down"));
 
-    // Served until the margin of the last generation, then the STS error.
+    // Served until the margin of the last generation, then the STS error (a
+    // loaded machine may first show `CredentialsExpiring`, while the failing
+    // refresh is still under way).
     assert!(
-        eventually(PATIENCE, || async { p.ecs(None).await.status == 503 }).await,
+        eventually(PATIENCE, || async {
+            let r = p.ecs(None).await;
+            r.status == 503 && r.json()["code"] == "InternalFailure"
+        })
+        .await,
         "logs:\n{}",
         p.logs()
     );
@@ -115,7 +121,9 @@ async fn outage_should_answer_the_sts_error_once_the_cache_is_inside_its_margin(
         "{m}"
     );
 
-    // STS comes back and the token rotates: service resumes.
+    // STS comes back and the token rotates: service resumes (with credentials
+    // long enough that readiness cannot lapse again before it is read).
+    sts.script().credential_ttl = Duration::from_secs(3600);
     sts.script().fail_all = None;
     dir.rotate(&jwt("system:serviceaccount:default:app", 3600, "b"));
     assert!(
