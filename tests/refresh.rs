@@ -178,5 +178,10 @@ async fn duration_above_the_role_maximum_should_be_explained() {
         .unwrap()
         .contains("lower --duration"));
     assert_eq!(sts.calls()[0].duration, Some(43200));
-    assert!(p.logs().contains("lower --duration"));
+    // The log line may reach the test's reader after the answer does.
+    assert!(
+        eventually(PATIENCE, || async { p.logs().contains("lower --duration") }).await,
+        "logs:\n{}",
+        p.logs()
+    );
 }
