@@ -1,13 +1,30 @@
-//! The wall-clock seam. Every decision about expiry asks a [`Clock`], so tests can
-//! move time without sleeping.
+//! The time seam, as aws-config has one (its `TimeSource` and `AsyncSleep`):
+//! a [`Clock`] is the one source of "now" and of sleeping for the credential
+//! cache and its refresher. Every expiry decision (is a generation still served,
+//! when is the next refresh due) reads [`Clock::now`], and every wait those
+//! decisions schedule (the refresh, the back-off, the cold-start wait) goes
+//! through [`Clock::sleep`]. A test gives them a clock that follows tokio's
+//! paused time, so hours of refreshes run in milliseconds.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A source of the current wall-clock time.
+/// The future of [`Clock::sleep`]; boxed so that `Clock` can be a trait object.
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A source of the current wall-clock time, and of waits measured in it.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> SystemTime;
+
+    /// Completes after `duration` has passed on this clock. The default is
+    /// tokio's timer of the runtime that polls it: real time in production,
+    /// and under `tokio::time::pause()` a wait that the runtime skips.
+    fn sleep(&self, duration: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(duration))
+    }
 }
 
 /// The real clock.
@@ -21,6 +38,7 @@ impl Clock for SystemClock {
 }
 
 /// A clock that runs with real time plus an offset tests can move forward.
+/// Its sleeps are real: moving the offset does not end them.
 #[derive(Debug, Clone, Default)]
 pub struct OffsetClock {
     /// Offset in milliseconds, shared between clones so a test can keep a handle.
@@ -43,6 +61,38 @@ impl Clock for OffsetClock {
         } else {
             now - Duration::from_millis(off.unsigned_abs())
         }
+    }
+}
+
+/// Wall time that follows the tokio runtime's clock: `now` is a fixed start plus
+/// the time the runtime has seen pass, and sleeps are tokio's. Under
+/// `tokio::time::pause()` it stands still while anything can run and jumps
+/// exactly to the next timer when nothing can, so "now" and every sleep agree
+/// to the nanosecond and the outcome does not depend on the machine's load.
+#[cfg(test)]
+#[derive(Debug, Clone)]
+pub struct RuntimeClock {
+    /// The wall time at `start`.
+    wall: SystemTime,
+    /// When the clock was made, on the runtime's clock.
+    start: tokio::time::Instant,
+}
+
+#[cfg(test)]
+impl RuntimeClock {
+    /// A clock that reads `wall` now. Must be called inside a runtime.
+    pub fn starting_at(wall: SystemTime) -> RuntimeClock {
+        RuntimeClock {
+            wall,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Clock for RuntimeClock {
+    fn now(&self) -> SystemTime {
+        self.wall + self.start.elapsed()
     }
 }
 
@@ -111,5 +161,15 @@ mod tests {
         let before = c.now();
         c.advance(Duration::from_secs(3600));
         assert!(c.now().duration_since(before).unwrap() >= Duration::from_secs(3600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runtime_clock_should_move_only_with_the_runtime() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let c = RuntimeClock::starting_at(start);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(c.now(), start, "real time passing moved a paused clock");
+        c.sleep(Duration::from_secs(3600)).await;
+        assert_eq!(c.now(), start + Duration::from_secs(3600));
     }
 }

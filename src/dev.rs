@@ -199,13 +199,9 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
         }
     });
 
-    // Wait until the first credentials are cached, so the app's first call works.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !proxy.state.is_ready() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    if !proxy.state.is_ready() {
-        let u = proxy.state.store.unavailable();
+    // Wait until the first credentials are cached, so the app's first call works:
+    // on the store, woken by the refresher's first success or failure.
+    if let Err(u) = proxy.state.store.get(Duration::from_secs(10)).await {
         tracing::warn!(code = %u.code, message = %u.message, "dev: no credentials yet");
     }
 

@@ -16,6 +16,8 @@
 //! - [`server`] is the hyper listener: ECS (`/v1/credentials`), IMDS v1/v2, health,
 //!   readiness and metrics, with the DNS-rebinding `Host` check, header limits and
 //!   graceful shutdown.
+//! - [`serving`] is the server skeleton the sidecar and the emulator share:
+//!   accept loop, connection limit, header timeout, signal wait and drain.
 //! - [`metrics`] registers the Prometheus metrics whose names SPEC.md fixes.
 //! - [`emulator`] is the local STS; [`policy`] evaluates IAM trust policies for it
 //!   and for [`doctor`]; [`dev`] runs emulator, rotating token and proxy together;
@@ -40,6 +42,7 @@ pub mod policy;
 pub mod probe;
 pub mod serve;
 pub mod server;
+pub mod serving;
 pub mod sts;
 pub mod token;
 

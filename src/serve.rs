@@ -23,6 +23,9 @@ use crate::sts::{AssumeRole, ClientSettings, SdkSts};
 use crate::token::watch::TokenWatcher;
 use crate::Fatal;
 
+/// SIGTERM or SIGINT: the wait every server shares (`dev` calls it from here).
+pub use crate::serving::shutdown_signal;
+
 /// How often the token is re-read when no file event arrives.
 pub const TOKEN_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -286,28 +289,5 @@ impl Proxy {
             let _ = stop.send(());
         }
         tracing::info!("stopped");
-    }
-}
-
-/// SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -1,73 +1,49 @@
-//! The refresh policy against a scripted STS: refresh before expiry, single
-//! flight at cold start, static stability through an outage, back-off on
-//! throttling.
+//! The refresh policy through the real binary: the wiring only. The policy's
+//! timings (the jittered window, the safety margin, back-off from 1 s to 60 s,
+//! single flight, rotation cutting the back-off short, cold start) are asserted
+//! exactly, hours of them, in process on paused time in
+//! `src/credentials/refresher/tests.rs`. These tests prove that the binary runs
+//! that policy against a real STS wire: credentials 4 s long so that events come
+//! quickly, waits for events rather than for fixed times, and bounds far beyond
+//! what a loaded two-core machine needs.
 
 mod common;
 
-use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use common::fake_sts::Failure;
 use common::{eventually, jwt, request, FakeSts, ProxyBuilder, TokenDir};
 
-fn parse_exp(s: &str) -> SystemTime {
-    humantime::parse_rfc3339(s).unwrap_or_else(|e| panic!("bad Expiration {s:?}: {e}"))
-}
+/// Long enough for anything these tests wait for on a loaded machine; the
+/// events themselves come within a few seconds.
+const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Seconds left on a served Expiration, as seen by the test.
-fn left(exp: SystemTime) -> f64 {
-    match exp.duration_since(SystemTime::now()) {
-        Ok(d) => d.as_secs_f64(),
-        Err(e) => -e.duration().as_secs_f64(),
-    }
+/// The access key id served now, if any.
+async fn served_key(p: &common::ProxyProcess) -> Option<String> {
+    let r = p.ecs(None).await;
+    (r.status == 200).then(|| r.json()["AccessKeyId"].as_str().unwrap().to_string())
 }
 
 #[tokio::test]
-async fn short_credentials_should_be_refreshed_before_they_expire() {
+async fn short_credentials_should_be_refreshed_by_the_running_proxy() {
     let sts = FakeSts::start().await;
-    sts.script().credential_ttl = Duration::from_secs(20);
+    // 4 s credentials: a margin of 1 s, refreshed 2-2.2 s before expiry.
+    sts.script().credential_ttl = Duration::from_secs(4);
     let dir = TokenDir::new(&jwt("system:serviceaccount:default:app", 3600, "a"));
     let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
-
-    // Sample continuously for 26 s: every answer is 200 and carries credentials
-    // outside the 5 s safety margin (a quarter of 20 s).
-    let mut keys = Vec::<(String, SystemTime)>::new();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(26) {
-        let r = p.ecs(None).await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        let v = r.json();
-        let exp = parse_exp(v["Expiration"].as_str().unwrap());
-        assert!(
-            left(exp) > 4.5,
-            "served credentials with {:.1}s left (inside the margin)",
-            left(exp)
-        );
-        let key = v["AccessKeyId"].as_str().unwrap().to_string();
-        if keys.last().map(|(k, _)| k != &key).unwrap_or(true) {
-            if let Some((_, old_exp)) = keys.last() {
-                // The new key arrived well before the old one expired.
-                assert!(
-                    left(*old_exp) >= 5.0,
-                    "switched only {:.1}s before expiry",
-                    left(*old_exp)
-                );
-            }
-            keys.push((key, exp));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let distinct: HashSet<_> = keys.iter().map(|(k, _)| k).collect();
+    let first = served_key(&p).await.expect("credentials at cold start");
     assert!(
-        distinct.len() >= 3,
-        "expected at least 3 generations in 26 s, got {keys:?}"
+        eventually(PATIENCE, || async {
+            served_key(&p).await.is_some_and(|k| k != first)
+        })
+        .await,
+        "never refreshed; logs:\n{}",
+        p.logs()
     );
-    // One STS call per generation: no herd, no refresh storm.
-    assert!(
-        sts.call_count() <= distinct.len() + 1,
-        "{} calls",
-        sts.call_count()
-    );
+    // Every call issued the credentials of one generation.
+    let calls = sts.calls();
+    assert!(calls.len() >= 2);
+    assert!(calls.iter().all(|c| c.issued.is_some()), "{calls:?}");
 }
 
 #[tokio::test]
@@ -94,7 +70,7 @@ async fn cold_start_herd_should_make_exactly_one_sts_call() {
 #[tokio::test]
 async fn cold_start_should_give_503_after_five_seconds_without_sts() {
     let sts = FakeSts::start().await;
-    sts.script().delay = Duration::from_secs(30);
+    sts.script().delay = Duration::from_secs(60);
     let dir = TokenDir::new(&jwt("system:serviceaccount:default:app", 3600, "a"));
     let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
     let t = Instant::now();
@@ -102,51 +78,42 @@ async fn cold_start_should_give_503_after_five_seconds_without_sts() {
     let waited = t.elapsed();
     assert_eq!(r.status, 503);
     assert!(r.json()["code"].is_string());
+    // The cold-start wait is 5 s (exactly so in process); far less than STS's
+    // 60 s is enough to show that the request gave up instead of waiting.
     assert!(
-        waited >= Duration::from_millis(4500) && waited < Duration::from_secs(8),
+        waited >= Duration::from_millis(4500) && waited < Duration::from_secs(30),
         "{waited:?}"
     );
     assert_eq!(request(p.addr, "GET", "/readyz", &[]).await.status, 503);
 }
 
 #[tokio::test]
-async fn outage_should_keep_serving_cached_credentials_until_the_margin_then_503() {
+async fn outage_should_answer_the_sts_error_once_the_cache_is_inside_its_margin() {
     let sts = FakeSts::start().await;
-    sts.script().credential_ttl = Duration::from_secs(20);
+    sts.script().credential_ttl = Duration::from_secs(4);
     let dir = TokenDir::new(&jwt("system:serviceaccount:default:app", 3600, "a"));
     let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
-    let first = p.ecs(None).await;
-    assert_eq!(first.status, 200);
-    let exp = parse_exp(first.json()["Expiration"].as_str().unwrap());
+    assert_eq!(p.ecs(None).await.status, 200);
     sts.script().fail_all = Some(Failure::new(500, "InternalFailure", "STS is down"));
 
-    let mut saw_503 = false;
-    while left(exp) > -2.0 {
-        let r = p.ecs(None).await;
-        let ready = request(p.addr, "GET", "/readyz", &[]).await.status;
-        if left(exp) > 5.5 {
-            assert_eq!(
-                r.status,
-                200,
-                "cached credentials must be served ({:.1}s left)",
-                left(exp)
-            );
-            assert_eq!(r.json()["Expiration"], first.json()["Expiration"]);
-        }
-        if r.status == 200 {
-            assert!(left(parse_exp(r.json()["Expiration"].as_str().unwrap())) > 4.5);
-        } else {
-            assert_eq!(r.status, 503);
-            assert!(left(exp) <= 5.5, "503 too early: {:.1}s left", left(exp));
-            let v = r.json();
-            assert_eq!(v["code"], "InternalFailure", "{v}");
-            assert!(v["message"].is_string());
-            assert_eq!(ready, 503);
-            saw_503 = true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(saw_503);
+    // Served until the margin of the last generation, then the STS error (a
+    // loaded machine may first show `CredentialsExpiring`, while the failing
+    // refresh is still under way).
+    assert!(
+        eventually(PATIENCE, || async {
+            let r = p.ecs(None).await;
+            r.status == 503 && r.json()["code"] == "InternalFailure"
+        })
+        .await,
+        "logs:\n{}",
+        p.logs()
+    );
+    let r = p.ecs(None).await;
+    assert_eq!(r.status, 503);
+    let v = r.json();
+    assert_eq!(v["code"], "InternalFailure", "{v}");
+    assert!(v["message"].is_string());
+    assert_eq!(request(p.addr, "GET", "/readyz", &[]).await.status, 503);
     let m = p.metrics().await;
     assert!(m.contains("irsa_proxy_ready 0"), "{m}");
     assert!(
@@ -154,16 +121,17 @@ async fn outage_should_keep_serving_cached_credentials_until_the_margin_then_503
         "{m}"
     );
 
-    // STS comes back: a rotation cuts the back-off short and service resumes.
+    // STS comes back and the token rotates: service resumes (with credentials
+    // long enough that readiness cannot lapse again before it is read).
+    sts.script().credential_ttl = Duration::from_secs(3600);
     sts.script().fail_all = None;
     dir.rotate(&jwt("system:serviceaccount:default:app", 3600, "b"));
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            p.ecs(None).await.status == 200
-        })
-        .await,
-        "no recovery after STS came back and the token rotated"
+        eventually(PATIENCE, || async { p.ecs(None).await.status == 200 }).await,
+        "no recovery after STS came back and the token rotated; logs:\n{}",
+        p.logs()
     );
+    assert_eq!(request(p.addr, "GET", "/readyz", &[]).await.status, 200);
 }
 
 #[tokio::test]
@@ -177,10 +145,7 @@ async fn throttling_three_times_then_success_should_recover() {
     let dir = TokenDir::new(&jwt("system:serviceaccount:default:app", 3600, "a"));
     let p = ProxyBuilder::serve(&dir.path(), &sts.url()).start();
     assert!(
-        eventually(Duration::from_secs(30), || async {
-            p.ecs(None).await.status == 200
-        })
-        .await,
+        eventually(PATIENCE, || async { p.ecs(None).await.status == 200 }).await,
         "logs:\n{}",
         p.logs()
     );
@@ -213,5 +178,10 @@ async fn duration_above_the_role_maximum_should_be_explained() {
         .unwrap()
         .contains("lower --duration"));
     assert_eq!(sts.calls()[0].duration, Some(43200));
-    assert!(p.logs().contains("lower --duration"));
+    // The log line may reach the test's reader after the answer does.
+    assert!(
+        eventually(PATIENCE, || async { p.logs().contains("lower --duration") }).await,
+        "logs:\n{}",
+        p.logs()
+    );
 }

@@ -236,6 +236,8 @@ pub struct Unavailable {
 }
 
 /// The cache shared by the refresher (writer) and the request handlers (readers).
+/// Its clock is the refresher's too: one source of time for every expiry
+/// decision and every wait.
 pub struct CredentialStore {
     current: ArcSwapOption<Generation>,
     /// The last refresh failure; cleared by a success. A std `Mutex`: it is held
@@ -243,6 +245,7 @@ pub struct CredentialStore {
     last_error: Mutex<Option<Unavailable>>,
     /// Bumped on every success or failure, to wake requests waiting at cold start.
     version: tokio::sync::watch::Sender<u64>,
+    /// Decides expiry and measures the cold-start wait.
     clock: Arc<dyn Clock>,
     /// Fixed at start-up, used to build each generation's bodies.
     pub role: RoleInfo,
@@ -322,7 +325,8 @@ impl CredentialStore {
             return Err(self.unavailable());
         }
         let mut rx = self.version.subscribe();
-        let deadline = tokio::time::Instant::now() + cold_start_wait;
+        // On the store's clock, so a test with paused time decides the wait too.
+        let mut timeout = self.clock.sleep(cold_start_wait);
         loop {
             if let Some(g) = self.current() {
                 return Ok(g);
@@ -330,10 +334,12 @@ impl CredentialStore {
             if let Some(e) = self.last_error().filter(|e| e.terminal) {
                 return Err(e);
             }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => return self.current().ok_or_else(|| self.unavailable()),
+            tokio::select! {
+                // `Err` only if the sender is gone, and `self` owns it.
+                changed = rx.changed() => if changed.is_ok() { continue },
+                () = &mut timeout => {}
             }
+            return self.current().ok_or_else(|| self.unavailable());
         }
     }
 
@@ -363,7 +369,7 @@ impl CredentialStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{OffsetClock, SystemClock};
+    use crate::clock::{OffsetClock, RuntimeClock};
 
     fn role() -> RoleInfo {
         RoleInfo {
@@ -438,21 +444,46 @@ mod tests {
         assert_eq!(e.code, "CredentialsExpiring");
     }
 
-    #[tokio::test]
-    async fn cold_start_should_wait_for_the_first_generation() {
-        let store = Arc::new(CredentialStore::new(role(), Arc::new(SystemClock)));
-        let s2 = store.clone();
-        let waiter = tokio::spawn(async move { s2.get(Duration::from_secs(5)).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = SystemTime::now();
-        store.install(creds(now + Duration::from_secs(3600)), now);
-        assert!(waiter.await.unwrap().is_ok());
+    /// 20 s credentials are served until 15 s (a quarter of the lifetime
+    /// before expiry), to the millisecond of the store's paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn short_credentials_should_be_served_until_a_quarter_before_expiry() {
+        let clock =
+            RuntimeClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 30));
+        let store = CredentialStore::new(role(), Arc::new(clock.clone()));
+        let now = clock.now();
+        let g = store.install(creds(now + Duration::from_secs(20)), now);
+        assert_eq!(g.safety_margin, Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(14_999)).await;
+        assert!(store.is_ready());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(!store.is_ready());
+        assert!(store.current().is_none());
+        assert!(store.cached().is_some(), "kept, only not served");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn cold_start_should_wait_for_the_first_generation() {
+        let clock =
+            RuntimeClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 30));
+        let store = Arc::new(CredentialStore::new(role(), Arc::new(clock.clone())));
+        let s2 = store.clone();
+        let waiter = tokio::spawn(async move { s2.get(Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now = clock.now();
+        store.install(creds(now + Duration::from_secs(3600)), now);
+        assert!(waiter.await.unwrap().is_ok());
+        assert_eq!(clock.now(), now, "answered at the install");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn cold_start_should_give_up_after_the_wait() {
-        let store = CredentialStore::new(role(), Arc::new(SystemClock));
-        let e = store.get(Duration::from_millis(50)).await.unwrap_err();
+        let clock =
+            RuntimeClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 30));
+        let start = clock.now();
+        let store = CredentialStore::new(role(), Arc::new(clock.clone()));
+        let e = store.get(Duration::from_secs(5)).await.unwrap_err();
         assert_eq!(e.code, "CredentialsNotYetAvailable");
+        assert_eq!(clock.now(), start + Duration::from_secs(5));
     }
 }

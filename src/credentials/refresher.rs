@@ -6,6 +6,12 @@
 //! of that window; on failure retry with exponential back-off and jitter from 1 s
 //! to 60 s; a token rotation cuts the wait short when the last call failed, the
 //! cache is empty or a refresh is due.
+//!
+//! Time comes from one place, the store's [`Clock`](crate::clock::Clock): "now"
+//! for every decision and the sleeps until the next attempt. So the refresher
+//! runs the same on its own thread and runtime in production (`serve.rs`) and
+//! under a test's paused tokio clock, where `tests.rs` drives hours of refreshes,
+//! outages and back-off against a scripted [`AssumeRole`] in milliseconds.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -114,10 +120,12 @@ impl<S: AssumeRole> Refresher<S> {
                 }
                 Err(()) => (Outcome::Failed, backoff.next_delay()),
             };
-            let deadline = tokio::time::Instant::now() + wait;
+            // The store's clock decides when a refresh is due, so it also
+            // measures the wait: a test that pauses time pauses both.
+            let mut sleep = self.store.clock().sleep(wait);
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => break,
+                    () = &mut sleep => break,
                     _ = self.rotated.notified() => {
                         let due = match &outcome {
                             Outcome::Failed => true,
@@ -234,30 +242,4 @@ impl<S: AssumeRole> Refresher<S> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn window_should_follow_the_spec() {
-        let m = |s| Duration::from_secs(s);
-        // One-hour credentials, default 30 min: 30 min.
-        assert_eq!(refresh_window(m(1800), m(3600)), m(1800));
-        // Shorter lifetime than asked: half of it.
-        assert_eq!(refresh_window(m(1800), m(1200)), m(600));
-        // Emulator's 20 s credentials: 10 s, margin 5 s.
-        assert_eq!(refresh_window(m(1800), m(20)), m(10));
-        // A tiny --refresh-before never lets the credentials reach the margin.
-        assert_eq!(refresh_window(m(10), m(3600)), m(120));
-    }
-
-    #[test]
-    fn backoff_should_double_to_the_cap() {
-        let mut b = Backoff::default();
-        let d: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
-        assert!(d[0] >= Duration::from_millis(500) && d[0] <= Duration::from_secs(1));
-        assert!(d[3] >= Duration::from_secs(4) && d[3] <= Duration::from_secs(8));
-        assert!(d[9] >= Duration::from_secs(30) && d[9] <= Duration::from_secs(60));
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_secs(1));
-    }
-}
+mod tests;

@@ -56,7 +56,6 @@ mod sigv4;
 mod store;
 pub mod xml;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -68,8 +67,6 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 pub use issuer::{Issuer, IssuerError, ServiceAccountToken};
@@ -81,6 +78,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::duration::{format_duration, parse_duration};
 use crate::logging::{self, LogFormat};
 use crate::policy::Policy;
+use crate::serving::{shutdown_signal, Conn, Limits};
 use crate::Fatal;
 use store::CredentialStore;
 use xml::StsFault;
@@ -139,8 +137,17 @@ pub(crate) struct State {
     store: CredentialStore,
 }
 
+/// The emulator's connection bounds: STS requests are small and quick, and a
+/// local test tool needs no tuning.
+const LIMITS: Limits = Limits {
+    header_read_timeout: Duration::from_secs(10),
+    max_head_bytes: 64 * 1024,
+    max_connections: 1024,
+    drain_timeout: Duration::from_secs(5),
+};
+
 /// Serves STS on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish (at most 5 s).
+/// requests finish (at most 5 s): the shared skeleton of [`crate::serving`].
 pub async fn serve(
     listener: TcpListener,
     settings: EmulatorSettings,
@@ -150,45 +157,11 @@ pub async fn serve(
         settings,
         store: CredentialStore::default(),
     });
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!("sts-emulator: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    let handler = move |req: Request<Incoming>, conn: Conn| {
         let state = state.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(req, &state, peer).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .max_buf_size(64 * 1024)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "sts-emulator: connection ended: {e}");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("sts-emulator: connections still open after 5s, closing them");
-    }
+        async move { handle(req, &state, conn.peer).await }
+    };
+    crate::serving::serve("sts-emulator", vec![listener], LIMITS, handler, shutdown).await;
 }
 
 /// A running in-process emulator. Dropping it stops the emulator too.
@@ -439,29 +412,6 @@ fn settings_from_args(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn termination() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// `irsa-proxy sts-emulator`.
 pub async fn run(args: EmulatorArgs) -> Result<ExitCode, Fatal> {
     let (listen, settings, log_format) = settings_from_args(&args).map_err(Fatal::Usage)?;
@@ -482,7 +432,7 @@ pub async fn run(args: EmulatorArgs) -> Result<ExitCode, Fatal> {
         credential_ttl = %format_duration(settings.credential_ttl),
         "sts-emulator listening on {addr}"
     );
-    serve(listener, settings, termination()).await;
+    serve(listener, settings, shutdown_signal()).await;
     tracing::info!("sts-emulator stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -4,13 +4,13 @@
 //! bind `127.0.0.1:0` and drive it in-process. Per connection: a header-read
 //! timeout (which also closes idle keep-alive connections), an 8 KiB limit on the
 //! request head (431 beyond it), request bodies never read, a bound on open
-//! connections, and graceful draining on shutdown.
+//! connections, and graceful draining on shutdown: the shared skeleton of
+//! [`crate::serving`], with this server's limits.
 //!
 //! Routing is a `match` on method and path in [`route`]; before it, the `Host`
 //! header is checked against DNS rebinding: only IP literals and `localhost` pass.
 
 mod auth;
-mod connections;
 mod ecs;
 mod imds;
 mod response;
@@ -18,7 +18,6 @@ mod response;
 pub use auth::{random_token, AuthToken};
 pub use imds::{ImdsV1, SessionTokens};
 
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,15 +26,11 @@ use std::time::{Duration, SystemTime};
 use http::header::{HeaderValue, ALLOW, HOST};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-
-use connections::Connections;
 
 use crate::credentials::CredentialStore;
 use crate::metrics::{Endpoint, Metrics};
+use crate::serving::{Conn, Limits};
 use response::{error, text, with_type, Body};
 
 /// Tunables of the HTTP server; tests shorten the timeouts.
@@ -54,7 +49,7 @@ pub struct ServerSettings {
     /// keep-alive limit in one.
     pub header_read_timeout: Duration,
     /// Open connections at most; at the limit the longest-idle one is closed
-    /// to admit a new one (see `connections.rs`).
+    /// to admit a new one (see `serving/connections.rs`).
     pub max_connections: usize,
     /// Live IMDSv2 session tokens at most.
     pub max_imds_tokens: usize,
@@ -126,108 +121,32 @@ impl AppState {
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 
 /// Serves every listener until `shutdown` completes, then stops accepting and
-/// waits up to `drain_timeout` for open requests to finish.
+/// waits up to `drain_timeout` for open requests to finish: the shared
+/// skeleton ([`crate::serving`]) with this server's limits and [`handle`].
 pub async fn serve(
     listeners: Vec<TcpListener>,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
-    let graceful = Arc::new(GracefulShutdown::new());
-    let limit = Connections::new(state.settings.max_connections);
-    let mut accept_tasks = Vec::new();
-    for listener in listeners {
-        let state = state.clone();
-        let imds_v1 = listener
-            .local_addr()
-            .is_ok_and(|a| state.settings.imds_v1.allowed_on(a.ip()));
-        let graceful = graceful.clone();
-        let limit = limit.clone();
-        accept_tasks.push(tokio::spawn(accept_loop(
-            listener, state, graceful, limit, imds_v1,
-        )));
-    }
-    shutdown.await;
-    for t in &accept_tasks {
-        t.abort();
-    }
-    for t in accept_tasks {
-        let _ = t.await;
-    }
-    // All clones held by the accept loops are gone now.
-    let drain = match Arc::try_unwrap(graceful) {
-        Ok(g) => g,
-        Err(_) => return,
+    let limits = Limits {
+        header_read_timeout: state.settings.header_read_timeout,
+        max_head_bytes: MAX_HEAD_BYTES,
+        max_connections: state.settings.max_connections,
+        drain_timeout: state.settings.drain_timeout,
     };
-    if tokio::time::timeout(state.settings.drain_timeout, drain.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight requests did not finish within the drain timeout");
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    graceful: Arc<GracefulShutdown>,
-    limit: Arc<Connections>,
-    imds_v1: bool,
-) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(state.settings.header_read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .keep_alive(true);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                // EMFILE and friends: wait a little instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Accepted first, then admitted: at the limit the longest-idle connection
-        // makes room, so new clients are answered whatever idle ones hold.
-        let Some(slot) = limit.admit().await else {
-            return;
-        };
-        let _ = stream.set_nodelay(true);
+    let handler = move |req: Request<Incoming>, conn: Conn| {
         let state = state.clone();
-        let entry = slot.entry.clone();
-        let epoch = slot.epoch;
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            let busy = entry.begin(epoch);
-            async move {
-                let response = handle(
-                    &state,
-                    req,
-                    Peer {
-                        addr: peer,
-                        imds_v1,
-                    },
-                )
-                .await;
-                drop(busy);
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let conn = http.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            tokio::select! {
-                r = conn => if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
-                () = slot.entry.evicted() => {
-                    tracing::debug!(%peer, "closed this idle connection to admit a new one (connection limit)");
-                }
-            }
-            drop(slot);
-        });
-    }
+        async move {
+            let peer = Peer {
+                addr: conn.peer,
+                imds_v1: conn
+                    .local
+                    .is_some_and(|a| state.settings.imds_v1.allowed_on(a.ip())),
+            };
+            handle(&state, req, peer).await
+        }
+    };
+    crate::serving::serve("credentials", listeners, limits, handler, shutdown).await;
 }
 
 /// Who sent a request, and what the listener it came in on allows. hyper does
