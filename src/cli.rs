@@ -19,16 +19,22 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Without the tools, `serve`'s flags dwarf the other variants; the enum is built
+// once at start-up, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The sidecar: assume the role, cache and refresh, serve ECS + IMDS + health + metrics.
     Serve(ServeArgs),
+    #[cfg(feature = "tools")]
     /// Everything on one machine without AWS: STS emulator, rotating token, and serve.
     Dev(DevArgs),
+    #[cfg(feature = "tools")]
     /// The local STS emulator alone (AssumeRoleWithWebIdentity, GetCallerIdentity).
     StsEmulator(EmulatorArgs),
     /// Explain why a role cannot be assumed with a token.
     Doctor(DoctorArgs),
+    #[cfg(feature = "tools")]
     /// Add the sidecar to Kubernetes manifests read from a file or stdin.
     Inject(InjectArgs),
     /// Exit 0 when GET URL answers 2xx: the sidecar's exec probes, as the image has no shell or curl.
