@@ -225,11 +225,18 @@ pub struct InjectArgs {
     )]
     pub file: String,
 
-    /// Sidecar image
+    /// Manifest file, as `linkerd inject FILE` takes it; the same as -f FILE
+    #[arg(value_name = "FILE", conflicts_with = "file")]
+    pub path: Option<String>,
+
+    /// Sidecar image (required: none is published; build and push one from this repository's Dockerfile: docker build -t REGISTRY/irsa-proxy:TAG . && docker push REGISTRY/irsa-proxy:TAG)
+    // No clap `required`: a missing --image is reported with the other bad flags,
+    // one line each, by `inject::Options::from_args`.
     #[arg(
         long,
         value_name = "IMAGE",
-        default_value = "ghcr.io/irsa-proxy/irsa-proxy:0.1.0"
+        default_value = "",
+        hide_default_value = true
     )]
     pub image: String,
 

@@ -10,6 +10,7 @@ use crate::config;
 fn inject_options() -> Options {
     Options::from_args(&InjectArgs {
         file: "-".into(),
+        path: None,
         image: "ghcr.io/irsa-proxy/irsa-proxy:0.1.0".into(),
         role_arn: Some("arn:aws:iam::111122223333:role/app".into()),
         classic_sidecar: false,
