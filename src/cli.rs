@@ -32,6 +32,9 @@ pub enum Command {
     #[cfg(feature = "tools")]
     /// The local STS emulator alone (AssumeRoleWithWebIdentity, GetCallerIdentity).
     StsEmulator(EmulatorArgs),
+    /// Sign a web-identity token with a private key, for trying sts-emulator by hand.
+    #[cfg(feature = "tools")]
+    Mint(MintArgs),
     /// Explain why a role cannot be assumed with a token.
     Doctor(DoctorArgs),
     #[cfg(feature = "tools")]
@@ -187,6 +190,34 @@ pub struct EmulatorArgs {
     /// Log format: text or json
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     pub log_format: String,
+}
+
+/// Flags of `mint`.
+#[derive(Debug, Clone, Args)]
+pub struct MintArgs {
+    /// PEM private key to sign with (e.g. from `openssl genrsa`): RSA (RS256) or EC P-256 (ES256)
+    #[arg(long, value_name = "PEM")]
+    pub issuer_key: PathBuf,
+
+    /// The token's `iss`
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://oidc.eks.us-east-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+    )]
+    pub issuer: String,
+
+    /// The token's `sub`, e.g. system:serviceaccount:NAMESPACE:SERVICE-ACCOUNT
+    #[arg(long, value_name = "SUB")]
+    pub sub: String,
+
+    /// The token's `aud`
+    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    pub aud: String,
+
+    /// How long the token is valid (90s, 20m, 1h or seconds)
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub ttl: String,
 }
 
 /// Flags of `doctor`.

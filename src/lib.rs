@@ -23,7 +23,7 @@
 //!   [`probe`].
 //! - [`duration`] and [`clock`] are small seams shared by all of the above.
 //!
-//! The cargo feature `tools` (default) adds the tools: [`emulator`], `mint`,
+//! The cargo feature `tools` (default) adds the tools: [`emulator`], [`mint`],
 //! [`dev`] and [`inject`]. The sidecar's core — serve, probe, link-local and
 //! doctor (kept so that `kubectl exec` can explain a failing pod from inside it,
 //! where the token and the role are) — builds without it, which is the proof that
@@ -44,6 +44,8 @@ pub mod inject;
 pub mod link_local;
 pub mod logging;
 pub mod metrics;
+#[cfg(feature = "tools")]
+pub mod mint;
 pub mod netns;
 pub mod policy;
 pub mod probe;

@@ -32,6 +32,8 @@ fn main() -> ExitCode {
             Command::Dev(args) => irsa_proxy::dev::run(args).await,
             #[cfg(feature = "tools")]
             Command::StsEmulator(args) => irsa_proxy::emulator::run(args).await,
+            #[cfg(feature = "tools")]
+            Command::Mint(args) => irsa_proxy::mint::run(args).await,
             Command::Doctor(args) => irsa_proxy::doctor::run(args).await,
             #[cfg(feature = "tools")]
             Command::Inject(args) => irsa_proxy::inject::run(args).await,
