@@ -19,13 +19,15 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --no-default-features \
     && rm -rf src
 
 # The crate itself. touch: make cargo rebuild it rather than keep the dummy.
+# --no-default-features: the sidecar's core (serve, probe, link-local, doctor)
+# without the tools (sts-emulator, mint, dev, inject), which a pod never runs.
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --no-default-features \
     && cp target/release/irsa-proxy /irsa-proxy
 
 # ---- runtime ----

@@ -19,16 +19,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Without the tools, `serve`'s flags dwarf the other variants; the enum is built
+// once at start-up, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The sidecar: assume the role, cache and refresh, serve ECS + IMDS + health + metrics.
     Serve(ServeArgs),
+    #[cfg(feature = "tools")]
     /// Everything on one machine without AWS: STS emulator, rotating token, and serve.
     Dev(DevArgs),
+    #[cfg(feature = "tools")]
     /// The local STS emulator alone (AssumeRoleWithWebIdentity, GetCallerIdentity).
     StsEmulator(EmulatorArgs),
+    /// Sign a web-identity token with a private key, for trying sts-emulator by hand.
+    #[cfg(feature = "tools")]
+    Mint(MintArgs),
     /// Explain why a role cannot be assumed with a token.
     Doctor(DoctorArgs),
+    #[cfg(feature = "tools")]
     /// Add the sidecar to Kubernetes manifests read from a file or stdin.
     Inject(InjectArgs),
     /// Exit 0 when GET URL answers 2xx: the sidecar's exec probes, as the image has no shell or curl.
@@ -183,6 +192,34 @@ pub struct EmulatorArgs {
     pub log_format: String,
 }
 
+/// Flags of `mint`.
+#[derive(Debug, Clone, Args)]
+pub struct MintArgs {
+    /// PEM private key to sign with (e.g. from `openssl genrsa`): RSA (RS256) or EC P-256 (ES256)
+    #[arg(long, value_name = "PEM")]
+    pub issuer_key: PathBuf,
+
+    /// The token's `iss`
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://oidc.eks.us-east-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+    )]
+    pub issuer: String,
+
+    /// The token's `sub`, e.g. system:serviceaccount:NAMESPACE:SERVICE-ACCOUNT
+    #[arg(long, value_name = "SUB")]
+    pub sub: String,
+
+    /// The token's `aud`
+    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    pub aud: String,
+
+    /// How long the token is valid (90s, 20m, 1h or seconds)
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub ttl: String,
+}
+
 /// Flags of `doctor`.
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {
@@ -219,11 +256,18 @@ pub struct InjectArgs {
     )]
     pub file: String,
 
-    /// Sidecar image
+    /// Manifest file, as `linkerd inject FILE` takes it; the same as -f FILE
+    #[arg(value_name = "FILE", conflicts_with = "file")]
+    pub path: Option<String>,
+
+    /// Sidecar image (required: none is published; build and push one from this repository's Dockerfile: docker build -t REGISTRY/irsa-proxy:TAG . && docker push REGISTRY/irsa-proxy:TAG)
+    // No clap `required`: a missing --image is reported with the other bad flags,
+    // one line each, by `inject::Options::from_args`.
     #[arg(
         long,
         value_name = "IMAGE",
-        default_value = "ghcr.io/irsa-proxy/irsa-proxy:0.1.0"
+        default_value = "",
+        hide_default_value = true
     )]
     pub image: String,
 

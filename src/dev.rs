@@ -173,6 +173,17 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
         endpoint: config.sts_endpoint.clone(),
     })
     .await;
+    if s.listen.port() != 0 {
+        // The default port is often held by another `dev`; name the way out.
+        if let Err(e) = std::net::TcpListener::bind(s.listen) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                return Err(Fatal::Runtime(format!(
+                    "--listen {}: the port is taken (another irsa-proxy dev?); choose another, or --listen 127.0.0.1:0 for any free one",
+                    s.listen
+                )));
+            }
+        }
+    }
     let proxy = serve::start(&config, serve::server_settings(&config), client).await?;
     let addr = proxy.addrs[0];
 
@@ -310,13 +321,26 @@ async fn run_command(
         "AWS_SHARED_CREDENTIALS_FILE".into(),
         empty.display().to_string(),
     );
-    let mut child = tokio::process::Command::new(&command[0])
+    let child = tokio::process::Command::new(&command[0])
         .args(&command[1..])
         .env_clear()
         .envs(&env)
         .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| Fatal::Usage(vec![format!("cannot run {:?}: {e}", command[0])]))?;
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            // As a shell does: 127 for a command not found, 126 for one that
+            // cannot be executed, and one line saying which.
+            eprintln!("irsa-proxy: error: cannot run {:?}: {e}", command[0]);
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            return Ok(ExitCode::from(code));
+        }
+    };
     tokio::select! {
         status = child.wait() => {
             let status = status.map_err(|e| Fatal::Runtime(format!("waiting for {:?}: {e}", command[0])))?;

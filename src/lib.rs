@@ -24,19 +24,30 @@
 //!   [`inject`] adds the sidecar to Kubernetes manifests, whose exec probes run
 //!   [`probe`].
 //! - [`duration`] and [`clock`] are small seams shared by all of the above.
+//!
+//! The cargo feature `tools` (default) adds the tools: [`emulator`], [`mint`],
+//! [`dev`] and [`inject`]. The sidecar's core — serve, probe, link-local and
+//! doctor (kept so that `kubectl exec` can explain a failing pod from inside it,
+//! where the token and the role are) — builds without it, which is the proof that
+//! the core never uses a tool.
 
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "tools")]
 pub mod dev;
 pub mod doctor;
 pub mod duration;
+#[cfg(feature = "tools")]
 pub mod emulator;
+#[cfg(feature = "tools")]
 pub mod inject;
 pub mod link_local;
 pub mod logging;
 pub mod metrics;
+#[cfg(feature = "tools")]
+pub mod mint;
 pub mod netns;
 pub mod policy;
 pub mod probe;

@@ -38,9 +38,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => irsa_proxy::serve::run(args).await,
+            #[cfg(feature = "tools")]
             Command::Dev(args) => irsa_proxy::dev::run(args).await,
+            #[cfg(feature = "tools")]
             Command::StsEmulator(args) => irsa_proxy::emulator::run(args).await,
+            #[cfg(feature = "tools")]
+            Command::Mint(args) => irsa_proxy::mint::run(args).await,
             Command::Doctor(args) => irsa_proxy::doctor::run(args).await,
+            #[cfg(feature = "tools")]
             Command::Inject(args) => irsa_proxy::inject::run(args).await,
             Command::Probe(args) => irsa_proxy::probe::run(args).await,
             Command::LinkLocal(args) => {

@@ -279,3 +279,25 @@ fn help_should_document_every_serve_flag_and_its_variable() {
         assert!(help.contains(needle), "{needle} missing from serve --help");
     }
 }
+
+/// Issue 10: "keeping the cached credentials" was logged when nothing was cached.
+#[test]
+fn an_unreadable_token_at_start_should_not_claim_to_keep_cached_credentials() {
+    // An empty token file: refused by the token reader before any STS call.
+    let dir = common::TokenDir::new("");
+    let mut p = common::ProxyBuilder::serve(&dir.path(), "http://127.0.0.1:1").start();
+    let started = Instant::now();
+    while !p.logs().contains("cannot read the web-identity token") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no token error logged:\n{}",
+            p.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logs = p.logs();
+    assert!(logs.contains("no valid credentials are cached"), "{logs}");
+    assert!(!logs.contains("keeping the cached credentials"), "{logs}");
+    p.sigterm();
+    p.wait_exit(Duration::from_secs(10));
+}

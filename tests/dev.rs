@@ -163,3 +163,44 @@ fn bad_dev_flags_should_exit_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn dev_should_suggest_a_free_port_when_its_port_is_taken() {
+    let home = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let out = clean_command(home.path())
+        .args(["dev", "--listen", &listen])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("--listen {listen}: the port is taken"))
+            && stderr.contains("--listen 127.0.0.1:0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dev_should_exit_127_with_one_line_for_a_command_that_does_not_exist() {
+    let home = tempfile::tempdir().unwrap();
+    let out = clean_command(home.path())
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--",
+            "irsa-proxy-no-such-command",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("cannot run \"irsa-proxy-no-such-command\""),
+        "{stderr}"
+    );
+}

@@ -808,3 +808,114 @@ async fn presigned_get_caller_identity_should_verify() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("<Code>SignatureDoesNotMatch</Code>"));
 }
+
+/// The README's example, as a new user runs it: an openssl key, `mint` for the
+/// token, the emulator with the public key and the example trust policy, curl.
+#[test]
+fn a_token_from_mint_should_assume_the_role_in_the_emulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("issuer-key.pem");
+    let public = dir.path().join("issuer.pub.pem");
+    let token = dir.path().join("token");
+    let run = |program: &str, args: &[&std::ffi::OsStr]| {
+        let out = Command::new(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(
+        "openssl",
+        &[
+            "genrsa".as_ref(),
+            "-out".as_ref(),
+            key.as_os_str(),
+            "2048".as_ref(),
+        ],
+    );
+    run(
+        "openssl",
+        &[
+            "rsa".as_ref(),
+            "-in".as_ref(),
+            key.as_os_str(),
+            "-pubout".as_ref(),
+            "-out".as_ref(),
+            public.as_os_str(),
+        ],
+    );
+    let minted = run(
+        env!("CARGO_BIN_EXE_irsa-proxy"),
+        &[
+            "mint".as_ref(),
+            "--issuer-key".as_ref(),
+            key.as_os_str(),
+            "--sub".as_ref(),
+            "system:serviceaccount:demo:app".as_ref(),
+            "--ttl".as_ref(),
+            "1h".as_ref(),
+        ],
+    );
+    std::fs::write(&token, &minted).unwrap();
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/doctor/trust-ok.json");
+    let emulator = Binary::start(
+        &[
+            "--issuer-key",
+            &public.display().to_string(),
+            "--trust-policy",
+            &policy.display().to_string(),
+        ],
+        "info",
+    );
+    let answer = run(
+        "curl",
+        &[
+            "-s".as_ref(),
+            emulator.endpoint().as_ref(),
+            "-d".as_ref(),
+            "Action=AssumeRoleWithWebIdentity".as_ref(),
+            "-d".as_ref(),
+            "Version=2011-06-15".as_ref(),
+            "-d".as_ref(),
+            "RoleArn=arn:aws:iam::111122223333:role/demo-role".as_ref(),
+            "-d".as_ref(),
+            "RoleSessionName=demo".as_ref(),
+            "--data-urlencode".as_ref(),
+            format!("WebIdentityToken@{}", token.display()).as_ref(),
+        ],
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    let logs = emulator.stop();
+    assert!(answer.contains("<AccessKeyId>ASIA"), "{answer}\n{logs}");
+    assert!(
+        answer.contains("<SubjectFromWebIdentityToken>system:serviceaccount:demo:app<"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn mint_should_name_every_bad_flag_at_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_irsa-proxy"))
+        .args([
+            "mint",
+            "--issuer-key",
+            "/nonexistent/key.pem",
+            "--sub",
+            "x",
+            "--ttl",
+            "soon",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(stderr.contains("--ttl: \"soon\""), "{stderr}");
+    assert!(
+        stderr.contains("--issuer-key: /nonexistent/key.pem: cannot read"),
+        "{stderr}"
+    );
+}

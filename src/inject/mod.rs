@@ -40,7 +40,7 @@ mod emit;
 mod pod;
 mod workload;
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use serde::Deserialize;
@@ -76,6 +76,9 @@ pub const WEBHOOK_TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/servicea
 pub const CREDENTIALS_PATH: &str = "/v1/credentials";
 pub const READY_PATH: &str = "/readyz";
 pub const LIVE_PATH: &str = "/healthz";
+/// What to do without `--image`: no image is published, so a default would end in
+/// ImagePullBackOff.
+pub const IMAGE_HINT: &str = "no irsa-proxy image is published; build and push one from this repository (docker build -t REGISTRY/irsa-proxy:TAG . && docker push REGISTRY/irsa-proxy:TAG) and pass --image REGISTRY/irsa-proxy:TAG";
 /// The Secret holding the pod's authorization token, emitted by default.
 pub const AUTH_SECRET: &str = "irsa-proxy-auth";
 /// Its key.
@@ -116,7 +119,9 @@ impl Options {
     pub fn from_args(args: &InjectArgs) -> Result<Options, Vec<String>> {
         let mut errors = Vec::new();
         if args.image.trim().is_empty() {
-            errors.push("--image: must not be empty".to_string());
+            errors.push(format!(
+                "--image is required and must not be empty: {IMAGE_HINT}"
+            ));
         }
         if let Some(arn) = &args.role_arn {
             if let Err(form) = RoleArn::parse(arn) {
@@ -390,16 +395,23 @@ fn inject_document(
 /// The subcommand: read, inject, and write only if every document succeeded.
 pub async fn run(args: InjectArgs) -> Result<ExitCode, Fatal> {
     let opts = Options::from_args(&args).map_err(Fatal::Usage)?;
-    let (source, input) = if args.file == "-" {
+    let file = args.path.as_deref().unwrap_or(&args.file);
+    let (source, input) = if file == "-" {
+        // A terminal on stdin means nothing was piped in: say so rather than wait.
+        if std::io::stdin().is_terminal() {
+            return Err(Fatal::usage(
+                "no manifest: give a FILE (irsa-proxy inject deploy.yaml) or pipe one in (kubectl get deploy app -o yaml | irsa-proxy inject ...)",
+            ));
+        }
         let mut input = String::new();
         std::io::stdin()
             .read_to_string(&mut input)
             .map_err(|e| Fatal::usage(format!("stdin: cannot read: {e}")))?;
         ("stdin".to_string(), input)
     } else {
-        let input = std::fs::read_to_string(&args.file)
-            .map_err(|e| Fatal::usage(format!("{}: cannot read: {e}", args.file)))?;
-        (args.file.clone(), input)
+        let input = std::fs::read_to_string(file)
+            .map_err(|e| Fatal::usage(format!("{file}: cannot read: {e}")))?;
+        (file.to_string(), input)
     };
     let output = inject_documents(&input, &opts)
         .map_err(|e| Fatal::usage(format!("{source}: {}", one_line(&e.to_string()))))?;

@@ -236,19 +236,29 @@ mod tests {
         assert_eq!(c.open(), 0);
     }
 
-    #[tokio::test]
+    // Time is paused: the admission below goes round its choose-again loop a
+    // hundred times in no wall time, and every wait ends on an event (the
+    // admission finishing, the connection being asked to close), not on a sleep.
+    #[tokio::test(start_paused = true)]
     async fn busy_connections_should_not_be_closed() {
         let c = Connections::new(1);
         let a = c.admit().await.unwrap();
         let busy = a.entry.begin(a.epoch);
-        let admitting = tokio::spawn({
+        let mut admitting = tokio::spawn({
             let c = c.clone();
             async move { c.admit().await.is_some() }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!a.entry.evicted.load(Ordering::Acquire));
-        assert!(!admitting.is_finished(), "admitted beyond the limit");
+        let early = tokio::time::timeout(RETRY * 100, &mut admitting).await;
+        assert!(early.is_err(), "admitted beyond the limit");
+        assert!(
+            !a.entry.evicted.load(Ordering::Acquire),
+            "asked a busy connection to close"
+        );
+        // Once its answer is handed over, `a` is idle and makes room.
         drop(busy);
+        tokio::time::timeout(RETRY * 2, a.entry.evicted())
+            .await
+            .expect("the idle connection was not asked to close");
         drop(a);
         assert!(admitting.await.unwrap());
     }
