@@ -10,15 +10,19 @@
 //! malformed role ARN), 2 when doctor could not do its job (no token file, a file
 //! that cannot be read, a policy that is not valid JSON, a bad flag).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::arn::RoleArn;
 use crate::cli::DoctorArgs;
 use crate::clock::{format_timestamp, from_unix_seconds, unix_seconds};
-use crate::config::{Environment, ProcessEnv, RoleArn};
+use crate::flags::{
+    self, doctor as f, Environment, FlagError, Flags, NoEnvironment, ProcessEnv, Refusal,
+};
+use crate::logging::LogFormat;
 use crate::policy::{
     issuer_host_path, Comparison, Decision, Effect, Evaluation, Mismatch, Policy, RequestContext,
 };
@@ -108,21 +112,6 @@ impl Report {
     }
 }
 
-/// `text` or `json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    Text,
-    Json,
-}
-
-fn parse_output(s: &str) -> Result<Output, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "text" => Ok(Output::Text),
-        "json" => Ok(Output::Json),
-        _ => Err(format!("--output {s}: expected text or json")),
-    }
-}
-
 const SA_PREFIX: &str = "system:serviceaccount:";
 
 /// Runs the diagnosis. `Err` holds the bad-input lines (exit 2).
@@ -130,65 +119,52 @@ pub fn diagnose(
     args: &DoctorArgs,
     env: &dyn Environment,
     now: SystemTime,
-) -> Result<Report, Vec<String>> {
-    let mut errors = Vec::new();
-    let token_file = args.token_file.clone().or_else(|| {
-        env.var("AWS_WEB_IDENTITY_TOKEN_FILE")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    });
-    if token_file.is_none() {
-        errors.push(
-            "--token-file: not given and AWS_WEB_IDENTITY_TOKEN_FILE is not set; name the projected token file"
-                .to_string(),
-        );
-    }
-    let role_arn = args
-        .role_arn
-        .clone()
-        .or_else(|| env.var("AWS_ROLE_ARN").filter(|v| !v.is_empty()));
-    let policy = match &args.trust_policy {
-        None => None,
-        Some(path) => match std::fs::read(path) {
-            Ok(bytes) => match Policy::parse(&String::from_utf8_lossy(&bytes)) {
-                Ok(p) => Some((path.clone(), p)),
-                Err(e) => {
-                    errors.push(format!("--trust-policy {}: {e}", path.display()));
-                    None
-                }
-            },
-            Err(e) => {
-                errors.push(format!(
-                    "--trust-policy {}: cannot read it: {e}",
-                    path.display()
-                ));
-                None
-            }
-        },
-    };
+) -> Result<Report, Vec<FlagError>> {
+    let mut flags = Flags::new(env);
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
     let mut findings = Vec::new();
-    let token = match &token_file {
-        None => None,
-        Some(path) => match read_token(path) {
+    let token_file = flags.raw(&f::TOKEN_FILE, path(&args.token_file).as_deref());
+    if token_file.is_none() {
+        flags.refuse(FlagError::missing(
+            &f::TOKEN_FILE,
+            "the path of the projected token file",
+        ));
+    }
+    let role_arn = flags
+        .raw(&f::ROLE_ARN, args.role_arn.as_deref())
+        .map(|(v, _)| v);
+    let policy = flags.parse(&f::TRUST_POLICY, path(&args.trust_policy).as_deref(), |p| {
+        let bytes = std::fs::read(p)
+            .map_err(|e| Refusal::new(format!("cannot be read ({e})"), "a readable file"))?;
+        Policy::parse(&String::from_utf8_lossy(&bytes))
+            .map(|policy| (PathBuf::from(p), policy))
+            .map_err(|e| Refusal::new(format!("is not usable: {e}"), "an IAM trust policy (JSON)"))
+    });
+    // A token that cannot be read stops doctor (exit 2); one that is not a JWT is
+    // a finding.
+    let token = token_file
+        .as_ref()
+        .and_then(|(v, source)| match read_token(Path::new(v)) {
             Ok(t) => Some(t.claims()),
             Err(
                 e @ (TokenError::Io { .. }
                 | TokenError::IsDirectory { .. }
                 | TokenError::NotRegularFile { .. }),
             ) => {
-                errors.push(format!("--token-file: {e}"));
+                flags.refuse(FlagError::refused(
+                    f::TOKEN_FILE.name,
+                    *source,
+                    v,
+                    Refusal::new(format!("cannot be used ({e})"), "a readable token file"),
+                ));
                 None
             }
             Err(e) => {
                 findings.push(not_a_jwt(e.to_string()));
                 None
             }
-        },
-    };
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let token_file = token_file.unwrap_or_default();
+        });
+    let token_file = flags.finish(|| token_file.map(|(v, _)| PathBuf::from(v)))?;
 
     let claims = match token {
         Some(Ok(c)) => Some(c),
@@ -655,11 +631,20 @@ pub fn render_text(r: &Report) -> String {
 
 /// `irsa-proxy doctor`.
 pub async fn run(args: DoctorArgs) -> Result<ExitCode, Fatal> {
-    let output = parse_output(&args.output).map_err(Fatal::usage)?;
-    let report = diagnose(&args, &ProcessEnv, SystemTime::now()).map_err(Fatal::Usage)?;
+    let mut flags = Flags::new(&NoEnvironment);
+    let output = flags.parse(&f::OUTPUT, Some(&args.output), flags::text_or_json);
+    let output = flags.finish(|| output);
+    // Every refused flag at once, `--output` with the others.
+    let (output, report) = match (output, diagnose(&args, &ProcessEnv, SystemTime::now())) {
+        (Ok(output), Ok(report)) => (output, report),
+        (output, report) => {
+            let errors = output.err().into_iter().chain(report.err()).flatten();
+            return Err(Fatal::Flags(errors.collect()));
+        }
+    };
     match output {
-        Output::Text => print!("{}", render_text(&report)),
-        Output::Json => {
+        LogFormat::Text => print!("{}", render_text(&report)),
+        LogFormat::Json => {
             let json = serde_json::to_string_pretty(&report)
                 .map_err(|e| Fatal::Runtime(format!("cannot encode the report as JSON: {e}")))?;
             println!("{json}");
@@ -693,7 +678,6 @@ mod tests {
         };
         let env: HashMap<String, String> = HashMap::new();
         let e = diagnose(&args, &env, SystemTime::now()).unwrap_err();
-        assert!(e[0].contains("AWS_WEB_IDENTITY_TOKEN_FILE"));
-        assert!(parse_output("yaml").is_err());
+        assert_eq!(e[0].source, Some("AWS_WEB_IDENTITY_TOKEN_FILE"));
     }
 }

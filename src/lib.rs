@@ -23,6 +23,7 @@
 //!   [`probe`].
 //! - [`duration`] and [`clock`] are small seams shared by all of the above.
 
+pub mod arn;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -31,6 +32,8 @@ pub mod dev;
 pub mod doctor;
 pub mod duration;
 pub mod emulator;
+pub mod flags;
+pub mod id;
 pub mod inject;
 pub mod link_local;
 pub mod logging;
@@ -46,10 +49,14 @@ pub mod token;
 /// Why a subcommand stopped before doing its job; `main` turns it into an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Fatal {
-    /// Bad configuration or input. Each entry is one line naming the flag or file,
-    /// the value and what is allowed. Exit code 2.
-    #[error("{}", .0.join("\n"))]
-    Usage(Vec<String>),
+    /// Refused flags, each one line naming the flag, the value and what is
+    /// allowed. Exit code 2.
+    #[error("{}", flags::lines(.0))]
+    Flags(Vec<flags::FlagError>),
+    /// Bad input that is not a flag (a manifest, a command that cannot run, a
+    /// listen address that is not where it must be). Exit code 2.
+    #[error("{0}")]
+    Usage(String),
     /// A failure at run time (a port already bound, a file that cannot be written).
     /// Exit code 1.
     #[error("{0}")]
@@ -59,13 +66,13 @@ pub enum Fatal {
 impl Fatal {
     /// A single-line usage error.
     pub fn usage(line: impl Into<String>) -> Self {
-        Fatal::Usage(vec![line.into()])
+        Fatal::Usage(line.into())
     }
 
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Fatal::Usage(_) => 2,
+            Fatal::Flags(_) | Fatal::Usage(_) => 2,
             Fatal::Runtime(_) => 1,
         }
     }

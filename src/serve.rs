@@ -27,7 +27,7 @@ use crate::Fatal;
 pub const TOKEN_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode, Fatal> {
-    let config = Config::from_args(&args, &ProcessEnv).map_err(Fatal::Usage)?;
+    let config = Config::from_args(&args, &ProcessEnv).map_err(Fatal::Flags)?;
     crate::logging::init(config.log_format);
     let sts = SdkSts::new(&ClientSettings {
         region: config.region.clone(),

@@ -301,11 +301,11 @@ fn bad_input_should_exit_2_with_one_line() {
     for (args, needle) in [
         (
             vec![],
-            "--token-file: not given and AWS_WEB_IDENTITY_TOKEN_FILE is not set",
+            "--token-file (AWS_WEB_IDENTITY_TOKEN_FILE) is required; expected the path of the projected token file",
         ),
         (
             vec!["--token-file", missing.to_str().unwrap()],
-            "cannot read it",
+            "\" cannot be used (token file",
         ),
         (
             vec![
@@ -314,7 +314,7 @@ fn bad_input_should_exit_2_with_one_line() {
                 "--trust-policy",
                 bad_policy.to_str().unwrap(),
             ],
-            "bad-policy.json: not valid JSON",
+            "bad-policy.json\" is not usable: not valid JSON",
         ),
         (
             vec![
@@ -327,7 +327,7 @@ fn bad_input_should_exit_2_with_one_line() {
         ),
         (
             vec!["--token-file", t, "--output", "yaml"],
-            "--output yaml: expected text or json",
+            "--output: \"yaml\" is not a format; expected text or json",
         ),
     ] {
         let r = doctor(&args);

@@ -208,22 +208,7 @@ fn instance_profile_arn(role_arn: &str) -> String {
 /// A stable, instance-profile-shaped id (`AIPA` + 17 characters) derived from the
 /// role ARN, so it does not change between generations.
 fn instance_profile_id(role_arn: &str) -> String {
-    stable_id("AIPA", role_arn)
-}
-
-/// An AWS-shaped unique id (`AIPA...`, `AROA...`: the prefix, then 17 characters of
-/// AWS's base-32 alphabet) derived from `seed`, so the same seed always gives the
-/// same id.
-pub fn stable_id(prefix: &str, seed: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed.as_bytes());
-    let tail: String = digest
-        .as_ref()
-        .iter()
-        .take(17)
-        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
-        .collect();
-    format!("{prefix}{tail}")
+    crate::id::stable_id("AIPA", role_arn)
 }
 
 /// Why no credentials can be served right now: the `{"code","message"}` of a 503.

@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::store::IssuedCredentials;
 use super::xml::{result_document, Element, StsFault};
 use super::{sigv4, State};
+use crate::arn::RoleArn;
 use crate::clock::{format_timestamp, from_unix_seconds, unix_seconds};
-use crate::config::RoleArn;
 use crate::policy::{issuer_host_path, RequestContext};
 
 /// The one API version STS speaks.
@@ -225,7 +225,7 @@ fn random_secret() -> String {
 
 /// A stable `AROA...` role id for a role ARN (the same role always has the same id).
 fn role_id(role_arn: &str) -> String {
-    crate::credentials::stable_id("AROA", role_arn)
+    crate::id::stable_id("AROA", role_arn)
 }
 
 fn assume_role_with_web_identity(

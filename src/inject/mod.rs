@@ -47,7 +47,7 @@ use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
 use crate::cli::InjectArgs;
-use crate::config::{RoleArn, DEFAULT_LISTEN};
+use crate::flags::{self, inject as f, FlagError, Flags, NoEnvironment, Refusal};
 use crate::Fatal;
 
 pub use pod::Problem;
@@ -86,9 +86,6 @@ pub const LINK_LOCAL_NAME: &str = "irsa-proxy-link-local";
 pub const SKIP_CONTAINERS: &str = "eks.amazonaws.com/skip-containers";
 /// `serve`'s route with the token in the path, for RELATIVE_URI.
 pub const PATH_TOKEN_PREFIX: &str = "/v2/credentials/";
-/// Kubernetes' bounds for a projected token's `expirationSeconds`.
-pub const MIN_TOKEN_EXPIRATION: i64 = 600;
-pub const MAX_TOKEN_EXPIRATION: i64 = 1 << 32;
 
 /// Validated `inject` flags.
 #[derive(Debug, Clone)]
@@ -113,51 +110,67 @@ pub struct Options {
 
 impl Options {
     /// Checks every flag and reports every bad one, each on its own line.
-    pub fn from_args(args: &InjectArgs) -> Result<Options, Vec<String>> {
-        let mut errors = Vec::new();
-        if args.image.trim().is_empty() {
-            errors.push("--image: must not be empty".to_string());
-        }
-        if let Some(arn) = &args.role_arn {
-            if let Err(form) = RoleArn::parse(arn) {
-                errors.push(format!("--role-arn: {arn:?}: expected {form}"));
+    pub fn from_args(args: &InjectArgs) -> Result<Options, Vec<FlagError>> {
+        let mut flags = Flags::new(&NoEnvironment);
+        let not_empty = |what: &'static str| {
+            move |v: &str| {
+                if v.trim().is_empty() {
+                    Err(Refusal::new("is empty", what))
+                } else {
+                    Ok(())
+                }
             }
-        }
-        if args.port == 0 {
-            errors.push("--port: 0: expected a port in 1..=65535".to_string());
-        }
-        if args.token_audience.trim().is_empty() {
-            errors.push("--token-audience: must not be empty".to_string());
-        }
-        if !(MIN_TOKEN_EXPIRATION..=MAX_TOKEN_EXPIRATION).contains(&args.token_expiration) {
-            errors.push(format!(
-                "--token-expiration: {}: expected seconds in {MIN_TOKEN_EXPIRATION}..={MAX_TOKEN_EXPIRATION} (Kubernetes' bounds)",
-                args.token_expiration
-            ));
-        }
-        if let Some(name) = &args.auth_secret {
+        };
+        flags.parse(
+            &f::IMAGE,
+            Some(&args.image),
+            not_empty("an image reference"),
+        );
+        flags.parse(&f::ROLE_ARN, args.role_arn.as_deref(), flags::role_arn);
+        flags.parse(
+            &f::PORT,
+            Some(&args.port.to_string()),
+            flags::number_in(f::PORT_RANGE),
+        );
+        flags.parse(
+            &f::TOKEN_AUDIENCE,
+            Some(&args.token_audience),
+            not_empty("an audience such as sts.amazonaws.com"),
+        );
+        flags.parse(
+            &f::TOKEN_EXPIRATION,
+            Some(&args.token_expiration.to_string()),
+            flags::number_in(f::TOKEN_EXPIRATION_RANGE),
+        );
+        flags.parse(&f::AUTH_SECRET, args.auth_secret.as_deref(), |name| {
             let ok = (1..=253).contains(&name.len())
                 && name.bytes().all(|b| {
                     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
                 })
                 && name.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-            if !ok {
-                errors.push(format!(
-                    "--auth-secret: {name:?} is not a Secret name; expected lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
-                ));
+            if ok {
+                Ok(())
+            } else {
+                Err(Refusal::new(
+                    "is not a Secret name",
+                    "lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+                ))
             }
-        }
+        });
         for name in &args.container {
-            if name.is_empty() || name == SIDECAR_NAME {
-                errors.push(format!(
-                    "--container: {name:?}: expected the name of an app container"
-                ));
-            }
+            flags.parse(&f::CONTAINER, Some(name), |name| {
+                if name.is_empty() || name == SIDECAR_NAME {
+                    Err(Refusal::new(
+                        "is not allowed",
+                        "the name of an app container",
+                    ))
+                } else {
+                    Ok(())
+                }
+            });
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        flags.finish(|| Some(()))?;
         Ok(Options {
             image: args.image.trim().to_string(),
             role_arn: args.role_arn.clone(),
@@ -178,9 +191,7 @@ impl Options {
 
     /// `serve`'s loopback host with the chosen port.
     pub fn listen(&self) -> String {
-        let host = DEFAULT_LISTEN
-            .rsplit_once(':')
-            .map_or("127.0.0.1", |(host, _)| host);
+        let host = crate::flags::serve::DEFAULT_LISTEN.ip();
         format!("{host}:{}", self.port)
     }
 
@@ -389,7 +400,7 @@ fn inject_document(
 
 /// The subcommand: read, inject, and write only if every document succeeded.
 pub async fn run(args: InjectArgs) -> Result<ExitCode, Fatal> {
-    let opts = Options::from_args(&args).map_err(Fatal::Usage)?;
+    let opts = Options::from_args(&args).map_err(Fatal::Flags)?;
     let (source, input) = if args.file == "-" {
         let mut input = String::new();
         std::io::stdin()
