@@ -428,7 +428,10 @@ fn hints(m: &Mismatch, c: &Claims, issuer_key: &str, findings: &mut Vec<Finding>
             let lower = key.to_ascii_lowercase();
             let (key_issuer, claim) = lower.rsplit_once(':').unwrap_or(("", lower.as_str()));
             let op = crate::policy::Operator::parse(operator);
-            if lower.starts_with("https://") || lower.starts_with("http://") {
+            // Every independent problem of the condition is reported: fixing one
+            // must not reveal the next on the following run.
+            let scheme = lower.starts_with("https://") || lower.starts_with("http://");
+            if scheme {
                 findings.push(Finding::error(
                     "https_in_condition_key",
                     format!("condition key {key:?} starts with https://, so it never matches"),
@@ -436,9 +439,19 @@ fn hints(m: &Mismatch, c: &Claims, issuer_key: &str, findings: &mut Vec<Finding>
                         "write condition keys without the scheme: \"{issuer_key}:{claim}\""
                     )),
                 ));
-                return;
             }
-            if !*key_present
+            // A wildcard under an Equals operator is taken literally; when the
+            // pattern would match the token as a glob, that is the whole problem,
+            // and the namespace and service-account checks below would only
+            // repeat it with a wrong hint ("set serviceAccountName: *").
+            let literal_wildcard = op.is_some_and(|o| o.comparison != Comparison::Like)
+                && expected.iter().any(|e| e.contains('*') || e.contains('?'));
+            let wildcard_explains = literal_wildcard
+                && expected
+                    .iter()
+                    .any(|e| crate::policy::glob_match(e, token_sub));
+            if !scheme
+                && !*key_present
                 && matches!(claim, "sub" | "aud" | "amr")
                 && !key_issuer.eq_ignore_ascii_case(issuer_key)
             {
@@ -466,9 +479,7 @@ fn hints(m: &Mismatch, c: &Claims, issuer_key: &str, findings: &mut Vec<Finding>
                     )),
                 ));
             }
-            if op.is_some_and(|o| o.comparison != Comparison::Like)
-                && expected.iter().any(|e| e.contains('*') || e.contains('?'))
-            {
+            if literal_wildcard {
                 findings.push(Finding::error(
                     "wildcard_in_string_equals",
                     format!(
@@ -488,7 +499,7 @@ fn hints(m: &Mismatch, c: &Claims, issuer_key: &str, findings: &mut Vec<Finding>
                     Some("the audience of an EKS projected token is sts.amazonaws.com; make the policy and the token's volume agree".into()),
                 ));
             }
-            if claim == "sub" && *key_present {
+            if claim == "sub" && *key_present && !wildcard_explains {
                 if let Some((ns, sa)) = split_sa(token_sub) {
                     let wanted: Vec<(&str, &str)> =
                         expected.iter().filter_map(|e| split_sa(e)).collect();
