@@ -23,6 +23,10 @@
 //!   [`probe`].
 //! - [`duration`] and [`clock`] are small seams shared by all of the above.
 
+// Outside tests nothing may panic on a value that could come from outside;
+// tests unwrap freely (clippy.toml allows it in #[test] code).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod arn;
 pub mod cli;
 pub mod clock;

@@ -1,6 +1,10 @@
 //! The `irsa-proxy` binary: parse the command line, run the subcommand, map its
 //! failure to an exit code (2 for bad configuration or input, 1 otherwise).
 
+// Outside tests nothing may panic on a value that could come from outside;
+// tests unwrap freely (clippy.toml allows it in #[test] code).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::process::ExitCode;
 
 use clap::Parser;
