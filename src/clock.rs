@@ -1,5 +1,6 @@
-//! The wall-clock seam. Every decision about expiry asks a [`Clock`], so tests can
-//! move time without sleeping.
+//! The wall-clock seam: whether cached credentials are still servable is judged
+//! against a [`Clock`], so tests can move wall time without sleeping. (The
+//! refresher's waits are tokio timers, not this clock.)
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! `irsa-proxy doctor`: explain why a role cannot be assumed with a token (SPEC §4).
+//! `irsa-proxy doctor`: explain why a role cannot be assumed with a token
+//! (docs/contract.md §1).
 //!
 //! It decodes the token without verifying it (STS verifies; doctor explains),
 //! checks its times and audience, checks the role ARN, and, given the role's trust

@@ -16,7 +16,8 @@
 //! - [`server`] is the hyper listener: ECS (`/v1/credentials`), IMDS v1/v2, health,
 //!   readiness and metrics, with the DNS-rebinding `Host` check, header limits and
 //!   graceful shutdown.
-//! - [`metrics`] registers the Prometheus metrics whose names SPEC.md fixes.
+//! - [`metrics`] registers the Prometheus metrics whose names docs/contract.md §6
+//!   fixes.
 //! - [`emulator`] is the local STS; [`policy`] evaluates IAM trust policies for it
 //!   and for [`doctor`]; [`dev`] runs emulator, rotating token and proxy together;
 //!   [`inject`] adds the sidecar to Kubernetes manifests, whose exec probes run

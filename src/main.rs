@@ -16,8 +16,9 @@ fn main() -> ExitCode {
     // a fraction of one core, and with two workers on it the OS preempts one
     // worker while it holds ready connections, which multiplied p99 at 1024
     // connections by four; current_thread also answered as many requests per
-    // second on one core as two workers did. Blocking work (the token watcher,
-    // DNS) still runs on tokio's blocking pool.
+    // second on one core as two workers did. The STS refresher runs on a thread
+    // of its own (serve.rs, `spawn_refresher`); the token watcher is a task on
+    // this runtime, fed by notify's own thread.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .thread_name("irsa-proxy")
         .enable_all()
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
             }
         }
     });
-    // Do not wait for blocking tasks (the notify watcher, stdin readers) to finish.
+    // Do not wait for blocking tasks (stdin readers) to finish.
     runtime.shutdown_background();
     match result {
         Ok(code) => code,

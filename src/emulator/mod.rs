@@ -1,6 +1,6 @@
 //! The local STS: `AssumeRoleWithWebIdentity` and `GetCallerIdentity` over the STS
 //! Query protocol, so `aws-sdk-sts`, boto3 and the AWS CLI accept it as an STS
-//! endpoint (SPEC §3).
+//! endpoint (docs/contract.md §1).
 //!
 //! # Wire contract
 //!

@@ -123,8 +123,8 @@ impl StsFault {
     }
 }
 
-/// Builds `<{action}Response>` around `<{action}Result>` with the given (already
-/// escaped) elements, plus `ResponseMetadata`.
+/// Builds `<{action}Response>` around `<{action}Result>` with the given elements
+/// (their text is escaped as it is written), plus `ResponseMetadata`.
 pub fn result_document(action: &str, elements: &[Element<'_>], request_id: &str) -> String {
     let mut body = String::new();
     for e in elements {

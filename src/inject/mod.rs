@@ -72,7 +72,7 @@ pub const TOKEN_FILE_NAME: &str = "token";
 /// The EKS pod-identity webhook's token volume, and where it mounts it.
 pub const WEBHOOK_VOLUME: &str = "aws-iam-token";
 pub const WEBHOOK_TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
-/// `serve`'s paths (SPEC.md §2).
+/// `serve`'s paths (docs/contract.md §3).
 pub const CREDENTIALS_PATH: &str = "/v1/credentials";
 pub const READY_PATH: &str = "/readyz";
 pub const LIVE_PATH: &str = "/healthz";
