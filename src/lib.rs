@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod netns;
 pub mod policy;
 pub mod probe;
+pub mod role_credentials;
 pub mod serve;
 pub mod server;
 pub mod sts;

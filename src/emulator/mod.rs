@@ -82,7 +82,7 @@ use crate::flags::{self, emulator as f, Flag, FlagError, Flags, NoEnvironment, R
 use crate::logging::{self, LogFormat};
 use crate::policy::Policy;
 use crate::Fatal;
-use store::CredentialStore;
+use store::IssuedStore;
 use xml::StsFault;
 
 /// Largest request body read; STS requests are a few KiB (the token is at most 20,000).
@@ -132,7 +132,7 @@ impl EmulatorSettings {
 /// Shared by every connection.
 pub(crate) struct State {
     settings: EmulatorSettings,
-    store: CredentialStore,
+    store: IssuedStore,
 }
 
 /// Serves STS on `listener` until `shutdown` completes, then lets in-flight
@@ -144,7 +144,7 @@ pub async fn serve(
 ) {
     let state = Arc::new(State {
         settings,
-        store: CredentialStore::default(),
+        store: IssuedStore::default(),
     });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
