@@ -77,29 +77,18 @@ fn validate(args: &LinkLocalArgs, env: &dyn Environment) -> Result<Settings, Vec
     );
     let pod_ip = flags.parse(&f::POD_IP, args.pod_ip.as_deref(), ip);
     let host_ip = flags.parse(&f::HOST_IP, args.host_ip.as_deref(), ip);
-    // Only one of the two given: name the one that was.
-    let pod = match (pod_ip, host_ip, given) {
-        (Some(p), Some(h), _) => Some((p, h)),
-        (Some(_), None, (Some((v, source)), None)) => {
-            flags.refuse(FlagError::refused(
-                f::POD_IP.name,
-                source,
-                &v,
-                alone(&f::HOST_IP),
-            ));
-            None
-        }
-        (None, Some(_), (None, Some((v, source)))) => {
-            flags.refuse(FlagError::refused(
-                f::HOST_IP.name,
-                source,
-                &v,
-                alone(&f::POD_IP),
-            ));
-            None
+    let pod = pod_ip.zip(host_ip);
+    // Only one of the two given (and valid): name the one that was.
+    let lone = match given {
+        (Some((v, source)), None) if pod_ip.is_some() => Some((&f::POD_IP, &f::HOST_IP, v, source)),
+        (None, Some((v, source))) if host_ip.is_some() => {
+            Some((&f::HOST_IP, &f::POD_IP, v, source))
         }
         _ => None,
     };
+    if let Some((flag, missing, v, source)) = lone {
+        flags.refuse(FlagError::refused(flag.name, source, &v, alone(missing)));
+    }
     flags.finish(|| Some(Settings { addresses, pod }))
 }
 
