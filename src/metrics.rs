@@ -139,10 +139,6 @@ impl Metrics {
         self.rotations.inc();
     }
 
-    pub fn token_rotations(&self) -> u64 {
-        self.rotations.get()
-    }
-
     pub fn http_request(&self, endpoint: Endpoint, status: u16) {
         self.http_requests
             .get_or_create(&HttpLabels {

@@ -112,11 +112,6 @@ impl VerifyingKeys {
         Ok(VerifyingKeys { keys })
     }
 
-    /// Adds the keys of `other` (several issuers, or a key rollover).
-    pub fn extend(&mut self, other: VerifyingKeys) {
-        self.keys.extend(other.keys);
-    }
-
     pub fn len(&self) -> usize {
         self.keys.len()
     }
