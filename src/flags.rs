@@ -51,7 +51,7 @@ impl Environment for HashMap<String, String> {
 
 /// For subcommands whose flags have no environment twins.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NoEnvironment;
+pub(crate) struct NoEnvironment;
 
 impl Environment for NoEnvironment {
     fn var(&self, _: &str) -> Option<String> {
@@ -177,7 +177,7 @@ pub fn lines(errors: &[FlagError]) -> String {
 
 /// Resolves flags (flag, then environment, then default) and collects every
 /// refusal, so that one start-up reports all of them.
-pub struct Flags<'e> {
+pub(crate) struct Flags<'e> {
     env: &'e dyn Environment,
     errors: Vec<FlagError>,
 }
@@ -224,7 +224,7 @@ impl<'e> Flags<'e> {
 
     /// The parsed value, or `default` when it was not given (or was refused: the
     /// refusal is recorded, so the default is never used).
-    pub fn parse_or<T>(
+    pub(crate) fn parse_or<T>(
         &mut self,
         flag: &Flag,
         given: Option<&str>,
@@ -268,7 +268,7 @@ impl<'e> Flags<'e> {
 // Parsers: each returns a `Refusal` that says what is allowed.
 
 /// `value` if it lies in `range`, else "is out of range; expected MIN to MAX".
-pub fn in_range<T: PartialOrd>(
+pub(crate) fn in_range<T: PartialOrd>(
     value: T,
     range: &RangeInclusive<T>,
     show: impl Fn(&T) -> String,
@@ -284,7 +284,9 @@ pub fn in_range<T: PartialOrd>(
 }
 
 /// A duration (`90s`, `20m`, `1h`) inside `range`.
-pub fn duration_in(range: RangeInclusive<Duration>) -> impl Fn(&str) -> Result<Duration, Refusal> {
+pub(crate) fn duration_in(
+    range: RangeInclusive<Duration>,
+) -> impl Fn(&str) -> Result<Duration, Refusal> {
     move |s| {
         let d = parse_duration(s).map_err(|forms| Refusal::new("is not a duration", forms))?;
         in_range(d, &range, |d| format_duration(*d))
@@ -292,7 +294,7 @@ pub fn duration_in(range: RangeInclusive<Duration>) -> impl Fn(&str) -> Result<D
 }
 
 /// A whole number inside `range`.
-pub fn number_in<T>(range: RangeInclusive<T>) -> impl Fn(&str) -> Result<T, Refusal>
+pub(crate) fn number_in<T>(range: RangeInclusive<T>) -> impl Fn(&str) -> Result<T, Refusal>
 where
     T: PartialOrd + std::str::FromStr + fmt::Display,
 {
@@ -308,7 +310,7 @@ where
 }
 
 /// `text` or `json`: `--log-format` everywhere and doctor's `--output`.
-pub fn text_or_json(s: &str) -> Result<LogFormat, Refusal> {
+pub(crate) fn text_or_json(s: &str) -> Result<LogFormat, Refusal> {
     match s.trim().to_ascii_lowercase().as_str() {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
@@ -317,7 +319,7 @@ pub fn text_or_json(s: &str) -> Result<LogFormat, Refusal> {
 }
 
 /// `true`/`false` and their usual spellings.
-pub fn boolean(s: &str) -> Result<bool, Refusal> {
+pub(crate) fn boolean(s: &str) -> Result<bool, Refusal> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
@@ -326,7 +328,7 @@ pub fn boolean(s: &str) -> Result<bool, Refusal> {
 }
 
 /// `127.0.0.1:9911`, `[::1]:9911`, `localhost:9911`.
-pub fn listen_address(s: &str) -> Result<SocketAddr, Refusal> {
+pub(crate) fn listen_address(s: &str) -> Result<SocketAddr, Refusal> {
     let refusal = || {
         Refusal::new(
             "is not an address",
@@ -344,7 +346,7 @@ pub fn listen_address(s: &str) -> Result<SocketAddr, Refusal> {
 }
 
 /// A role ARN.
-pub fn role_arn(s: &str) -> Result<crate::arn::RoleArn, Refusal> {
+pub(crate) fn role_arn(s: &str) -> Result<crate::arn::RoleArn, Refusal> {
     crate::arn::RoleArn::parse(s.trim()).map_err(|form| Refusal::new("is not a role ARN", form))
 }
 
@@ -352,7 +354,7 @@ pub fn role_arn(s: &str) -> Result<crate::arn::RoleArn, Refusal> {
 // The flags of each subcommand: names, environment twins, defaults, ranges.
 
 /// `--log-format` and doctor's `--output`.
-pub const DEFAULT_FORMAT: &str = "text";
+pub(crate) const DEFAULT_FORMAT: &str = "text";
 
 /// `serve`. Every flag has an environment twin.
 pub mod serve {
@@ -374,7 +376,7 @@ pub mod serve {
         name: "--region",
         env: &["AWS_REGION", "AWS_DEFAULT_REGION"],
     };
-    pub const STS_ENDPOINT: Flag = Flag {
+    pub(crate) const STS_ENDPOINT: Flag = Flag {
         name: "--sts-endpoint",
         env: &["AWS_ENDPOINT_URL_STS"],
     };
@@ -383,7 +385,7 @@ pub mod serve {
         name: "--listen",
         env: &["IRSA_PROXY_LISTEN"],
     };
-    pub const ALLOW_NON_LOOPBACK: Flag = Flag {
+    pub(crate) const ALLOW_NON_LOOPBACK: Flag = Flag {
         name: "--allow-non-loopback",
         env: &["IRSA_PROXY_ALLOW_NON_LOOPBACK"],
     };
@@ -395,13 +397,13 @@ pub mod serve {
         name: "--refresh-before",
         env: &["IRSA_PROXY_REFRESH_BEFORE"],
     };
-    pub const AUTH_TOKEN_FILE: Flag = Flag {
+    pub(crate) const AUTH_TOKEN_FILE: Flag = Flag {
         name: "--auth-token-file",
         env: &["IRSA_PROXY_AUTH_TOKEN_FILE"],
     };
     /// A value only, from the environment (a Secret): a flag would show the
     /// secret in the process list and in the pod's args.
-    pub const AUTH_TOKEN: Flag = Flag {
+    pub(crate) const AUTH_TOKEN: Flag = Flag {
         name: "IRSA_PROXY_AUTH_TOKEN",
         env: &["IRSA_PROXY_AUTH_TOKEN"],
     };
@@ -411,7 +413,7 @@ pub mod serve {
         env: &["IRSA_PROXY_IMDS"],
     };
     /// The environment twin of `--imds-require-token`.
-    pub const IMDS_REQUIRE_TOKEN: Flag = Flag {
+    pub(crate) const IMDS_REQUIRE_TOKEN: Flag = Flag {
         name: "IRSA_PROXY_IMDS_REQUIRE_TOKEN",
         env: &["IRSA_PROXY_IMDS_REQUIRE_TOKEN"],
     };
@@ -440,22 +442,22 @@ pub mod serve {
     /// STS's bounds for `DurationSeconds`.
     pub const DURATION_RANGE: RangeInclusive<Duration> =
         Duration::from_secs(15 * 60)..=Duration::from_secs(12 * 3600);
-    pub const DEFAULT_DURATION: Duration = Duration::from_secs(3600);
+    pub(crate) const DEFAULT_DURATION: Duration = Duration::from_secs(3600);
     /// Any value works with any `--duration`: the refresh window is
     /// min(this, lifetime / 2) of what STS returned.
     pub const REFRESH_BEFORE_RANGE: RangeInclusive<Duration> =
         Duration::from_secs(1)..=Duration::from_secs(12 * 3600);
-    pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(1800);
+    pub(crate) const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(1800);
     pub const SHUTDOWN_DELAY_RANGE: RangeInclusive<Duration> =
         Duration::ZERO..=Duration::from_secs(600);
-    pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+    pub(crate) const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
     pub const HEADER_TIMEOUT_RANGE: RangeInclusive<Duration> =
         Duration::from_secs(1)..=Duration::from_secs(3600);
-    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+    pub(crate) const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
     /// A handful for tests, and no more than a process can hold open file
     /// descriptors for in any sane set-up.
     pub const MAX_CONNECTIONS_RANGE: RangeInclusive<usize> = 8..=65_536;
-    pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+    pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 }
 
 /// `dev`: clap fills the defaults, so every value arrives as if given.
@@ -464,18 +466,18 @@ pub mod dev {
 
     pub const LISTEN: Flag = Flag::bare("--listen");
     pub const CREDENTIAL_TTL: Flag = Flag::bare("--credential-ttl");
-    pub const TOKEN_TTL: Flag = Flag::bare("--token-ttl");
+    pub(crate) const TOKEN_TTL: Flag = Flag::bare("--token-ttl");
     pub const ROLE_ARN: Flag = Flag::bare("--role-arn");
     pub const LOG_FORMAT: Flag = Flag::bare("--log-format");
 
     pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
-    pub const DEFAULT_CREDENTIAL_TTL: &str = "5m";
-    pub const CREDENTIAL_TTL_RANGE: RangeInclusive<Duration> =
+    pub(crate) const DEFAULT_CREDENTIAL_TTL: &str = "5m";
+    pub(crate) const CREDENTIAL_TTL_RANGE: RangeInclusive<Duration> =
         Duration::from_secs(30)..=Duration::from_secs(12 * 3600);
-    pub const DEFAULT_TOKEN_TTL: &str = "10m";
-    pub const TOKEN_TTL_RANGE: RangeInclusive<Duration> =
+    pub(crate) const DEFAULT_TOKEN_TTL: &str = "10m";
+    pub(crate) const TOKEN_TTL_RANGE: RangeInclusive<Duration> =
         Duration::from_secs(20)..=Duration::from_secs(24 * 3600);
-    pub const DEFAULT_ROLE_ARN: &str = "arn:aws:iam::111122223333:role/irsa-proxy-dev";
+    pub(crate) const DEFAULT_ROLE_ARN: &str = "arn:aws:iam::111122223333:role/irsa-proxy-dev";
 }
 
 /// `sts-emulator`.
@@ -483,19 +485,19 @@ pub mod emulator {
     use super::*;
 
     pub const LISTEN: Flag = Flag::bare("--listen");
-    pub const ISSUER_KEY: Flag = Flag::bare("--issuer-key");
+    pub(crate) const ISSUER_KEY: Flag = Flag::bare("--issuer-key");
     pub const JWKS: Flag = Flag::bare("--jwks");
-    pub const AUDIENCE: Flag = Flag::bare("--audience");
+    pub(crate) const AUDIENCE: Flag = Flag::bare("--audience");
     pub const TRUST_POLICY: Flag = Flag::bare("--trust-policy");
     pub const CREDENTIAL_TTL: Flag = Flag::bare("--credential-ttl");
     pub const LOG_FORMAT: Flag = Flag::bare("--log-format");
 
     pub const DEFAULT_LISTEN: &str = "127.0.0.1:9912";
-    pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
-    pub const DEFAULT_CREDENTIAL_TTL: &str = "1h";
+    pub(crate) const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+    pub(crate) const DEFAULT_CREDENTIAL_TTL: &str = "1h";
     /// STS's bounds for `DurationSeconds`, lowered to 1s so that tests can watch
     /// credentials expire.
-    pub const CREDENTIAL_TTL_RANGE: RangeInclusive<Duration> =
+    pub(crate) const CREDENTIAL_TTL_RANGE: RangeInclusive<Duration> =
         Duration::from_secs(1)..=Duration::from_secs(12 * 3600);
 }
 
@@ -506,8 +508,8 @@ pub mod doctor {
     pub const TOKEN_FILE: Flag = serve::TOKEN_FILE;
     pub const ROLE_ARN: Flag = serve::ROLE_ARN;
     pub const TRUST_POLICY: Flag = Flag::bare("--trust-policy");
-    pub const OUTPUT: Flag = Flag::bare("--output");
-    pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+    pub(crate) const OUTPUT: Flag = Flag::bare("--output");
+    pub(crate) const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 }
 
 /// `inject`.
@@ -517,25 +519,25 @@ pub mod inject {
     pub const IMAGE: Flag = Flag::bare("--image");
     pub const ROLE_ARN: Flag = Flag::bare("--role-arn");
     pub const PORT: Flag = Flag::bare("--port");
-    pub const TOKEN_AUDIENCE: Flag = Flag::bare("--token-audience");
-    pub const TOKEN_EXPIRATION: Flag = Flag::bare("--token-expiration");
-    pub const AUTH_SECRET: Flag = Flag::bare("--auth-secret");
+    pub(crate) const TOKEN_AUDIENCE: Flag = Flag::bare("--token-audience");
+    pub(crate) const TOKEN_EXPIRATION: Flag = Flag::bare("--token-expiration");
+    pub(crate) const AUTH_SECRET: Flag = Flag::bare("--auth-secret");
     pub const CONTAINER: Flag = Flag::bare("--container");
 
-    pub const DEFAULT_IMAGE: &str = "ghcr.io/irsa-proxy/irsa-proxy:0.1.0";
-    pub const DEFAULT_PORT: u16 = 9911;
+    pub(crate) const DEFAULT_IMAGE: &str = "ghcr.io/irsa-proxy/irsa-proxy:0.1.0";
+    pub(crate) const DEFAULT_PORT: u16 = 9911;
     pub const PORT_RANGE: RangeInclusive<u16> = 1..=65535;
     pub const DEFAULT_TOKEN_AUDIENCE: &str = "sts.amazonaws.com";
     /// Kubernetes' bounds for a projected token's `expirationSeconds`.
     pub const TOKEN_EXPIRATION_RANGE: RangeInclusive<i64> = 600..=(1 << 32);
-    pub const DEFAULT_TOKEN_EXPIRATION: i64 = 86400;
+    pub(crate) const DEFAULT_TOKEN_EXPIRATION: i64 = 86400;
 }
 
 /// `link-local`.
 pub mod link_local {
     use super::*;
 
-    pub const ADDRESS: Flag = Flag::bare("--address");
+    pub(crate) const ADDRESS: Flag = Flag::bare("--address");
     pub const POD_IP: Flag = Flag {
         name: "--pod-ip",
         env: &["IRSA_PROXY_POD_IP"],

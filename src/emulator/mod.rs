@@ -86,7 +86,7 @@ use store::IssuedStore;
 use xml::StsFault;
 
 /// Largest request body read; STS requests are a few KiB (the token is at most 20,000).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// How the emulator decides.
 #[derive(Clone)]

@@ -21,7 +21,7 @@ use crate::policy::{issuer_host_path, RequestContext};
 pub const VERSION: &str = "2011-06-15";
 
 /// A successful answer: the XML document, and fields for the log line.
-pub struct Answer {
+pub(crate) struct Answer {
     pub xml: String,
     pub log: String,
 }
@@ -39,7 +39,7 @@ pub fn parameters(
 }
 
 /// Routes by `Action`.
-pub fn dispatch(
+pub(crate) fn dispatch(
     state: &State,
     params: &HashMap<String, String>,
     parts: &Parts,

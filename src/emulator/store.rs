@@ -9,10 +9,10 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 /// Most entries kept; one entry is a few hundred bytes.
-pub const MAX_ENTRIES: usize = 10_000;
+pub(crate) const MAX_ENTRIES: usize = 10_000;
 
 /// How long an expired entry is kept to answer `ExpiredToken`.
-pub const KEEP_EXPIRED: Duration = Duration::from_secs(3600);
+pub(crate) const KEEP_EXPIRED: Duration = Duration::from_secs(3600);
 
 /// One set of issued credentials. `Debug` redacts the secret and the session token.
 #[derive(Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl fmt::Debug for IssuedCredentials {
 
 /// Access key id to issued credentials.
 #[derive(Debug)]
-pub struct IssuedStore {
+pub(crate) struct IssuedStore {
     /// A std `Mutex`: no `.await` happens while it is held.
     entries: Mutex<HashMap<String, IssuedCredentials>>,
     /// The bound on entries ([`MAX_ENTRIES`] outside tests).
@@ -56,7 +56,7 @@ impl Default for IssuedStore {
 }
 
 impl IssuedStore {
-    pub fn with_limit(limit: usize) -> Self {
+    pub(crate) fn with_limit(limit: usize) -> Self {
         IssuedStore {
             entries: Mutex::new(HashMap::new()),
             limit: limit.max(1),

@@ -53,39 +53,39 @@ use crate::Fatal;
 pub use pod::Problem;
 
 /// Name of the sidecar container; its presence marks a pod as already injected.
-pub const SIDECAR_NAME: &str = "irsa-proxy";
+pub(crate) const SIDECAR_NAME: &str = "irsa-proxy";
 /// Path of the binary in the image (see the Dockerfile); the exec probes run it.
-pub const BINARY_PATH: &str = "/irsa-proxy";
+pub(crate) const BINARY_PATH: &str = "/irsa-proxy";
 /// The shared `emptyDir` holding the authorization token.
-pub const SHARED_VOLUME: &str = "irsa-proxy-auth";
+pub(crate) const SHARED_VOLUME: &str = "irsa-proxy-auth";
 /// Where the shared `emptyDir` is mounted, in the sidecar and the app containers.
-pub const SHARED_DIR: &str = "/var/run/irsa-proxy";
+pub(crate) const SHARED_DIR: &str = "/var/run/irsa-proxy";
 /// The authorization token file: `serve --auth-token-file` creates it, the apps'
 /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` points at it.
-pub const AUTH_TOKEN_FILE: &str = "/var/run/irsa-proxy/auth-token";
+pub(crate) const AUTH_TOKEN_FILE: &str = "/var/run/irsa-proxy/auth-token";
 /// Our own projected token volume, used when the pod has no `aws-iam-token`.
-pub const TOKEN_VOLUME: &str = "irsa-proxy-token";
+pub(crate) const TOKEN_VOLUME: &str = "irsa-proxy-token";
 /// Where our own token volume is mounted in the sidecar.
-pub const TOKEN_DIR: &str = "/var/run/secrets/irsa-proxy/serviceaccount";
+pub(crate) const TOKEN_DIR: &str = "/var/run/secrets/irsa-proxy/serviceaccount";
 /// File name of the token inside the projected volume.
-pub const TOKEN_FILE_NAME: &str = "token";
+pub(crate) const TOKEN_FILE_NAME: &str = "token";
 /// The EKS pod-identity webhook's token volume, and where it mounts it.
-pub const WEBHOOK_VOLUME: &str = "aws-iam-token";
-pub const WEBHOOK_TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+pub(crate) const WEBHOOK_VOLUME: &str = "aws-iam-token";
+pub(crate) const WEBHOOK_TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 /// `serve`'s paths (docs/contract.md §3).
-pub const CREDENTIALS_PATH: &str = "/v1/credentials";
-pub const READY_PATH: &str = "/readyz";
-pub const LIVE_PATH: &str = "/healthz";
+pub(crate) const CREDENTIALS_PATH: &str = "/v1/credentials";
+pub(crate) const READY_PATH: &str = "/readyz";
+pub(crate) const LIVE_PATH: &str = "/healthz";
 /// The Secret holding the pod's authorization token, emitted by default.
-pub const AUTH_SECRET: &str = "irsa-proxy-auth";
+pub(crate) const AUTH_SECRET: &str = "irsa-proxy-auth";
 /// Its key.
-pub const AUTH_SECRET_KEY: &str = "token";
+pub(crate) const AUTH_SECRET_KEY: &str = "token";
 /// The init container of `--link-local`.
-pub const LINK_LOCAL_NAME: &str = "irsa-proxy-link-local";
+pub(crate) const LINK_LOCAL_NAME: &str = "irsa-proxy-link-local";
 /// The EKS pod-identity webhook's pod annotation listing the containers it leaves alone.
-pub const SKIP_CONTAINERS: &str = "eks.amazonaws.com/skip-containers";
+pub(crate) const SKIP_CONTAINERS: &str = "eks.amazonaws.com/skip-containers";
 /// `serve`'s route with the token in the path, for RELATIVE_URI.
-pub const PATH_TOKEN_PREFIX: &str = "/v2/credentials/";
+pub(crate) const PATH_TOKEN_PREFIX: &str = "/v2/credentials/";
 
 /// Validated `inject` flags.
 #[derive(Debug, Clone)]
@@ -198,7 +198,7 @@ impl Options {
     /// The environment every configured app container gets, in this order: the
     /// token value first, since `$(AWS_CONTAINER_AUTHORIZATION_TOKEN)` in the
     /// relative URI expands only names defined before it.
-    pub fn app_env(&self) -> Vec<Value> {
+    pub(crate) fn app_env(&self) -> Vec<Value> {
         let base = format!("http://{}", self.listen());
         let mut env = vec![
             pod::env_from_secret(
