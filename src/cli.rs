@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::flags;
+
 /// Turns a Kubernetes projected service-account token into AWS role credentials
 /// and serves them on localhost as the ECS container-credentials endpoint and the
 /// EC2 instance metadata service (IMDS v1 and v2).
@@ -128,27 +130,27 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DevArgs {
     /// Address the proxy serves on
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9911")]
+    #[arg(long, value_name = "ADDR", default_value = flags::dev::DEFAULT_LISTEN)]
     pub listen: String,
 
     /// Lifetime of the credentials the emulator issues (30s..12h)
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    #[arg(long, value_name = "DURATION", default_value = flags::dev::DEFAULT_CREDENTIAL_TTL)]
     pub credential_ttl: String,
 
     /// Lifetime of the web-identity token; it is rotated at 80 % of it (20s..24h)
-    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    #[arg(long, value_name = "DURATION", default_value = flags::dev::DEFAULT_TOKEN_TTL)]
     pub token_ttl: String,
 
     /// Role to assume in the emulator
     #[arg(
         long,
         value_name = "ARN",
-        default_value = "arn:aws:iam::111122223333:role/irsa-proxy-dev"
+        default_value = flags::dev::DEFAULT_ROLE_ARN
     )]
     pub role_arn: String,
 
     /// Log format: text or json
-    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
     pub log_format: String,
 
     /// Also serve where the oldest SDKs look: 169.254.170.2:80 (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) and 169.254.169.254:80 (IMDS), added to lo of a network namespace with no route out. With a COMMAND, dev makes that namespace itself (as root, or as a user where unprivileged user namespaces are allowed); without one, run it in a namespace you made: `unshare --net -- sh -c 'ip link set lo up && irsa-proxy dev --link-local'`
@@ -164,7 +166,7 @@ pub struct DevArgs {
 #[derive(Debug, Clone, Args)]
 pub struct EmulatorArgs {
     /// Address to serve the STS Query protocol on
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9912")]
+    #[arg(long, value_name = "ADDR", default_value = flags::emulator::DEFAULT_LISTEN)]
     pub listen: String,
 
     /// PEM public key (or certificate) that verifies token signatures
@@ -176,7 +178,7 @@ pub struct EmulatorArgs {
     pub jwks: Option<PathBuf>,
 
     /// Audience the token must carry
-    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    #[arg(long, value_name = "AUD", default_value = flags::emulator::DEFAULT_AUDIENCE)]
     pub audience: String,
 
     /// IAM trust policy (JSON) evaluated for every AssumeRoleWithWebIdentity
@@ -184,11 +186,11 @@ pub struct EmulatorArgs {
     pub trust_policy: Option<PathBuf>,
 
     /// Longest lifetime of issued credentials
-    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    #[arg(long, value_name = "DURATION", default_value = flags::emulator::DEFAULT_CREDENTIAL_TTL)]
     pub credential_ttl: String,
 
     /// Log format: text or json
-    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
     pub log_format: String,
 }
 
@@ -236,11 +238,11 @@ pub struct DoctorArgs {
     pub trust_policy: Option<PathBuf>,
 
     /// Audience STS expects
-    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    #[arg(long, value_name = "AUD", default_value = flags::doctor::DEFAULT_AUDIENCE)]
     pub audience: String,
 
     /// Output: text for people, json for scripts
-    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
     pub output: String,
 }
 
@@ -280,7 +282,7 @@ pub struct InjectArgs {
     pub classic_sidecar: bool,
 
     /// Port the sidecar serves on (loopback)
-    #[arg(long, value_name = "N", default_value_t = 9911)]
+    #[arg(long, value_name = "N", default_value_t = flags::inject::DEFAULT_PORT)]
     pub port: u16,
 
     /// App container to configure; repeat for several [default: all]
@@ -288,11 +290,11 @@ pub struct InjectArgs {
     pub container: Vec<String>,
 
     /// Audience of the projected token
-    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    #[arg(long, value_name = "AUD", default_value = flags::inject::DEFAULT_TOKEN_AUDIENCE)]
     pub token_audience: String,
 
     /// Lifetime of the projected token, in seconds
-    #[arg(long, value_name = "SECONDS", default_value_t = 86400)]
+    #[arg(long, value_name = "SECONDS", default_value_t = flags::inject::DEFAULT_TOKEN_EXPIRATION)]
     pub token_expiration: i64,
 
     /// Remove AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE from app containers

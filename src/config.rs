@@ -1,119 +1,26 @@
 //! The validated configuration of `serve`, built from its flags and their
 //! environment twins.
 //!
-//! Every value is resolved as flag, then environment, then default, and every
+//! Every value is resolved as flag, then environment, then default (the names,
+//! variables, defaults and ranges are in [`crate::flags::serve`]), and every
 //! problem is collected before any is reported, so one start-up shows all of them,
-//! each on one line naming the flag (and its variable), the value and what is
-//! allowed. Nothing is bound, created or called until this succeeds.
-//!
-//! The environment is read through [`Environment`] so tests pass a map instead of
-//! touching the process environment.
+//! each a [`FlagError`] line naming the flag (and its variable), the value and
+//! what is allowed. Nothing is bound, created or called until this succeeds.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
-use crate::duration::{format_duration, parse_duration};
+use crate::flags::{self, serve as f, FlagError, Flags, Given, Refusal};
 use crate::logging::LogFormat;
 use crate::server::{AuthToken, ImdsV1};
 
-/// Where environment variables come from.
-pub trait Environment {
-    fn var(&self, name: &str) -> Option<String>;
-}
+pub use crate::arn::RoleArn;
+pub use crate::flags::{Environment, ProcessEnv};
 
-/// The process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl Environment for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-}
-
-impl Environment for HashMap<String, String> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).cloned()
-    }
-}
-
+/// `serve`'s default address, as text (for manifests and docs).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
-pub const MIN_DURATION: Duration = Duration::from_secs(15 * 60);
-pub const MAX_DURATION: Duration = Duration::from_secs(12 * 3600);
-pub const MAX_SHUTDOWN_DELAY: Duration = Duration::from_secs(600);
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// `--max-connections` bounds: a handful for tests, and no more than a process
-/// can hold open file descriptors for in any sane set-up.
-pub const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 8..=65_536;
-
-/// A role ARN, split into the parts the endpoints need.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleArn {
-    /// The ARN as given.
-    pub arn: String,
-    /// `aws`, `aws-cn`, `aws-us-gov`, ...: used for the instance-profile ARN.
-    pub partition: String,
-    /// The 12-digit account: the ECS body's `AccountId`.
-    pub account: String,
-    /// The role's name (the last path segment): the IMDS credentials path.
-    pub name: String,
-}
-
-impl RoleArn {
-    /// Parses `arn:<partition>:iam::<12 digits>:role/<path/>name`.
-    pub fn parse(s: &str) -> Result<RoleArn, String> {
-        const FORM: &str = "arn:<partition>:iam::<12-digit account>:role/<optional/path/>name";
-        let parts: Vec<&str> = s.splitn(6, ':').collect();
-        if parts.len() != 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[3].is_empty() {
-            return Err(FORM.into());
-        }
-        let partition = parts[1];
-        if partition.is_empty()
-            || !partition
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(format!(
-                "{FORM} (the partition is aws, aws-cn, aws-us-gov, ...)"
-            ));
-        }
-        let account = parts[4];
-        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("{FORM} (the account is 12 digits)"));
-        }
-        let Some(resource) = parts[5].strip_prefix("role/") else {
-            return Err(FORM.into());
-        };
-        let name = resource.rsplit('/').next().unwrap_or_default();
-        let name_ok = (1..=64).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
-        let path_ok = resource[..resource.len() - name.len()]
-            .bytes()
-            .all(|b| (0x21..0x7f).contains(&b));
-        if !name_ok || !path_ok || resource.len() > 576 {
-            return Err(format!("{FORM} (the name is 1-64 of [A-Za-z0-9+=,.@_-])"));
-        }
-        Ok(RoleArn {
-            arn: s.to_string(),
-            partition: partition.to_string(),
-            account: account.to_string(),
-            name: name.to_string(),
-        })
-    }
-}
-
-impl fmt::Display for RoleArn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.arn)
-    }
-}
 
 /// Everything `serve` needs, validated.
 #[derive(Debug, Clone)]
@@ -143,7 +50,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration with defaults, for tests and `dev`.
+    /// A configuration with the defaults of [`crate::flags::serve`], for tests
+    /// and `dev`.
     pub fn new(role_arn: RoleArn, token_file: PathBuf) -> Config {
         Config {
             role_arn,
@@ -151,243 +59,113 @@ impl Config {
             session_name: default_session_name(),
             region: None,
             sts_endpoint: None,
-            listen: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9911)],
-            duration: Duration::from_secs(3600),
-            refresh_before: Duration::from_secs(1800),
+            listen: vec![f::DEFAULT_LISTEN],
+            duration: f::DEFAULT_DURATION,
+            refresh_before: f::DEFAULT_REFRESH_BEFORE,
             auth_token_file: None,
             auth_token: None,
             imds: true,
             imds_v1: ImdsV1::LinkLocal,
             log_format: LogFormat::Text,
-            shutdown_delay: Duration::from_secs(5),
-            header_timeout: DEFAULT_HEADER_TIMEOUT,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_delay: f::DEFAULT_SHUTDOWN_DELAY,
+            header_timeout: f::DEFAULT_HEADER_TIMEOUT,
+            max_connections: f::DEFAULT_MAX_CONNECTIONS,
         }
     }
 
     /// Resolves flags, then environment, then defaults, and validates all of it.
     /// The error lists every problem, one line each.
-    pub fn from_args(args: &ServeArgs, env: &dyn Environment) -> Result<Config, Vec<String>> {
-        let mut errors = Vec::new();
-        let pick = |flag: &Option<String>, vars: &[&'static str]| -> Option<(String, String)> {
-            if let Some(v) = flag {
-                return Some((v.clone(), String::new()));
-            }
-            vars.iter().find_map(|name| {
-                env.var(name)
-                    .filter(|v| !v.is_empty())
-                    .map(|v| (v, format!(" ({name})")))
-            })
-        };
+    pub fn from_args(args: &ServeArgs, env: &dyn Environment) -> Result<Config, Vec<FlagError>> {
+        let mut flags = Flags::new(env);
 
-        let role_arn = match pick(&args.role_arn, &["AWS_ROLE_ARN"]) {
-            None => {
-                errors.push(
-                    "--role-arn (AWS_ROLE_ARN) is required: the ARN of the IAM role to assume"
-                        .to_string(),
-                );
-                None
-            }
-            Some((v, src)) => match RoleArn::parse(v.trim()) {
-                Ok(a) => Some(a),
-                Err(allowed) => {
-                    errors.push(format!(
-                        "--role-arn{src}: {v:?} is not a role ARN; expected {allowed}"
-                    ));
-                    None
-                }
+        let role_arn = flags.required(
+            &f::ROLE_ARN,
+            args.role_arn.as_deref(),
+            "the ARN of the IAM role to assume",
+            flags::role_arn,
+        );
+        let token_file = flags.required(
+            &f::TOKEN_FILE,
+            args.token_file.as_deref(),
+            "the path of the projected service-account token",
+            |v| {
+                let path = PathBuf::from(v);
+                check_directory(&path).map(|()| path)
             },
-        };
-
-        let token_file = match pick(&args.token_file, &["AWS_WEB_IDENTITY_TOKEN_FILE"]) {
-            None => {
-                errors.push("--token-file (AWS_WEB_IDENTITY_TOKEN_FILE) is required: the path of the projected service-account token".to_string());
-                None
-            }
-            Some((v, src)) => {
-                let path = PathBuf::from(&v);
-                match check_directory(&path) {
-                    Ok(()) => Some(path),
-                    Err(why) => {
-                        errors.push(format!("--token-file{src}: {v:?}: {why}"));
-                        None
-                    }
-                }
-            }
-        };
-
-        let session_name = match pick(&args.session_name, &["AWS_ROLE_SESSION_NAME"]) {
-            Some((v, _)) => sanitize_session_name(&v),
-            None => default_session_name(),
-        };
-
-        let region = match pick(&args.region, &["AWS_REGION", "AWS_DEFAULT_REGION"]) {
-            None => None,
-            Some((v, src)) => {
-                let r = v.trim().to_string();
-                let ok = !r.is_empty()
-                    && r.len() <= 32
-                    && r.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-                if !ok {
-                    errors.push(format!(
-                        "--region{src}: {v:?} is not a region; expected a name such as us-east-1"
-                    ));
-                }
-                Some(r)
-            }
-        };
-
-        let sts_endpoint = match pick(&args.sts_endpoint, &["AWS_ENDPOINT_URL_STS"]) {
-            None => None,
-            Some((v, src)) => {
-                let ok = v
-                    .parse::<http::Uri>()
-                    .ok()
-                    .filter(|u| {
-                        matches!(u.scheme_str(), Some("http") | Some("https"))
-                            && u.authority().is_some()
-                    })
-                    .is_some();
-                if !ok {
-                    errors.push(format!(
-                        "--sts-endpoint{src}: {v:?} is not a URL; expected http(s)://host[:port]"
-                    ));
-                }
-                Some(v.trim().to_string())
-            }
-        };
+        );
+        let session_name = flags
+            .raw(&f::SESSION_NAME, args.session_name.as_deref())
+            .map_or_else(default_session_name, |(v, _)| sanitize_session_name(&v));
+        let region = flags.parse(&f::REGION, args.region.as_deref(), region);
+        let sts_endpoint =
+            flags.parse(&f::STS_ENDPOINT, args.sts_endpoint.as_deref(), sts_endpoint);
 
         let allow_non_loopback = args.allow_non_loopback
-            || parse_bool_env(env, "IRSA_PROXY_ALLOW_NON_LOOPBACK", &mut errors).unwrap_or(false);
-        let (listen_values, listen_src): (Vec<String>, String) = if !args.listen.is_empty() {
-            (args.listen.clone(), String::new())
-        } else if let Some(v) = env
-            .var("IRSA_PROXY_LISTEN")
-            .filter(|v| !v.trim().is_empty())
-        {
-            (
-                v.split(',').map(|s| s.trim().to_string()).collect(),
-                " (IRSA_PROXY_LISTEN)".to_string(),
-            )
-        } else {
-            (vec![DEFAULT_LISTEN.to_string()], String::new())
-        };
-        let mut listen = Vec::new();
-        for v in &listen_values {
-            match parse_listen(v) {
-                Err(allowed) => errors.push(format!("--listen{listen_src}: {v:?}: expected {allowed}")),
-                // The link-local credential addresses pass here; `serve` checks at
-                // start-up that they sit on a loopback interface.
-                Ok(addr)
-                    if !addr.ip().is_loopback()
-                        && !crate::netns::is_credential_address(addr.ip())
-                        && !allow_non_loopback =>
-                {
-                    errors.push(format!(
-                        "--listen{listen_src}: {v:?} is not a loopback address; credentials would be reachable from outside the pod. Use 127.0.0.1 or [::1] (or a link-local credential address on lo), or add --allow-non-loopback"
-                    ))
-                }
-                Ok(addr) => {
-                    if !listen.contains(&addr) {
-                        listen.push(addr)
-                    }
-                }
-            }
-        }
+            || flags.parse_or(&f::ALLOW_NON_LOOPBACK, None, false, flags::boolean);
+        let listen = listen(&mut flags, &args.listen, allow_non_loopback);
 
-        let mut duration_of = |flag: &'static str,
-                               value: &Option<String>,
-                               var: &'static str,
-                               default: Duration,
-                               min: Duration,
-                               max: Duration|
-         -> Option<Duration> {
-            let Some((v, src)) = pick(value, &[var]) else {
-                return Some(default);
-            };
-            match parse_duration(&v) {
-                Err(forms) => {
-                    errors.push(format!(
-                        "{flag}{src}: {v:?} is not a duration; expected {forms}"
-                    ));
-                    None
-                }
-                Ok(d) if d < min || d > max => {
-                    errors.push(format!(
-                        "{flag}{src}: {v:?} is out of range; allowed {} to {}",
-                        format_duration(min),
-                        format_duration(max)
-                    ));
-                    None
-                }
-                Ok(d) => Some(d),
-            }
-        };
-        let duration = duration_of(
-            "--duration",
-            &args.duration,
-            "IRSA_PROXY_DURATION",
-            Duration::from_secs(3600),
-            MIN_DURATION,
-            MAX_DURATION,
+        let duration = flags.parse_or(
+            &f::DURATION,
+            args.duration.as_deref(),
+            f::DEFAULT_DURATION,
+            flags::duration_in(f::DURATION_RANGE),
         );
-        let refresh_before = duration_of(
-            "--refresh-before",
-            &args.refresh_before,
-            "IRSA_PROXY_REFRESH_BEFORE",
-            Duration::from_secs(1800),
-            Duration::from_secs(1),
-            MAX_DURATION,
-        );
-        let shutdown_delay = duration_of(
-            "--shutdown-delay",
-            &args.shutdown_delay,
-            "IRSA_PROXY_SHUTDOWN_DELAY",
-            Duration::from_secs(5),
-            Duration::ZERO,
-            MAX_SHUTDOWN_DELAY,
-        );
-        let header_timeout = duration_of(
-            "--header-timeout",
-            &args.header_timeout,
-            "IRSA_PROXY_HEADER_TIMEOUT",
-            DEFAULT_HEADER_TIMEOUT,
-            Duration::from_secs(1),
-            Duration::from_secs(3600),
-        );
-        let max_connections = match pick(&args.max_connections, &["IRSA_PROXY_MAX_CONNECTIONS"]) {
-            None => Some(DEFAULT_MAX_CONNECTIONS),
-            Some((v, src)) => match v.trim().parse::<usize>() {
-                Ok(n) if MAX_CONNECTIONS_RANGE.contains(&n) => Some(n),
-                _ => {
-                    errors.push(format!(
-                        "--max-connections{src}: {v:?} is not allowed; expected a whole number from {} to {}",
-                        MAX_CONNECTIONS_RANGE.start(),
-                        MAX_CONNECTIONS_RANGE.end()
-                    ));
-                    None
-                }
-            },
-        };
         // No check of --refresh-before against --duration: the refresh window is
         // min(--refresh-before, lifetime / 2) of what STS returned, so any pair of
         // legal values works, and the 30m default must not refuse `--duration 15m`
         // (issue 10).
+        let refresh_before = flags.parse_or(
+            &f::REFRESH_BEFORE,
+            args.refresh_before.as_deref(),
+            f::DEFAULT_REFRESH_BEFORE,
+            flags::duration_in(f::REFRESH_BEFORE_RANGE),
+        );
+        let shutdown_delay = flags.parse_or(
+            &f::SHUTDOWN_DELAY,
+            args.shutdown_delay.as_deref(),
+            f::DEFAULT_SHUTDOWN_DELAY,
+            flags::duration_in(f::SHUTDOWN_DELAY_RANGE),
+        );
+        let header_timeout = flags.parse_or(
+            &f::HEADER_TIMEOUT,
+            args.header_timeout.as_deref(),
+            f::DEFAULT_HEADER_TIMEOUT,
+            flags::duration_in(f::HEADER_TIMEOUT_RANGE),
+        );
+        let max_connections = flags.parse_or(
+            &f::MAX_CONNECTIONS,
+            args.max_connections.as_deref(),
+            f::DEFAULT_MAX_CONNECTIONS,
+            flags::number_in(f::MAX_CONNECTIONS_RANGE),
+        );
 
-        let auth_token_file = match pick(&args.auth_token_file, &["IRSA_PROXY_AUTH_TOKEN_FILE"]) {
-            None => None,
-            Some((v, src)) => {
-                let path = PathBuf::from(&v);
+        let auth_token_file =
+            flags.parse(&f::AUTH_TOKEN_FILE, args.auth_token_file.as_deref(), |v| {
+                let path = PathBuf::from(v);
                 if path.is_dir() {
-                    errors.push(format!(
-                        "--auth-token-file{src}: {v:?} is a directory; expected a file path"
-                    ));
-                } else if let Err(why) = check_directory(&path) {
-                    errors.push(format!("--auth-token-file{src}: {v:?}: {why}"));
+                    return Err(Refusal::new("is a directory", "a file path"));
                 }
-                Some(path)
-            }
+                check_directory(&path).map(|()| path)
+            });
+        // Read directly, not through `Flags::parse`: the refusal must not quote
+        // the secret.
+        let auth_token = match flags.raw(&f::AUTH_TOKEN, None) {
+            None => None,
+            Some((v, _)) => match AuthToken::from_value(&v) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    flags.refuse(FlagError {
+                        flag: f::AUTH_TOKEN.name,
+                        source: None,
+                        value: Given::Secret {
+                            chars: v.trim().len(),
+                        },
+                        problem: why.problem,
+                        allowed: why.allowed,
+                    });
+                    None
+                }
+            },
         };
 
         let imds = if args.no_imds {
@@ -395,73 +173,39 @@ impl Config {
         } else if args.imds {
             true
         } else {
-            parse_bool_env(env, "IRSA_PROXY_IMDS", &mut errors).unwrap_or(true)
+            flags.parse_or(&f::IMDS, None, true, flags::boolean)
         };
         let imds_require_token = args.imds_require_token
-            || parse_bool_env(env, "IRSA_PROXY_IMDS_REQUIRE_TOKEN", &mut errors).unwrap_or(false);
-        let imds_v1 = match pick(&args.imds_v1, &["IRSA_PROXY_IMDS_V1"]) {
+            || flags.parse_or(&f::IMDS_REQUIRE_TOKEN, None, false, flags::boolean);
+        let imds_v1 = flags.parse(
+            &f::IMDS_V1,
+            args.imds_v1.as_deref(),
+            |v| match ImdsV1::parse(v) {
+                Ok(ImdsV1::Never) => Ok(ImdsV1::Never),
+                Ok(_) if imds_require_token => Err(Refusal::new(
+                    "contradicts --imds-require-token (IRSA_PROXY_IMDS_REQUIRE_TOKEN)",
+                    "one of them, or --imds-v1=never",
+                )),
+                Ok(w) => Ok(w),
+                Err(allowed) => Err(Refusal::new("is not allowed", allowed)),
+            },
+        );
+        let imds_v1 = match imds_v1 {
+            Some(w) => w,
             None if imds_require_token => ImdsV1::Never,
             None => ImdsV1::LinkLocal,
-            Some((v, src)) => match ImdsV1::parse(&v) {
-                Ok(ImdsV1::Never) => ImdsV1::Never,
-                Ok(_) if imds_require_token => {
-                    errors.push(format!(
-                        "--imds-v1{src}: {v:?} contradicts --imds-require-token (IRSA_PROXY_IMDS_REQUIRE_TOKEN); give one of them"
-                    ));
-                    ImdsV1::Never
-                }
-                Ok(w) => w,
-                Err(allowed) => {
-                    errors.push(format!(
-                        "--imds-v1{src}: {v:?} is not allowed; expected {allowed}"
-                    ));
-                    ImdsV1::Never
-                }
-            },
         };
-        // A value only, from the environment (a Secret): a flag would show the
-        // secret in the process list and in the pod's args.
-        let auth_token = match env.var("IRSA_PROXY_AUTH_TOKEN").filter(|v| !v.is_empty()) {
-            None => None,
-            Some(v) => match AuthToken::from_value(&v) {
-                Ok(t) => Some(t),
-                Err(line) => {
-                    errors.push(line);
-                    None
-                }
-            },
-        };
+        let log_format = flags.parse_or(
+            &f::LOG_FORMAT,
+            args.log_format.as_deref(),
+            LogFormat::Text,
+            flags::text_or_json,
+        );
 
-        let log_format = match pick(&args.log_format, &["IRSA_PROXY_LOG_FORMAT"]) {
-            None => LogFormat::Text,
-            Some((v, src)) => LogFormat::parse(&v).unwrap_or_else(|allowed| {
-                errors.push(format!(
-                    "--log-format{src}: {v:?} is not a log format; expected {allowed}"
-                ));
-                LogFormat::Text
-            }),
-        };
-
-        match (
-            role_arn,
-            token_file,
-            duration,
-            refresh_before,
-            shutdown_delay,
-            header_timeout,
-            max_connections,
-        ) {
-            (
-                Some(role_arn),
-                Some(token_file),
-                Some(duration),
-                Some(refresh_before),
-                Some(shutdown_delay),
-                Some(header_timeout),
-                Some(max_connections),
-            ) if errors.is_empty() => Ok(Config {
-                role_arn,
-                token_file,
+        flags.finish(|| {
+            Some(Config {
+                role_arn: role_arn?,
+                token_file: token_file?,
                 session_name,
                 region,
                 sts_endpoint,
@@ -476,55 +220,92 @@ impl Config {
                 shutdown_delay,
                 header_timeout,
                 max_connections,
-            }),
-            _ => Err(errors),
-        }
+            })
+        })
     }
 }
 
-/// A boolean environment variable; a bad value is recorded as an error.
-fn parse_bool_env(env: &dyn Environment, name: &str, errors: &mut Vec<String>) -> Option<bool> {
-    let v = env.var(name)?;
-    match v.trim().to_ascii_lowercase().as_str() {
-        "" => None,
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => {
-            errors.push(format!(
-                "{name}: {v:?} is not a boolean; expected true or false"
-            ));
-            None
+/// `--listen`, repeated, or `IRSA_PROXY_LISTEN`, comma-separated.
+fn listen(flags: &mut Flags<'_>, given: &[String], allow_non_loopback: bool) -> Vec<SocketAddr> {
+    let (values, source): (Vec<String>, Option<&'static str>) = if !given.is_empty() {
+        (given.to_vec(), None)
+    } else if let Some((v, source)) = flags.raw(&f::LISTEN, None) {
+        (v.split(',').map(|s| s.trim().to_string()).collect(), source)
+    } else {
+        return vec![f::DEFAULT_LISTEN];
+    };
+    let mut listen = Vec::new();
+    for v in &values {
+        let checked = flags::listen_address(v).and_then(|addr| {
+            // The link-local credential addresses pass here; `serve` checks at
+            // start-up that they sit on a loopback interface.
+            if addr.ip().is_loopback()
+                || crate::netns::is_credential_address(addr.ip())
+                || allow_non_loopback
+            {
+                Ok(addr)
+            } else {
+                Err(Refusal::new(
+                    "is not a loopback address: credentials would be reachable from outside the pod",
+                    "127.0.0.1 or [::1] (or a link-local credential address on lo), or add --allow-non-loopback",
+                ))
+            }
+        });
+        match checked {
+            Ok(addr) if !listen.contains(&addr) => listen.push(addr),
+            Ok(_) => {}
+            Err(why) => flags.refuse(FlagError::refused(f::LISTEN.name, source, v, why)),
         }
+    }
+    listen
+}
+
+/// A region name such as `us-east-1`.
+fn region(v: &str) -> Result<String, Refusal> {
+    let r = v.trim();
+    let ok = !r.is_empty()
+        && r.len() <= 32
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(r.to_string())
+    } else {
+        Err(Refusal::new("is not a region", "a name such as us-east-1"))
     }
 }
 
-/// `127.0.0.1:9911`, `[::1]:9911`, `localhost:9911`.
-pub fn parse_listen(s: &str) -> Result<SocketAddr, &'static str> {
-    const ALLOWED: &str =
-        "an address and port such as 127.0.0.1:9911, [::1]:9911 or localhost:9911";
-    let s = s.trim();
-    if let Some(port) = s.strip_prefix("localhost:") {
-        return port
-            .parse::<u16>()
-            .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p))
-            .map_err(|_| ALLOWED);
+/// An `http(s)://host[:port]` URL.
+fn sts_endpoint(v: &str) -> Result<String, Refusal> {
+    let ok = v
+        .parse::<http::Uri>()
+        .ok()
+        .filter(|u| {
+            matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some()
+        })
+        .is_some();
+    if ok {
+        Ok(v.trim().to_string())
+    } else {
+        Err(Refusal::new("is not a URL", "http(s)://host[:port]"))
     }
-    s.parse::<SocketAddr>().map_err(|_| ALLOWED)
 }
 
 /// The directory holding `path` must exist and be listable: the token watch needs
 /// it, and a typo there would otherwise leave the proxy waiting forever.
-fn check_directory(path: &Path) -> Result<(), String> {
+fn check_directory(path: &Path) -> Result<(), Refusal> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     match std::fs::read_dir(&dir) {
         Ok(_) => Ok(()),
-        Err(e) => Err(format!(
-            "its directory {} cannot be read ({}); expected an existing, readable directory",
-            dir.display(),
-            e.kind().to_string().to_lowercase()
+        Err(e) => Err(Refusal::new(
+            format!(
+                "is in a directory that cannot be read ({}: {})",
+                dir.display(),
+                e.kind().to_string().to_lowercase()
+            ),
+            "a file in an existing, readable directory",
         )),
     }
 }
@@ -559,6 +340,7 @@ pub fn sanitize_session_name(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -569,32 +351,6 @@ mod tests {
 
     fn token_path() -> String {
         std::env::temp_dir().join("token").display().to_string()
-    }
-
-    #[test]
-    fn role_arns_should_parse_with_paths_and_partitions() {
-        let a = RoleArn::parse("arn:aws:iam::123456789012:role/app").unwrap();
-        assert_eq!(
-            (a.account.as_str(), a.name.as_str()),
-            ("123456789012", "app")
-        );
-        let a = RoleArn::parse("arn:aws-cn:iam::123456789012:role/team/x/app-role").unwrap();
-        assert_eq!(
-            (a.partition.as_str(), a.name.as_str()),
-            ("aws-cn", "app-role")
-        );
-        for bad in [
-            "",
-            "arn:aws:iam::12345678901:role/x",
-            "arn:aws:iam::123456789012:user/x",
-            "arn:aws:sts::123456789012:role/x",
-            "arn:aws:iam:us-east-1:123456789012:role/x",
-            "arn:aws:iam::123456789012:role/",
-            "arn:aws:iam::123456789012:role/bad name",
-            "arn:AWS:iam::123456789012:role/x",
-        ] {
-            assert!(RoleArn::parse(bad).is_err(), "{bad:?} accepted");
-        }
     }
 
     #[test]
@@ -660,22 +416,22 @@ mod tests {
             ..Default::default()
         };
         let errs = Config::from_args(&args, &e).unwrap_err();
-        let all = errs.join("\n");
+        let all = flags::lines(&errs);
         for needle in [
             "--role-arn",
             "--token-file",
-            "--duration: \"5m\" is out of range; allowed 15m to 12h",
+            "--duration: \"5m\" is out of range; expected 15m to 12h",
             "--refresh-before",
             "--listen: \"0.0.0.0:9911\" is not a loopback address",
             "--listen: \"nope\"",
             "--log-format",
             "IRSA_PROXY_IMDS",
-            "--header-timeout: \"0s\" is out of range; allowed 1s to 1h",
-            "--max-connections: \"lots\" is not allowed; expected a whole number from 8 to 65536",
+            "--header-timeout: \"0s\" is out of range; expected 1s to 1h",
+            "--max-connections: \"lots\" is not a whole number; expected a whole number from 8 to 65536",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
-        assert!(errs.iter().all(|l| !l.contains('\n')));
+        assert!(errs.iter().all(|l| !l.to_string().contains('\n')));
     }
 
     #[test]

@@ -12,10 +12,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::arn::RoleArn;
 use crate::cli::DevArgs;
-use crate::config::{parse_listen, Config, RoleArn};
-use crate::duration::{format_duration, parse_duration};
+use crate::config::Config;
+use crate::duration::format_duration;
 use crate::emulator::{self, EmulatorSettings, Issuer, ServiceAccountToken};
+use crate::flags::{self, dev as f, FlagError, Flags, NoEnvironment, Refusal};
 use crate::logging::LogFormat;
 use crate::serve;
 use crate::sts::{ClientSettings, SdkSts};
@@ -37,69 +39,46 @@ struct DevSettings {
     log_format: LogFormat,
 }
 
-fn validate(args: &DevArgs) -> Result<DevSettings, Vec<String>> {
-    let mut errors = Vec::new();
-    let mut duration = |flag: &str, v: &str, min: u64, max: u64| -> Duration {
-        match parse_duration(v) {
-            Ok(d) if d >= Duration::from_secs(min) && d <= Duration::from_secs(max) => d,
-            Ok(_) => {
-                errors.push(format!(
-                    "{flag}: {v:?} is out of range; allowed {} to {}",
-                    format_duration(Duration::from_secs(min)),
-                    format_duration(Duration::from_secs(max))
-                ));
-                Duration::ZERO
-            }
-            Err(forms) => {
-                errors.push(format!("{flag}: {v:?} is not a duration; expected {forms}"));
-                Duration::ZERO
-            }
-        }
-    };
-    let credential_ttl = duration("--credential-ttl", &args.credential_ttl, 30, 12 * 3600);
-    let token_ttl = duration("--token-ttl", &args.token_ttl, 20, 24 * 3600);
-    let listen = parse_listen(&args.listen)
-        .map_err(|allowed| format!("--listen: {:?}: expected {allowed}", args.listen))
-        .and_then(|a| {
+fn validate(args: &DevArgs) -> Result<DevSettings, Vec<FlagError>> {
+    let mut flags = Flags::new(&NoEnvironment);
+    let credential_ttl = flags.parse(
+        &f::CREDENTIAL_TTL,
+        Some(&args.credential_ttl),
+        flags::duration_in(f::CREDENTIAL_TTL_RANGE),
+    );
+    let token_ttl = flags.parse(
+        &f::TOKEN_TTL,
+        Some(&args.token_ttl),
+        flags::duration_in(f::TOKEN_TTL_RANGE),
+    );
+    let listen = flags.parse(&f::LISTEN, Some(&args.listen), |v| {
+        flags::listen_address(v).and_then(|a| {
             if a.ip().is_loopback() {
                 Ok(a)
             } else {
-                Err(format!(
-                    "--listen: {:?} is not a loopback address; dev serves on 127.0.0.1 or [::1] only",
-                    args.listen
+                Err(Refusal::new(
+                    "is not a loopback address",
+                    "127.0.0.1 or [::1]: dev serves on loopback only",
                 ))
             }
-        });
-    let role_arn = RoleArn::parse(&args.role_arn).map_err(|allowed| {
-        format!(
-            "--role-arn: {:?} is not a role ARN; expected {allowed}",
-            args.role_arn
-        )
+        })
     });
-    let log_format = LogFormat::parse(&args.log_format).map_err(|allowed| {
-        format!(
-            "--log-format: {:?} is not a log format; expected {allowed}",
-            args.log_format
-        )
-    });
-    match (listen, role_arn, log_format) {
-        (Ok(listen), Ok(role_arn), Ok(log_format)) if errors.is_empty() => Ok(DevSettings {
-            listen,
+    let role_arn = flags.parse(&f::ROLE_ARN, Some(&args.role_arn), flags::role_arn);
+    let log_format = flags.parse(&f::LOG_FORMAT, Some(&args.log_format), flags::text_or_json);
+    flags.finish(|| {
+        Some(DevSettings {
+            listen: listen?,
             link_local: args.link_local,
-            credential_ttl,
-            token_ttl,
-            role_arn,
-            log_format,
-        }),
-        (l, r, f) => {
-            errors.extend([l.err(), r.err(), f.err()].into_iter().flatten());
-            Err(errors)
-        }
-    }
+            credential_ttl: credential_ttl?,
+            token_ttl: token_ttl?,
+            role_arn: role_arn?,
+            log_format: log_format?,
+        })
+    })
 }
 
 pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
-    let s = validate(&args).map_err(Fatal::Usage)?;
+    let s = validate(&args).map_err(Fatal::Flags)?;
     crate::logging::init(s.log_format);
     if s.link_local {
         add_link_local_addresses().await?;
@@ -256,7 +235,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
             token_ttl = %format_duration(s.token_ttl),
             "dev: ready; paste the export lines into another shell. Ctrl-C stops."
         );
-        serve::shutdown_signal().await;
+        crate::serving::shutdown_signal().await;
         ExitCode::SUCCESS
     } else {
         run_command(&args.command, &exports, &root).await?
@@ -348,7 +327,7 @@ async fn run_command(
             tracing::info!(code, "dev: the command exited");
             Ok(ExitCode::from(code))
         }
-        _ = serve::shutdown_signal() => {
+        _ = crate::serving::shutdown_signal() => {
             let _ = child.start_kill();
             let _ = child.wait().await;
             Ok(ExitCode::from(130))
@@ -384,7 +363,7 @@ mod tests {
         a.token_ttl = "5s".into();
         a.listen = "0.0.0.0:9911".into();
         a.role_arn = "nope".into();
-        let errs = validate(&a).err().unwrap().join("\n");
+        let errs = crate::flags::lines(&validate(&a).err().unwrap());
         for needle in ["--credential-ttl", "--token-ttl", "--listen", "--role-arn"] {
             assert!(errs.contains(needle), "{needle} missing: {errs}");
         }

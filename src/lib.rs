@@ -18,7 +18,8 @@
 //!   graceful shutdown.
 //! - [`serving`] is the server skeleton the sidecar and the emulator share:
 //!   accept loop, connection limit, header timeout, signal wait and drain.
-//! - [`metrics`] registers the Prometheus metrics whose names SPEC.md fixes.
+//! - [`metrics`] registers the Prometheus metrics whose names docs/contract.md §6
+//!   fixes.
 //! - [`emulator`] is the local STS; [`policy`] evaluates IAM trust policies for it
 //!   and for [`doctor`]; [`dev`] runs emulator, rotating token and proxy together;
 //!   [`inject`] adds the sidecar to Kubernetes manifests, whose exec probes run
@@ -31,6 +32,11 @@
 //! where the token and the role are) — builds without it, which is the proof that
 //! the core never uses a tool.
 
+// Outside tests nothing may panic on a value that could come from outside;
+// tests unwrap freely (clippy.toml allows it in #[test] code).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod arn;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -41,6 +47,8 @@ pub mod doctor;
 pub mod duration;
 #[cfg(feature = "tools")]
 pub mod emulator;
+pub mod flags;
+pub mod id;
 #[cfg(feature = "tools")]
 pub mod inject;
 pub mod link_local;
@@ -51,6 +59,7 @@ pub mod mint;
 pub mod netns;
 pub mod policy;
 pub mod probe;
+pub mod role_credentials;
 pub mod serve;
 pub mod server;
 pub mod serving;
@@ -60,10 +69,14 @@ pub mod token;
 /// Why a subcommand stopped before doing its job; `main` turns it into an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Fatal {
-    /// Bad configuration or input. Each entry is one line naming the flag or file,
-    /// the value and what is allowed. Exit code 2.
-    #[error("{}", .0.join("\n"))]
-    Usage(Vec<String>),
+    /// Refused flags, each one line naming the flag, the value and what is
+    /// allowed. Exit code 2.
+    #[error("{}", flags::lines(.0))]
+    Flags(Vec<flags::FlagError>),
+    /// Bad input that is not a flag (a manifest, a command that cannot run, a
+    /// listen address that is not where it must be). Exit code 2.
+    #[error("{0}")]
+    Usage(String),
     /// A failure at run time (a port already bound, a file that cannot be written).
     /// Exit code 1.
     #[error("{0}")]
@@ -73,13 +86,13 @@ pub enum Fatal {
 impl Fatal {
     /// A single-line usage error.
     pub fn usage(line: impl Into<String>) -> Self {
-        Fatal::Usage(vec![line.into()])
+        Fatal::Usage(line.into())
     }
 
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Fatal::Usage(_) => 2,
+            Fatal::Flags(_) | Fatal::Usage(_) => 2,
             Fatal::Runtime(_) => 1,
         }
     }

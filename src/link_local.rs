@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use crate::cli::LinkLocalArgs;
-use crate::config::Environment;
+use crate::flags::{link_local as f, Environment, Flag, FlagError, Flags, Refusal};
 use crate::netns;
 use crate::Fatal;
 
@@ -40,56 +40,68 @@ struct Settings {
     pod: Option<(IpAddr, IpAddr)>,
 }
 
-fn validate(args: &LinkLocalArgs, env: &dyn Environment) -> Result<Settings, Vec<String>> {
-    let mut errors = Vec::new();
+fn validate(args: &LinkLocalArgs, env: &dyn Environment) -> Result<Settings, Vec<FlagError>> {
+    let mut flags = Flags::new(env);
     let mut addresses = Vec::new();
     for v in &args.address {
-        match v.trim().parse::<IpAddr>() {
-            Ok(ip) if netns::is_credential_address(ip) => {
-                if !addresses.contains(&ip) {
-                    addresses.push(ip)
-                }
-            }
-            _ => errors.push(format!(
-                "--address: {v:?} is not allowed; expected 169.254.170.2, 169.254.169.254 or fd00:ec2::254"
-            )),
+        let ip = flags.parse(&f::ADDRESS, Some(v), |v| {
+            v.trim()
+                .parse::<IpAddr>()
+                .ok()
+                .filter(|ip| netns::is_credential_address(*ip))
+                .ok_or_else(|| {
+                    Refusal::new(
+                        "is not allowed",
+                        "169.254.170.2, 169.254.169.254 or fd00:ec2::254",
+                    )
+                })
+        });
+        if let Some(ip) = ip.filter(|ip| !addresses.contains(ip)) {
+            addresses.push(ip);
         }
     }
     if args.address.is_empty() {
         addresses.extend(DEFAULT_ADDRESSES);
     }
-    let mut ip = |flag: &str, value: &Option<String>, var: &str| -> Option<IpAddr> {
-        let (v, src) = match value {
-            Some(v) => (v.clone(), String::new()),
-            None => (env.var(var).filter(|v| !v.is_empty())?, format!(" ({var})")),
-        };
-        v.trim()
-            .parse()
-            .map_err(|_| errors.push(format!("{flag}{src}: {v:?} is not an IP address")))
-            .ok()
+    let ip = |v: &str| {
+        v.trim().parse::<IpAddr>().map_err(|_| {
+            Refusal::new(
+                "is not an IP address",
+                "the address of status.podIP or status.hostIP",
+            )
+        })
     };
-    let pod_ip = ip("--pod-ip", &args.pod_ip, "IRSA_PROXY_POD_IP");
-    let host_ip = ip("--host-ip", &args.host_ip, "IRSA_PROXY_HOST_IP");
-    let pod = match (pod_ip, host_ip) {
-        (Some(p), Some(h)) => Some((p, h)),
-        (None, None) => None,
-        _ if !errors.is_empty() => None,
-        _ => {
-            errors.push(
-                "--pod-ip and --host-ip go together (IRSA_PROXY_POD_IP, IRSA_PROXY_HOST_IP from the downward API's status.podIP and status.hostIP)".to_string(),
-            );
-            None
+    let given = (
+        flags.raw(&f::POD_IP, args.pod_ip.as_deref()),
+        flags.raw(&f::HOST_IP, args.host_ip.as_deref()),
+    );
+    let pod_ip = flags.parse(&f::POD_IP, args.pod_ip.as_deref(), ip);
+    let host_ip = flags.parse(&f::HOST_IP, args.host_ip.as_deref(), ip);
+    let pod = pod_ip.zip(host_ip);
+    // Only one of the two given (and valid): name the one that was.
+    let lone = match given {
+        (Some((v, source)), None) if pod_ip.is_some() => Some((&f::POD_IP, &f::HOST_IP, v, source)),
+        (None, Some((v, source))) if host_ip.is_some() => {
+            Some((&f::HOST_IP, &f::POD_IP, v, source))
         }
+        _ => None,
     };
-    if errors.is_empty() {
-        Ok(Settings { addresses, pod })
-    } else {
-        Err(errors)
+    if let Some((flag, missing, v, source)) = lone {
+        flags.refuse(FlagError::refused(flag.name, source, &v, alone(missing)));
     }
+    flags.finish(|| Some(Settings { addresses, pod }))
+}
+
+/// `--pod-ip` and `--host-ip` prove the namespace is the pod's only together.
+fn alone(missing: &Flag) -> Refusal {
+    Refusal::new(
+        format!("is given without {}", missing.name),
+        "--pod-ip and --host-ip together (IRSA_PROXY_POD_IP, IRSA_PROXY_HOST_IP from the downward API's status.podIP and status.hostIP)",
+    )
 }
 
 pub async fn run(args: LinkLocalArgs, env: &dyn Environment) -> Result<ExitCode, Fatal> {
-    let s = validate(&args, env).map_err(Fatal::Usage)?;
+    let s = validate(&args, env).map_err(Fatal::Flags)?;
     crate::logging::init(crate::logging::LogFormat::Text);
     match s.pod {
         Some((pod, host)) if pod == host => {
@@ -149,6 +161,9 @@ mod tests {
             &HashMap::new(),
         )
         .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
         .join("\n");
         assert!(errs.contains("--address: \"10.0.0.1\""), "{errs}");
         assert!(errs.contains("--address: \"169.254.1.1\""), "{errs}");
@@ -157,7 +172,10 @@ mod tests {
             "{errs}"
         );
         let errs = validate(&args(&[], Some("10.0.0.5"), None), &HashMap::new()).unwrap_err();
-        assert!(errs[0].contains("go together"), "{errs:?}");
+        assert!(
+            errs[0].to_string().contains("is given without --host-ip"),
+            "{errs:?}"
+        );
         let env: HashMap<String, String> = [
             ("IRSA_PROXY_POD_IP".to_string(), "10.0.0.5".to_string()),
             ("IRSA_PROXY_HOST_IP".to_string(), "10.0.1.1".to_string()),

@@ -4,23 +4,13 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// How log lines are written.
+/// How log lines (and doctor's report) are written; parsed by
+/// [`crate::flags::text_or_json`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-impl LogFormat {
-    /// Parses `text` or `json`; the error says what is allowed.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err("text or json".to_string()),
-        }
-    }
 }
 
 /// Crates whose debug and trace output may contain request or response bodies.

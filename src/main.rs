@@ -1,6 +1,10 @@
 //! The `irsa-proxy` binary: parse the command line, run the subcommand, map its
 //! failure to an exit code (2 for bad configuration or input, 1 otherwise).
 
+// Outside tests nothing may panic on a value that could come from outside;
+// tests unwrap freely (clippy.toml allows it in #[test] code).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -11,6 +15,7 @@ fn main() -> ExitCode {
     // `dev --link-local -- CMD` makes a network namespace of its own for itself
     // and the command, before any thread starts (see `netns::enter_own_namespace`).
     // If that fails, dev's own check refuses a namespace with a route out.
+    #[cfg(feature = "tools")]
     if let Command::Dev(args) = &cli.command {
         if args.link_local && !args.command.is_empty() {
             if let Err(e) = irsa_proxy::netns::enter_own_namespace() {
@@ -22,8 +27,9 @@ fn main() -> ExitCode {
     // a fraction of one core, and with two workers on it the OS preempts one
     // worker while it holds ready connections, which multiplied p99 at 1024
     // connections by four; current_thread also answered as many requests per
-    // second on one core as two workers did. Blocking work (the token watcher,
-    // DNS) still runs on tokio's blocking pool.
+    // second on one core as two workers did. The STS refresher runs on a thread
+    // of its own (serve.rs, `spawn_refresher`); the token watcher is a task on
+    // this runtime, fed by notify's own thread.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .thread_name("irsa-proxy")
         .enable_all()
@@ -53,7 +59,7 @@ fn main() -> ExitCode {
             }
         }
     });
-    // Do not wait for blocking tasks (the notify watcher, stdin readers) to finish.
+    // Do not wait for blocking tasks (stdin readers) to finish.
     runtime.shutdown_background();
     match result {
         Ok(code) => code,

@@ -1,5 +1,5 @@
 //! Prometheus metrics. Their names and labels are part of the contract
-//! (SPEC.md): dashboards and alerts across a fleet depend on them.
+//! (docs/contract.md §6): dashboards and alerts across a fleet depend on them.
 //!
 //! - `irsa_proxy_sts_requests_total{result="success|error", error="<code>"}`
 //! - `irsa_proxy_credentials_expiry_timestamp_seconds`
@@ -137,10 +137,6 @@ impl Metrics {
 
     pub fn token_rotated(&self) {
         self.rotations.inc();
-    }
-
-    pub fn token_rotations(&self) -> u64 {
-        self.rotations.get()
     }
 
     pub fn http_request(&self, endpoint: Endpoint, status: u16) {

@@ -45,7 +45,7 @@ pub async fn run(args: MintArgs) -> Result<ExitCode, Fatal> {
         (ttl, issuer) => {
             errors.extend(ttl.err());
             errors.extend(issuer.err());
-            return Err(Fatal::Usage(errors));
+            return Err(Fatal::Usage(errors.join("\n")));
         }
     };
     let now = unix_seconds(SystemTime::now());

@@ -19,18 +19,18 @@ use crate::config::{Config, ProcessEnv};
 use crate::credentials::{CredentialStore, RefreshSettings, Refresher, RoleInfo};
 use crate::metrics::Metrics;
 use crate::server::{AppState, AuthToken, ServerSettings};
+use crate::serving::shutdown_signal;
 use crate::sts::{AssumeRole, ClientSettings, SdkSts};
 use crate::token::watch::TokenWatcher;
 use crate::Fatal;
 
 /// SIGTERM or SIGINT: the wait every server shares (`dev` calls it from here).
-pub use crate::serving::shutdown_signal;
 
 /// How often the token is re-read when no file event arrives.
 pub const TOKEN_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode, Fatal> {
-    let config = Config::from_args(&args, &ProcessEnv).map_err(Fatal::Usage)?;
+    let config = Config::from_args(&args, &ProcessEnv).map_err(Fatal::Flags)?;
     crate::logging::init(config.log_format);
     let sts = SdkSts::new(&ClientSettings {
         region: config.region.clone(),

@@ -17,7 +17,7 @@ use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::config::Region;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
-use crate::credentials::Credentials;
+use crate::role_credentials::Credentials;
 use crate::token::Token;
 
 /// What one `AssumeRoleWithWebIdentity` call needs.
@@ -86,7 +86,7 @@ impl StsError {
                 _ => ErrorClass::Retryable,
             },
         };
-        let mut message = one_line(message);
+        let mut message = log_safe(message);
         if code == "ValidationError" && message.contains("DurationSeconds") {
             message.push_str(
                 " (hint: lower --duration to at most the role's maximum session duration)",
@@ -115,7 +115,7 @@ fn is_throttling(code: &str) -> bool {
 }
 
 /// Error text on one line, bounded, so a hostile endpoint cannot flood the logs.
-fn one_line(s: &str) -> String {
+fn log_safe(s: &str) -> String {
     let mut out: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -207,7 +207,7 @@ where
 {
     let retryable = |code: &str, message: String| StsError {
         code: code.into(),
-        message: one_line(&message),
+        message: log_safe(&message),
         class: ErrorClass::Retryable,
     };
     match &err {

@@ -112,9 +112,9 @@ fn duration_outside_15m_to_12h_should_be_refused() {
     refused(
         &["--duration", "10m"],
         &[],
-        "--duration: \"10m\" is out of range; allowed 15m to 12h",
+        "--duration: \"10m\" is out of range; expected 15m to 12h",
     );
-    refused(&["--duration", "13h"], &[], "allowed 15m to 12h");
+    refused(&["--duration", "13h"], &[], "expected 15m to 12h");
     refused(
         &["--duration", "soon"],
         &[],
@@ -192,7 +192,7 @@ fn unreadable_token_directory_should_be_refused() {
     refused(
         &["--token-file", "/nonexistent/dir/token"],
         &[],
-        "--token-file: \"/nonexistent/dir/token\": its directory /nonexistent/dir cannot be read",
+        "--token-file: \"/nonexistent/dir/token\" is in a directory that cannot be read (/nonexistent/dir",
     );
 }
 
@@ -201,7 +201,7 @@ fn bad_log_format_and_booleans_should_be_refused() {
     refused(
         &["--log-format", "xml"],
         &[],
-        "--log-format: \"xml\" is not a log format; expected text or json",
+        "--log-format: \"xml\" is not a format; expected text or json",
     );
     refused(
         &[],

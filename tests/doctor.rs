@@ -1,6 +1,7 @@
 //! `irsa-proxy doctor` run as a binary against fixture trust policies under
 //! `tests/fixtures/doctor/` and tokens made here (unsigned: doctor does not verify).
-//! One test per diagnosis: exit code and hint.
+//! The diagnoses are one table: token, policy, exit code, what the report says
+//! and what it must not say.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,201 +80,195 @@ fn doctor_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
-fn with_policy(token: &Path, policy: &str) -> Run {
-    doctor(&[
-        "--token-file",
-        token.to_str().unwrap(),
-        "--role-arn",
-        ROLE,
-        "--trust-policy",
-        fixture(policy).to_str().unwrap(),
-    ])
+/// One diagnosis: a token (the demo/app claims, overridden), a role and maybe a
+/// policy, and what doctor must say about them.
+struct Case {
+    name: &'static str,
+    /// Claims that differ from the demo/app token's.
+    claims: Value,
+    /// A fixture file used in place of a made token.
+    token_fixture: Option<&'static str>,
+    role: &'static str,
+    policy: Option<&'static str>,
+    code: i32,
+    /// Text the report must contain (finding codes as `[code]`, hints).
+    says: &'static [&'static str],
+    /// Text it must not contain: a finding that would send the user the wrong way.
+    never: &'static [&'static str],
 }
 
-#[test]
-fn matching_policy_should_be_allowed_with_exit_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = token_file(dir.path(), json!({}));
-    let r = with_policy(&t, "trust-ok.json");
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains(
-        "issuer     https://oidc.eks.us-east-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
-    ));
-    assert!(r
-        .stdout
-        .contains("subject    system:serviceaccount:demo:app"));
-    assert!(r.stdout.contains("audience   sts.amazonaws.com"));
-    assert!(r.stdout.contains("issued     "));
-    assert!(r.stdout.contains(" left)"), "{}", r.stdout);
-    assert!(r.stdout.contains("ALLOWS this token"));
-}
-
-#[test]
-fn service_account_pattern_on_aud_should_hint_sub() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = token_file(dir.path(), json!({}));
-    let r = with_policy(&t, "trust-sa-pattern-on-aud.json");
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.contains("statement 1"), "{}", r.stdout);
-    assert!(r.stdout.contains("[sa_pattern_on_aud]"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains(
-            "move the pattern to \"oidc.eks.us-east-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE:sub\""
+fn cases() -> Vec<Case> {
+    let case = |name, policy, code, says, never| Case {
+        name,
+        claims: json!({}),
+        token_fixture: None,
+        role: ROLE,
+        policy,
+        code,
+        says,
+        never,
+    };
+    vec![
+        case(
+            "a matching policy",
+            Some("trust-ok.json"),
+            0,
+            &[
+                "issuer     https://oidc.eks.us-east-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
+                "subject    system:serviceaccount:demo:app",
+                "audience   sts.amazonaws.com",
+                "issued     ",
+                " left)",
+                "ALLOWS this token",
+            ],
+            &["[", "hint:"],
         ),
-        "{}",
-        r.stdout
-    );
-}
-
-#[test]
-fn wildcard_under_string_equals_should_hint_string_like() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = token_file(dir.path(), json!({}));
-    let r = with_policy(&t, "trust-wildcard-string-equals.json");
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(
-        r.stdout.contains("[wildcard_in_string_equals]"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("use StringLike for wildcards"),
-        "{}",
-        r.stdout
-    );
-}
-
-#[test]
-fn https_in_a_condition_key_should_hint_the_bare_issuer() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = token_file(dir.path(), json!({}));
-    let r = with_policy(&t, "trust-https-condition-key.json");
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(
-        r.stdout.contains("[https_in_condition_key]"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains(
-            "without the scheme: \"oidc.eks.us-east-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE:sub\""
+        case(
+            "a service-account pattern on aud",
+            Some("trust-sa-pattern-on-aud.json"),
+            1,
+            &[
+                "statement 1",
+                "[sa_pattern_on_aud]",
+                "move the pattern to \"oidc.eks.us-east-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE:sub\"",
+            ],
+            &[],
         ),
-        "{}",
-        r.stdout
-    );
-}
-
-#[test]
-fn https_in_the_principal_should_hint_the_bare_issuer() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = token_file(dir.path(), json!({}));
-    let r = with_policy(&t, "trust-https-principal.json");
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.contains("[https_in_issuer]"), "{}", r.stdout);
-    assert!(r.stdout.contains("without https://"), "{}", r.stdout);
-}
-
-#[test]
-fn other_namespace_should_name_both_namespaces() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = token_file(dir.path(), json!({}));
-    let r = with_policy(&t, "trust-other-namespace.json");
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.contains("[namespace_mismatch]"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains(
-            "the policy allows namespace [\"prod\"], the token is from namespace \"demo\""
+        // Issue 10: the wildcard is the whole problem; no "serviceAccountName: *".
+        case(
+            "a wildcard under StringEquals",
+            Some("trust-wildcard-string-equals.json"),
+            1,
+            &["[wildcard_in_string_equals]", "use StringLike for wildcards"],
+            &["[service_account_mismatch]", "[namespace_mismatch]", "serviceAccountName: *"],
         ),
-        "{}",
-        r.stdout
-    );
+        case(
+            "https:// in a condition key",
+            Some("trust-https-condition-key.json"),
+            1,
+            &[
+                "[https_in_condition_key]",
+                "without the scheme: \"oidc.eks.us-east-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE:sub\"",
+            ],
+            &["[issuer_mismatch]"],
+        ),
+        // Issue 10: both problems at once, not one per run.
+        case(
+            "https:// in a condition key and a wildcard under StringEquals",
+            Some("trust-https-key-and-wildcard.json"),
+            1,
+            &["[https_in_condition_key]", "[wildcard_in_string_equals]"],
+            &["[issuer_mismatch]", "[service_account_mismatch]"],
+        ),
+        case(
+            "https:// in the principal",
+            Some("trust-https-principal.json"),
+            1,
+            &["[https_in_issuer]", "without https://"],
+            &[],
+        ),
+        case(
+            "another namespace",
+            Some("trust-other-namespace.json"),
+            1,
+            &[
+                "[namespace_mismatch]",
+                "the policy allows namespace [\"prod\"], the token is from namespace \"demo\"",
+            ],
+            &[],
+        ),
+        case(
+            "another service account",
+            Some("trust-other-service-account.json"),
+            1,
+            &["[service_account_mismatch]", "serviceAccountName: worker"],
+            &[],
+        ),
+        Case {
+            claims: json!({"aud": ["https://kubernetes.default.svc"]}),
+            ..case(
+                "an audience other than STS's, also against the policy's :aud",
+                Some("trust-ok.json"),
+                1,
+                &[
+                    "[audience_mismatch]",
+                    "set `audience: sts.amazonaws.com`",
+                    "[audience_condition_mismatch]",
+                ],
+                &[],
+            )
+        },
+        Case {
+            claims: json!({"iat": now() - 7200, "exp": now() - 3600}),
+            ..case(
+                "an expired token",
+                None,
+                1,
+                &["[token_expired]", "expired 1h", "hint: kubelet rewrites a projected token"],
+                &[],
+            )
+        },
+        Case {
+            token_fixture: Some("not-a-jwt.token"),
+            ..case(
+                "a token file that is not a JWT",
+                None,
+                1,
+                &["[token_not_jwt]", "three base64url parts"],
+                &[],
+            )
+        },
+        Case {
+            role: "arn:aws:iam::1234:role/x",
+            ..case("a bad role ARN", None, 1, &["[role_arn_invalid]"], &[])
+        },
+    ]
 }
 
 #[test]
-fn other_service_account_should_name_both_accounts() {
+fn each_diagnosis_should_exit_and_explain_as_the_table_says() {
     let dir = tempfile::tempdir().unwrap();
-    let t = token_file(dir.path(), json!({}));
-    let r = with_policy(&t, "trust-other-service-account.json");
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(
-        r.stdout.contains("[service_account_mismatch]"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("serviceAccountName: worker"),
-        "{}",
-        r.stdout
-    );
-}
-
-#[test]
-fn audience_other_than_sts_should_be_diagnosed() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = token_file(
-        dir.path(),
-        json!({"aud": ["https://kubernetes.default.svc"]}),
-    );
-    let r = with_policy(&t, "trust-ok.json");
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.contains("[audience_mismatch]"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("set `audience: sts.amazonaws.com`"),
-        "{}",
-        r.stdout
-    );
-    // The policy's own :aud condition is explained too.
-    assert!(
-        r.stdout.contains("[audience_condition_mismatch]"),
-        "{}",
-        r.stdout
-    );
-}
-
-#[test]
-fn expired_token_should_be_diagnosed() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = token_file(
-        dir.path(),
-        json!({"iat": now() - 7200, "exp": now() - 3600}),
-    );
-    let r = doctor(&["--token-file", t.to_str().unwrap(), "--role-arn", ROLE]);
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.contains("[token_expired]"), "{}", r.stdout);
-    assert!(r.stdout.contains("expired 1h"), "{}", r.stdout);
-    assert!(
-        r.stdout
-            .contains("hint: kubelet rewrites a projected token"),
-        "{}",
-        r.stdout
-    );
-}
-
-#[test]
-fn token_file_that_is_not_a_jwt_should_be_diagnosed() {
-    let r = doctor(&[
-        "--token-file",
-        fixture("not-a-jwt.token").to_str().unwrap(),
-        "--role-arn",
-        ROLE,
-    ]);
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.contains("[token_not_jwt]"), "{}", r.stdout);
-    assert!(r.stdout.contains("three base64url parts"), "{}", r.stdout);
-}
-
-#[test]
-fn bad_role_arn_should_be_diagnosed() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = token_file(dir.path(), json!({}));
-    let r = doctor(&[
-        "--token-file",
-        t.to_str().unwrap(),
-        "--role-arn",
-        "arn:aws:iam::1234:role/x",
-    ]);
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.contains("[role_arn_invalid]"), "{}", r.stdout);
+    let mut failures = Vec::new();
+    for c in cases() {
+        let token = match c.token_fixture {
+            Some(f) => fixture(f),
+            None => token_file(dir.path(), c.claims.clone()),
+        };
+        let mut args = vec![
+            "--token-file".to_string(),
+            token.display().to_string(),
+            "--role-arn".to_string(),
+            c.role.to_string(),
+        ];
+        if let Some(p) = c.policy {
+            args.extend([
+                "--trust-policy".to_string(),
+                fixture(p).display().to_string(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = doctor(&args);
+        if r.code != c.code {
+            failures.push(format!("{}: exit {} not {}", c.name, r.code, c.code));
+        }
+        for needle in c.says {
+            if !r.stdout.contains(needle) {
+                failures.push(format!("{}: {needle:?} missing", c.name));
+            }
+        }
+        for needle in c.never {
+            if r.stdout.contains(needle) {
+                failures.push(format!("{}: {needle:?} present", c.name));
+            }
+        }
+        if !failures.is_empty() && failures.last().is_some_and(|f| f.starts_with(c.name)) {
+            failures.push(format!(
+                "{}: the report was\n{}{}",
+                c.name, r.stdout, r.stderr
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
@@ -301,11 +296,11 @@ fn bad_input_should_exit_2_with_one_line() {
     for (args, needle) in [
         (
             vec![],
-            "--token-file: not given and AWS_WEB_IDENTITY_TOKEN_FILE is not set",
+            "--token-file (AWS_WEB_IDENTITY_TOKEN_FILE) is required; expected the path of the projected token file",
         ),
         (
             vec!["--token-file", missing.to_str().unwrap()],
-            "cannot read it",
+            "\" cannot be used (token file",
         ),
         (
             vec![
@@ -314,7 +309,7 @@ fn bad_input_should_exit_2_with_one_line() {
                 "--trust-policy",
                 bad_policy.to_str().unwrap(),
             ],
-            "bad-policy.json: not valid JSON",
+            "bad-policy.json\" is not usable: not valid JSON",
         ),
         (
             vec![
@@ -327,7 +322,7 @@ fn bad_input_should_exit_2_with_one_line() {
         ),
         (
             vec!["--token-file", t, "--output", "yaml"],
-            "--output yaml: expected text or json",
+            "--output: \"yaml\" is not a format; expected text or json",
         ),
     ] {
         let r = doctor(&args);

@@ -709,7 +709,7 @@ fn binary_should_refuse_bad_flags_with_exit_2() {
         (vec![], "--issuer-key or --jwks is required"),
         (
             vec!["--issuer-key", "/nonexistent/key.pem"],
-            "--issuer-key /nonexistent/key.pem: cannot read it",
+            "--issuer-key: \"/nonexistent/key.pem\" cannot be read",
         ),
         (vec!["--issuer-key", not_pem.as_str()], "not a PEM"),
         (vec!["--jwks", not_pem.as_str()], "not a JWKS"),
@@ -724,11 +724,11 @@ fn binary_should_refuse_bad_flags_with_exit_2() {
         ),
         (
             vec!["--issuer-key", not_pem.as_str(), "--credential-ttl", "soon"],
-            "--credential-ttl soon",
+            "--credential-ttl: \"soon\" is not a duration",
         ),
         (
             vec!["--issuer-key", not_pem.as_str(), "--credential-ttl", "13h"],
-            "--credential-ttl 13h",
+            "--credential-ttl: \"13h\" is out of range; expected 1s to 12h",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_irsa-proxy"))

@@ -541,7 +541,7 @@ fn app_environment_should_match_what_serve_listens_on() -> TestResult {
         "AWS_ROLE_ARN".to_string(),
         "arn:aws:iam::111122223333:role/eks-demo-role".to_string(),
     )]);
-    let config = Config::from_args(&args, &env).map_err(|e| e.join("; "))?;
+    let config = Config::from_args(&args, &env).map_err(|e| irsa_proxy::flags::lines(&e))?;
 
     let default_listen: SocketAddr = DEFAULT_LISTEN.parse()?;
     assert_eq!(config.listen, vec![default_listen]);

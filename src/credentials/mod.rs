@@ -21,55 +21,7 @@ use serde::Serialize;
 
 use crate::clock::{format_timestamp, Clock};
 
-/// Temporary role credentials. `Debug` shows the access key id only.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub access_key_id: String,
-    secret_access_key: String,
-    session_token: String,
-    /// When STS says they stop working.
-    pub expiration: SystemTime,
-    /// `AssumedRoleUser.Arn` from STS (`arn:aws:sts::<account>:assumed-role/<role>/<session>`).
-    pub assumed_role_arn: Option<String>,
-}
-
-impl Credentials {
-    pub fn new(
-        access_key_id: impl Into<String>,
-        secret_access_key: impl Into<String>,
-        session_token: impl Into<String>,
-        expiration: SystemTime,
-        assumed_role_arn: Option<String>,
-    ) -> Self {
-        Credentials {
-            access_key_id: access_key_id.into(),
-            secret_access_key: secret_access_key.into(),
-            session_token: session_token.into(),
-            expiration,
-            assumed_role_arn,
-        }
-    }
-
-    pub fn secret_access_key(&self) -> &str {
-        &self.secret_access_key
-    }
-
-    pub fn session_token(&self) -> &str {
-        &self.session_token
-    }
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"...")
-            .field("session_token", &"...")
-            .field("expiration", &format_timestamp(self.expiration))
-            .field("assumed_role_arn", &self.assumed_role_arn)
-            .finish()
-    }
-}
+pub use crate::role_credentials::Credentials;
 
 /// What the endpoints need to know about the role, fixed at start-up.
 #[derive(Debug, Clone)]
@@ -155,8 +107,8 @@ impl Generation {
             .to_string();
         let ecs = EcsBody {
             access_key_id: &credentials.access_key_id,
-            secret_access_key: &credentials.secret_access_key,
-            token: &credentials.session_token,
+            secret_access_key: credentials.secret_access_key(),
+            token: credentials.session_token(),
             expiration: &expiration,
             account_id: &account,
             role_arn: &role.role_arn,
@@ -166,8 +118,8 @@ impl Generation {
             last_updated: &last_updated,
             kind: "AWS-HMAC",
             access_key_id: &credentials.access_key_id,
-            secret_access_key: &credentials.secret_access_key,
-            token: &credentials.session_token,
+            secret_access_key: credentials.secret_access_key(),
+            token: credentials.session_token(),
             expiration: &expiration,
         };
         let profile_arn = instance_profile_arn(&role.role_arn);
@@ -208,22 +160,7 @@ fn instance_profile_arn(role_arn: &str) -> String {
 /// A stable, instance-profile-shaped id (`AIPA` + 17 characters) derived from the
 /// role ARN, so it does not change between generations.
 fn instance_profile_id(role_arn: &str) -> String {
-    stable_id("AIPA", role_arn)
-}
-
-/// An AWS-shaped unique id (`AIPA...`, `AROA...`: the prefix, then 17 characters of
-/// AWS's base-32 alphabet) derived from `seed`, so the same seed always gives the
-/// same id.
-pub fn stable_id(prefix: &str, seed: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed.as_bytes());
-    let tail: String = digest
-        .as_ref()
-        .iter()
-        .take(17)
-        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
-        .collect();
-    format!("{prefix}{tail}")
+    crate::id::stable_id("AIPA", role_arn)
 }
 
 /// Why no credentials can be served right now: the `{"code","message"}` of a 503.

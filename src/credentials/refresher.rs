@@ -1,7 +1,7 @@
 //! The one task that calls STS. Being the only caller is what makes the refresh
 //! single-flight: requests read the cache and never call STS themselves.
 //!
-//! Policy (SPEC.md, "Refresh policy"): refresh when the remaining lifetime falls
+//! Policy (docs/contract.md §4, "Refresh and failure"): refresh when the remaining lifetime falls
 //! below `min(--refresh-before, lifetime / 2)`, moved earlier by a random 0-10 %
 //! of that window; on failure retry with exponential back-off and jitter from 1 s
 //! to 60 s; a token rotation cuts the wait short when the last call failed, the

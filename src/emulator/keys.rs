@@ -58,12 +58,15 @@ impl fmt::Debug for VerifyingKeys {
 
 impl VerifyingKeys {
     /// Reads a PEM public key (SubjectPublicKeyInfo or PKCS#1 RSA) or certificate.
-    pub fn from_pem(pem: &[u8]) -> Result<VerifyingKeys, KeyError> {
+    pub(crate) fn from_pem(pem: &[u8]) -> Result<VerifyingKeys, KeyError> {
         Self::from_pem_with_kid(pem, None)
     }
 
     /// As [`VerifyingKeys::from_pem`], with a `kid` that tokens may name.
-    pub fn from_pem_with_kid(pem: &[u8], kid: Option<&str>) -> Result<VerifyingKeys, KeyError> {
+    pub(crate) fn from_pem_with_kid(
+        pem: &[u8],
+        kid: Option<&str>,
+    ) -> Result<VerifyingKeys, KeyError> {
         let (key, family) = if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
             (k, Family::Rsa)
         } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
@@ -110,11 +113,6 @@ impl VerifyingKeys {
             return Err(KeyError::NoSigningKey);
         }
         Ok(VerifyingKeys { keys })
-    }
-
-    /// Adds the keys of `other` (several issuers, or a key rollover).
-    pub fn extend(&mut self, other: VerifyingKeys) {
-        self.keys.extend(other.keys);
     }
 
     pub fn len(&self) -> usize {

@@ -1,6 +1,6 @@
 //! The local STS: `AssumeRoleWithWebIdentity` and `GetCallerIdentity` over the STS
 //! Query protocol, so `aws-sdk-sts`, boto3 and the AWS CLI accept it as an STS
-//! endpoint (SPEC §3).
+//! endpoint (docs/contract.md §1).
 //!
 //! # Wire contract
 //!
@@ -58,7 +58,6 @@ pub mod xml;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,20 +74,17 @@ pub use store::IssuedCredentials;
 
 use crate::cli::EmulatorArgs;
 use crate::clock::{Clock, SystemClock};
-use crate::duration::{format_duration, parse_duration};
+use crate::duration::format_duration;
+use crate::flags::{self, emulator as f, Flag, FlagError, Flags, NoEnvironment, Refusal};
 use crate::logging::{self, LogFormat};
 use crate::policy::Policy;
 use crate::serving::{shutdown_signal, Conn, Limits};
 use crate::Fatal;
-use store::CredentialStore;
+use store::IssuedStore;
 use xml::StsFault;
 
 /// Largest request body read; STS requests are a few KiB (the token is at most 20,000).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Shortest and longest `--credential-ttl`. One second is useful for expiry tests.
-pub const MIN_CREDENTIAL_TTL: Duration = Duration::from_secs(1);
-pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(43_200);
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// How the emulator decides.
 #[derive(Clone)]
@@ -134,7 +130,7 @@ impl EmulatorSettings {
 /// Shared by every connection.
 pub(crate) struct State {
     settings: EmulatorSettings,
-    store: CredentialStore,
+    store: IssuedStore,
 }
 
 /// The emulator's connection bounds: STS requests are small and quick, and a
@@ -155,7 +151,7 @@ pub async fn serve(
 ) {
     let state = Arc::new(State {
         settings,
-        store: CredentialStore::default(),
+        store: IssuedStore::default(),
     });
     let handler = move |req: Request<Incoming>, conn: Conn| {
         let state = state.clone();
@@ -308,113 +304,90 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
 // ---------------------------------------------------------------------------
 // The `sts-emulator` subcommand
 
-fn read_file(flag: &str, path: &Path, errors: &mut Vec<String>) -> Option<Vec<u8>> {
+/// A key or policy file: small, and readable.
+fn read_file(path: &str) -> Result<Vec<u8>, Refusal> {
     match std::fs::metadata(path) {
         Ok(m) if m.len() > 1024 * 1024 => {
-            errors.push(format!(
-                "{flag} {}: is larger than 1 MiB, expected a small PEM or JSON file",
-                path.display()
-            ));
-            return None;
+            return Err(Refusal::new(
+                "is larger than 1 MiB",
+                "a small PEM or JSON file",
+            ))
         }
         _ => {}
     }
-    match std::fs::read(path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            errors.push(format!("{flag} {}: cannot read it: {e}", path.display()));
-            None
-        }
-    }
+    std::fs::read(path)
+        .map_err(|e| Refusal::new(format!("cannot be read ({e})"), "a readable file"))
 }
 
 /// Validates every flag, reporting all problems at once.
 fn settings_from_args(
     args: &EmulatorArgs,
-) -> Result<(SocketAddr, EmulatorSettings, LogFormat), Vec<String>> {
-    let mut errors = Vec::new();
-    let log_format = LogFormat::parse(&args.log_format)
-        .map_err(|allowed| {
-            errors.push(format!(
-                "--log-format {}: expected {allowed}",
-                args.log_format
-            ))
-        })
-        .ok();
-    let listen = args
-        .listen
-        .parse::<SocketAddr>()
-        .map_err(|_| {
-            errors.push(format!(
-                "--listen {}: expected an IP address and port such as 127.0.0.1:9912",
-                args.listen
-            ))
-        })
-        .ok();
-    let keys = match (&args.issuer_key, &args.jwks) {
-        (Some(path), _) => read_file("--issuer-key", path, &mut errors).and_then(|pem| {
-            VerifyingKeys::from_pem(&pem)
-                .map_err(|e| errors.push(format!("--issuer-key {}: {e}", path.display())))
-                .ok()
-        }),
-        (None, Some(path)) => read_file("--jwks", path, &mut errors).and_then(|json| {
-            VerifyingKeys::from_jwks(&String::from_utf8_lossy(&json))
-                .map_err(|e| errors.push(format!("--jwks {}: {e}", path.display())))
-                .ok()
-        }),
-        (None, None) => {
-            errors.push(
-                "--issuer-key or --jwks is required: without a key the emulator cannot verify token \
-                 signatures (it never accepts unsigned tokens)"
-                    .to_string(),
-            );
-            None
-        }
-    };
-    let trust_policy = args.trust_policy.as_ref().and_then(|path| {
-        read_file("--trust-policy", path, &mut errors).and_then(|json| {
-            Policy::parse(&String::from_utf8_lossy(&json))
-                .map_err(|e| errors.push(format!("--trust-policy {}: {e}", path.display())))
-                .ok()
+) -> Result<(SocketAddr, EmulatorSettings, LogFormat), Vec<FlagError>> {
+    let mut flags = Flags::new(&NoEnvironment);
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let log_format = flags.parse(&f::LOG_FORMAT, Some(&args.log_format), flags::text_or_json);
+    let listen = flags.parse(&f::LISTEN, Some(&args.listen), |v| {
+        v.parse::<SocketAddr>().map_err(|_| {
+            Refusal::new(
+                "is not an address",
+                "an IP address and port such as 127.0.0.1:9912",
+            )
         })
     });
-    let credential_ttl = match parse_duration(&args.credential_ttl) {
-        Ok(d) if (MIN_CREDENTIAL_TTL..=MAX_CREDENTIAL_TTL).contains(&d) => Some(d),
-        Ok(_) => {
-            errors.push(format!(
-                "--credential-ttl {}: expected a duration from {} to {}",
-                args.credential_ttl,
-                format_duration(MIN_CREDENTIAL_TTL),
-                format_duration(MAX_CREDENTIAL_TTL)
-            ));
-            None
-        }
-        Err(allowed) => {
-            errors.push(format!(
-                "--credential-ttl {}: expected {allowed}",
-                args.credential_ttl
+    let issuer_key = path(&args.issuer_key);
+    let jwks = path(&args.jwks);
+    let keys = match (&issuer_key, &jwks) {
+        (Some(p), _) => flags.parse(&f::ISSUER_KEY, Some(p), |p| {
+            VerifyingKeys::from_pem(&read_file(p)?).map_err(|e| {
+                Refusal::new(
+                    format!("is not usable: {e}"),
+                    "a PEM public key or certificate",
+                )
+            })
+        }),
+        (None, Some(p)) => flags.parse(&f::JWKS, Some(p), |p| {
+            VerifyingKeys::from_jwks(&String::from_utf8_lossy(&read_file(p)?))
+                .map_err(|e| Refusal::new(format!("is not usable: {e}"), "a JWKS file"))
+        }),
+        (None, None) => {
+            flags.refuse(FlagError::missing(
+                &Flag::bare("--issuer-key or --jwks"),
+                "a key that verifies token signatures (the emulator never accepts unsigned tokens)",
             ));
             None
         }
     };
-    if args.audience.trim().is_empty() {
-        errors.push("--audience: must not be empty (STS's is sts.amazonaws.com)".to_string());
-    }
-    match (listen, keys, credential_ttl, log_format) {
-        (Some(listen), Some(keys), Some(credential_ttl), Some(log_format)) if errors.is_empty() => {
-            let mut settings = EmulatorSettings::new(keys);
-            settings.audience = args.audience.clone();
-            settings.trust_policy = trust_policy;
-            settings.credential_ttl = credential_ttl;
-            Ok((listen, settings, log_format))
+    let trust_policy = flags.parse(&f::TRUST_POLICY, path(&args.trust_policy).as_deref(), |p| {
+        Policy::parse(&String::from_utf8_lossy(&read_file(p)?))
+            .map_err(|e| Refusal::new(format!("is not usable: {e}"), "an IAM trust policy (JSON)"))
+    });
+    let credential_ttl = flags.parse(
+        &f::CREDENTIAL_TTL,
+        Some(&args.credential_ttl),
+        flags::duration_in(f::CREDENTIAL_TTL_RANGE),
+    );
+    let audience = flags.parse(&f::AUDIENCE, Some(&args.audience), |v| {
+        if v.trim().is_empty() {
+            Err(Refusal::new(
+                "is empty",
+                "an audience (STS's is sts.amazonaws.com)",
+            ))
+        } else {
+            Ok(v.to_string())
         }
-        _ => Err(errors),
-    }
+    });
+    flags.finish(|| {
+        let mut settings = EmulatorSettings::new(keys?);
+        settings.audience = audience?;
+        settings.trust_policy = trust_policy;
+        settings.credential_ttl = credential_ttl?;
+        Some((listen?, settings, log_format?))
+    })
 }
 
 /// `irsa-proxy sts-emulator`.
 pub async fn run(args: EmulatorArgs) -> Result<ExitCode, Fatal> {
-    let (listen, settings, log_format) = settings_from_args(&args).map_err(Fatal::Usage)?;
+    let (listen, settings, log_format) = settings_from_args(&args).map_err(Fatal::Flags)?;
     logging::init(log_format);
     let listener = TcpListener::bind(listen)
         .await

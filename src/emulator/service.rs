@@ -13,15 +13,15 @@ use serde_json::Value;
 use super::store::IssuedCredentials;
 use super::xml::{result_document, Element, StsFault};
 use super::{sigv4, State};
+use crate::arn::RoleArn;
 use crate::clock::{format_timestamp, from_unix_seconds, unix_seconds};
-use crate::config::RoleArn;
 use crate::policy::{issuer_host_path, RequestContext};
 
 /// The one API version STS speaks.
 pub const VERSION: &str = "2011-06-15";
 
 /// A successful answer: the XML document, and fields for the log line.
-pub struct Answer {
+pub(crate) struct Answer {
     pub xml: String,
     pub log: String,
 }
@@ -39,7 +39,7 @@ pub fn parameters(
 }
 
 /// Routes by `Action`.
-pub fn dispatch(
+pub(crate) fn dispatch(
     state: &State,
     params: &HashMap<String, String>,
     parts: &Parts,
@@ -225,7 +225,7 @@ fn random_secret() -> String {
 
 /// A stable `AROA...` role id for a role ARN (the same role always has the same id).
 fn role_id(role_arn: &str) -> String {
-    crate::credentials::stable_id("AROA", role_arn)
+    crate::id::stable_id("AROA", role_arn)
 }
 
 fn assume_role_with_web_identity(

@@ -15,7 +15,7 @@ use aws_sigv4::sign::v4;
 use http::request::Parts;
 use subtle::ConstantTimeEq;
 
-use super::store::{CredentialStore, IssuedCredentials};
+use super::store::{IssuedCredentials, IssuedStore};
 use super::xml::StsFault;
 
 /// How far the request's `X-Amz-Date` may be from the emulator's clock, as AWS allows.
@@ -163,7 +163,7 @@ pub fn verify(
     parts: &Parts,
     query: &[(String, String)],
     body: &[u8],
-    store: &CredentialStore,
+    store: &IssuedStore,
     now: SystemTime,
 ) -> Result<IssuedCredentials, StsFault> {
     let presented = if let Some(auth) = parts.headers.get(http::header::AUTHORIZATION) {

@@ -9,10 +9,10 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 /// Most entries kept; one entry is a few hundred bytes.
-pub const MAX_ENTRIES: usize = 10_000;
+pub(crate) const MAX_ENTRIES: usize = 10_000;
 
 /// How long an expired entry is kept to answer `ExpiredToken`.
-pub const KEEP_EXPIRED: Duration = Duration::from_secs(3600);
+pub(crate) const KEEP_EXPIRED: Duration = Duration::from_secs(3600);
 
 /// One set of issued credentials. `Debug` redacts the secret and the session token.
 #[derive(Clone, PartialEq, Eq)]
@@ -42,22 +42,22 @@ impl fmt::Debug for IssuedCredentials {
 
 /// Access key id to issued credentials.
 #[derive(Debug)]
-pub struct CredentialStore {
+pub(crate) struct IssuedStore {
     /// A std `Mutex`: no `.await` happens while it is held.
     entries: Mutex<HashMap<String, IssuedCredentials>>,
     /// The bound on entries ([`MAX_ENTRIES`] outside tests).
     limit: usize,
 }
 
-impl Default for CredentialStore {
+impl Default for IssuedStore {
     fn default() -> Self {
         Self::with_limit(MAX_ENTRIES)
     }
 }
 
-impl CredentialStore {
-    pub fn with_limit(limit: usize) -> Self {
-        CredentialStore {
+impl IssuedStore {
+    pub(crate) fn with_limit(limit: usize) -> Self {
+        IssuedStore {
             entries: Mutex::new(HashMap::new()),
             limit: limit.max(1),
         }
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn long_expired_entries_should_be_evicted_and_the_store_bounded() {
-        let store = CredentialStore::with_limit(100);
+        let store = IssuedStore::with_limit(100);
         let now = SystemTime::now();
         store.insert(
             creds("OLD", now - KEEP_EXPIRED - Duration::from_secs(1)),

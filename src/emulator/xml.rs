@@ -4,7 +4,7 @@
 use http::StatusCode;
 
 /// The namespace every STS 2011-06-15 document carries.
-pub const NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+pub(crate) const NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
 /// Escapes text for an XML element or attribute value. Also drops characters XML
 /// 1.0 cannot carry at all, so that no input can make the document unparseable.
@@ -46,19 +46,19 @@ impl StsFault {
         Self::new("ValidationError", StatusCode::BAD_REQUEST, message)
     }
 
-    pub fn invalid_identity_token(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_identity_token(message: impl Into<String>) -> Self {
         Self::new("InvalidIdentityToken", StatusCode::BAD_REQUEST, message)
     }
 
-    pub fn expired_token_exception(message: impl Into<String>) -> Self {
+    pub(crate) fn expired_token_exception(message: impl Into<String>) -> Self {
         Self::new("ExpiredTokenException", StatusCode::BAD_REQUEST, message)
     }
 
-    pub fn access_denied(message: impl Into<String>) -> Self {
+    pub(crate) fn access_denied(message: impl Into<String>) -> Self {
         Self::new("AccessDenied", StatusCode::FORBIDDEN, message)
     }
 
-    pub fn invalid_client_token_id() -> Self {
+    pub(crate) fn invalid_client_token_id() -> Self {
         Self::new(
             "InvalidClientTokenId",
             StatusCode::FORBIDDEN,
@@ -66,11 +66,11 @@ impl StsFault {
         )
     }
 
-    pub fn signature_does_not_match(message: impl Into<String>) -> Self {
+    pub(crate) fn signature_does_not_match(message: impl Into<String>) -> Self {
         Self::new("SignatureDoesNotMatch", StatusCode::FORBIDDEN, message)
     }
 
-    pub fn expired_token() -> Self {
+    pub(crate) fn expired_token() -> Self {
         Self::new(
             "ExpiredToken",
             StatusCode::FORBIDDEN,
@@ -78,7 +78,7 @@ impl StsFault {
         )
     }
 
-    pub fn missing_authentication_token() -> Self {
+    pub(crate) fn missing_authentication_token() -> Self {
         Self::new(
             "MissingAuthenticationToken",
             StatusCode::FORBIDDEN,
@@ -86,15 +86,15 @@ impl StsFault {
         )
     }
 
-    pub fn incomplete_signature(message: impl Into<String>) -> Self {
+    pub(crate) fn incomplete_signature(message: impl Into<String>) -> Self {
         Self::new("IncompleteSignature", StatusCode::BAD_REQUEST, message)
     }
 
-    pub fn invalid_action(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_action(message: impl Into<String>) -> Self {
         Self::new("InvalidAction", StatusCode::BAD_REQUEST, message)
     }
 
-    pub fn too_large(limit: usize) -> Self {
+    pub(crate) fn too_large(limit: usize) -> Self {
         Self::new(
             "RequestEntityTooLarge",
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -102,7 +102,7 @@ impl StsFault {
         )
     }
 
-    pub fn method_not_allowed(method: &str) -> Self {
+    pub(crate) fn method_not_allowed(method: &str) -> Self {
         Self::new(
             "InvalidHttpMethod",
             StatusCode::METHOD_NOT_ALLOWED,
@@ -123,9 +123,9 @@ impl StsFault {
     }
 }
 
-/// Builds `<{action}Response>` around `<{action}Result>` with the given (already
-/// escaped) elements, plus `ResponseMetadata`.
-pub fn result_document(action: &str, elements: &[Element<'_>], request_id: &str) -> String {
+/// Builds `<{action}Response>` around `<{action}Result>` with the given elements
+/// (their text is escaped as it is written), plus `ResponseMetadata`.
+pub(crate) fn result_document(action: &str, elements: &[Element<'_>], request_id: &str) -> String {
     let mut body = String::new();
     for e in elements {
         e.write(&mut body, 4);
@@ -138,7 +138,7 @@ pub fn result_document(action: &str, elements: &[Element<'_>], request_id: &str)
 }
 
 /// A result element: text (escaped when written) or nested elements.
-pub enum Element<'a> {
+pub(crate) enum Element<'a> {
     Text(&'a str, String),
     Nested(&'a str, Vec<Element<'a>>),
 }

@@ -47,51 +47,48 @@ use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
 use crate::cli::InjectArgs;
-use crate::config::{RoleArn, DEFAULT_LISTEN};
+use crate::flags::{self, inject as f, FlagError, Flags, NoEnvironment, Refusal};
 use crate::Fatal;
 
 pub use pod::Problem;
 
 /// Name of the sidecar container; its presence marks a pod as already injected.
-pub const SIDECAR_NAME: &str = "irsa-proxy";
+pub(crate) const SIDECAR_NAME: &str = "irsa-proxy";
 /// Path of the binary in the image (see the Dockerfile); the exec probes run it.
-pub const BINARY_PATH: &str = "/irsa-proxy";
+pub(crate) const BINARY_PATH: &str = "/irsa-proxy";
 /// The shared `emptyDir` holding the authorization token.
-pub const SHARED_VOLUME: &str = "irsa-proxy-auth";
+pub(crate) const SHARED_VOLUME: &str = "irsa-proxy-auth";
 /// Where the shared `emptyDir` is mounted, in the sidecar and the app containers.
-pub const SHARED_DIR: &str = "/var/run/irsa-proxy";
+pub(crate) const SHARED_DIR: &str = "/var/run/irsa-proxy";
 /// The authorization token file: `serve --auth-token-file` creates it, the apps'
 /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` points at it.
-pub const AUTH_TOKEN_FILE: &str = "/var/run/irsa-proxy/auth-token";
+pub(crate) const AUTH_TOKEN_FILE: &str = "/var/run/irsa-proxy/auth-token";
 /// Our own projected token volume, used when the pod has no `aws-iam-token`.
-pub const TOKEN_VOLUME: &str = "irsa-proxy-token";
+pub(crate) const TOKEN_VOLUME: &str = "irsa-proxy-token";
 /// Where our own token volume is mounted in the sidecar.
-pub const TOKEN_DIR: &str = "/var/run/secrets/irsa-proxy/serviceaccount";
+pub(crate) const TOKEN_DIR: &str = "/var/run/secrets/irsa-proxy/serviceaccount";
 /// File name of the token inside the projected volume.
-pub const TOKEN_FILE_NAME: &str = "token";
+pub(crate) const TOKEN_FILE_NAME: &str = "token";
 /// The EKS pod-identity webhook's token volume, and where it mounts it.
-pub const WEBHOOK_VOLUME: &str = "aws-iam-token";
-pub const WEBHOOK_TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
-/// `serve`'s paths (SPEC.md §2).
-pub const CREDENTIALS_PATH: &str = "/v1/credentials";
-pub const READY_PATH: &str = "/readyz";
-pub const LIVE_PATH: &str = "/healthz";
+pub(crate) const WEBHOOK_VOLUME: &str = "aws-iam-token";
+pub(crate) const WEBHOOK_TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+/// `serve`'s paths (docs/contract.md §3).
+pub(crate) const CREDENTIALS_PATH: &str = "/v1/credentials";
+pub(crate) const READY_PATH: &str = "/readyz";
+pub(crate) const LIVE_PATH: &str = "/healthz";
 /// What to do without `--image`: no image is published, so a default would end in
 /// ImagePullBackOff.
-pub const IMAGE_HINT: &str = "no irsa-proxy image is published; build and push one from this repository (docker build -t REGISTRY/irsa-proxy:TAG . && docker push REGISTRY/irsa-proxy:TAG) and pass --image REGISTRY/irsa-proxy:TAG";
+pub(crate) const IMAGE_HINT: &str = "an image you built and pushed from this repository (none is published): docker build -t REGISTRY/irsa-proxy:TAG . && docker push REGISTRY/irsa-proxy:TAG, then --image REGISTRY/irsa-proxy:TAG";
 /// The Secret holding the pod's authorization token, emitted by default.
-pub const AUTH_SECRET: &str = "irsa-proxy-auth";
+pub(crate) const AUTH_SECRET: &str = "irsa-proxy-auth";
 /// Its key.
-pub const AUTH_SECRET_KEY: &str = "token";
+pub(crate) const AUTH_SECRET_KEY: &str = "token";
 /// The init container of `--link-local`.
-pub const LINK_LOCAL_NAME: &str = "irsa-proxy-link-local";
+pub(crate) const LINK_LOCAL_NAME: &str = "irsa-proxy-link-local";
 /// The EKS pod-identity webhook's pod annotation listing the containers it leaves alone.
-pub const SKIP_CONTAINERS: &str = "eks.amazonaws.com/skip-containers";
+pub(crate) const SKIP_CONTAINERS: &str = "eks.amazonaws.com/skip-containers";
 /// `serve`'s route with the token in the path, for RELATIVE_URI.
-pub const PATH_TOKEN_PREFIX: &str = "/v2/credentials/";
-/// Kubernetes' bounds for a projected token's `expirationSeconds`.
-pub const MIN_TOKEN_EXPIRATION: i64 = 600;
-pub const MAX_TOKEN_EXPIRATION: i64 = 1 << 32;
+pub(crate) const PATH_TOKEN_PREFIX: &str = "/v2/credentials/";
 
 /// Validated `inject` flags.
 #[derive(Debug, Clone)]
@@ -116,53 +113,71 @@ pub struct Options {
 
 impl Options {
     /// Checks every flag and reports every bad one, each on its own line.
-    pub fn from_args(args: &InjectArgs) -> Result<Options, Vec<String>> {
-        let mut errors = Vec::new();
-        if args.image.trim().is_empty() {
-            errors.push(format!(
-                "--image is required and must not be empty: {IMAGE_HINT}"
-            ));
-        }
-        if let Some(arn) = &args.role_arn {
-            if let Err(form) = RoleArn::parse(arn) {
-                errors.push(format!("--role-arn: {arn:?}: expected {form}"));
+    pub fn from_args(args: &InjectArgs) -> Result<Options, Vec<FlagError>> {
+        let mut flags = Flags::new(&NoEnvironment);
+        let not_empty = |what: &'static str| {
+            move |v: &str| {
+                if v.trim().is_empty() {
+                    Err(Refusal::new("is empty", what))
+                } else {
+                    Ok(())
+                }
             }
-        }
-        if args.port == 0 {
-            errors.push("--port: 0: expected a port in 1..=65535".to_string());
-        }
-        if args.token_audience.trim().is_empty() {
-            errors.push("--token-audience: must not be empty".to_string());
-        }
-        if !(MIN_TOKEN_EXPIRATION..=MAX_TOKEN_EXPIRATION).contains(&args.token_expiration) {
-            errors.push(format!(
-                "--token-expiration: {}: expected seconds in {MIN_TOKEN_EXPIRATION}..={MAX_TOKEN_EXPIRATION} (Kubernetes' bounds)",
-                args.token_expiration
-            ));
-        }
-        if let Some(name) = &args.auth_secret {
+        };
+        // Required: no image is published, so a default would end in
+        // ImagePullBackOff (an empty --image is the same as none).
+        let image = Some(args.image.as_str()).filter(|i| !i.trim().is_empty());
+        flags.required(
+            &f::IMAGE,
+            image,
+            IMAGE_HINT,
+            not_empty("an image reference"),
+        );
+        flags.parse(&f::ROLE_ARN, args.role_arn.as_deref(), flags::role_arn);
+        flags.parse(
+            &f::PORT,
+            Some(&args.port.to_string()),
+            flags::number_in(f::PORT_RANGE),
+        );
+        flags.parse(
+            &f::TOKEN_AUDIENCE,
+            Some(&args.token_audience),
+            not_empty("an audience such as sts.amazonaws.com"),
+        );
+        flags.parse(
+            &f::TOKEN_EXPIRATION,
+            Some(&args.token_expiration.to_string()),
+            flags::number_in(f::TOKEN_EXPIRATION_RANGE),
+        );
+        flags.parse(&f::AUTH_SECRET, args.auth_secret.as_deref(), |name| {
             let ok = (1..=253).contains(&name.len())
                 && name.bytes().all(|b| {
                     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
                 })
                 && name.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-            if !ok {
-                errors.push(format!(
-                    "--auth-secret: {name:?} is not a Secret name; expected lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
-                ));
+            if ok {
+                Ok(())
+            } else {
+                Err(Refusal::new(
+                    "is not a Secret name",
+                    "lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+                ))
             }
-        }
+        });
         for name in &args.container {
-            if name.is_empty() || name == SIDECAR_NAME {
-                errors.push(format!(
-                    "--container: {name:?}: expected the name of an app container"
-                ));
-            }
+            flags.parse(&f::CONTAINER, Some(name), |name| {
+                if name.is_empty() || name == SIDECAR_NAME {
+                    Err(Refusal::new(
+                        "is not allowed",
+                        "the name of an app container",
+                    ))
+                } else {
+                    Ok(())
+                }
+            });
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        flags.finish(|| Some(()))?;
         Ok(Options {
             image: args.image.trim().to_string(),
             role_arn: args.role_arn.clone(),
@@ -183,16 +198,14 @@ impl Options {
 
     /// `serve`'s loopback host with the chosen port.
     pub fn listen(&self) -> String {
-        let host = DEFAULT_LISTEN
-            .rsplit_once(':')
-            .map_or("127.0.0.1", |(host, _)| host);
+        let host = crate::flags::serve::DEFAULT_LISTEN.ip();
         format!("{host}:{}", self.port)
     }
 
     /// The environment every configured app container gets, in this order: the
     /// token value first, since `$(AWS_CONTAINER_AUTHORIZATION_TOKEN)` in the
     /// relative URI expands only names defined before it.
-    pub fn app_env(&self) -> Vec<Value> {
+    pub(crate) fn app_env(&self) -> Vec<Value> {
         let base = format!("http://{}", self.listen());
         let mut env = vec![
             pod::env_from_secret(
@@ -394,7 +407,7 @@ fn inject_document(
 
 /// The subcommand: read, inject, and write only if every document succeeded.
 pub async fn run(args: InjectArgs) -> Result<ExitCode, Fatal> {
-    let opts = Options::from_args(&args).map_err(Fatal::Usage)?;
+    let opts = Options::from_args(&args).map_err(Fatal::Flags)?;
     let file = args.path.as_deref().unwrap_or(&args.file);
     let (source, input) = if file == "-" {
         // A terminal on stdin means nothing was piped in: say so rather than wait.

@@ -69,16 +69,17 @@ impl AuthToken {
 
     /// The token given as a value (`IRSA_PROXY_AUTH_TOKEN`, from a Secret). It
     /// must fit both places it is presented in: a header and a URL path segment.
-    pub fn from_value(value: &str) -> Result<AuthToken, String> {
+    /// The value itself is a secret: a refusal must name only its length
+    /// ([`crate::flags::Given::Secret`]).
+    pub fn from_value(value: &str) -> Result<AuthToken, crate::flags::Refusal> {
         let v = value.trim();
         let ok = (MIN_VALUE_LEN..=MAX_LEN).contains(&v.len())
             && v.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
         if !ok {
-            // The value itself is a secret: only its length is named.
-            return Err(format!(
-                "IRSA_PROXY_AUTH_TOKEN: a value of {} characters is not allowed; expected {MIN_VALUE_LEN} to {MAX_LEN} of [A-Za-z0-9._~-] (e.g. 64 hex digits)",
-                v.len()
+            return Err(crate::flags::Refusal::new(
+                "is not allowed",
+                format!("{MIN_VALUE_LEN} to {MAX_LEN} of [A-Za-z0-9._~-] (e.g. 64 hex digits)"),
             ));
         }
         Ok(AuthToken(v.as_bytes().to_vec()))
@@ -169,7 +170,9 @@ mod tests {
     fn a_value_should_be_path_safe_and_written_over_the_file() {
         assert!(AuthToken::from_value("short").is_err());
         assert!(AuthToken::from_value(&"a b".repeat(20)).is_err());
-        let err = AuthToken::from_value(&"x/".repeat(20)).unwrap_err();
+        let err = AuthToken::from_value(&"x/".repeat(20))
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("x/x/"), "the value leaked: {err}");
         let value = "0123456789abcdef".repeat(4);
         let t = AuthToken::from_value(&value).unwrap();

@@ -21,8 +21,8 @@ use super::response::{error, json, text, Body};
 use super::AppState;
 use crate::clock::format_timestamp;
 
-pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
-pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+pub(crate) const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+pub(crate) const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const MAX_TTL: u64 = 21_600;
 
 /// Live IMDSv2 session tokens, bounded.
@@ -71,7 +71,7 @@ impl SessionTokens {
     }
 
     /// True if the token was issued here and has not expired.
-    pub fn is_valid(&self, token: &str) -> bool {
+    pub(crate) fn is_valid(&self, token: &str) -> bool {
         let t = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         t.expiry.get(token).is_some_and(|e| *e > Instant::now())
     }
@@ -90,7 +90,7 @@ impl SessionTokens {
 }
 
 /// `PUT /latest/api/token`.
-pub fn put_token(state: &AppState, headers: &HeaderMap) -> Response<Body> {
+pub(crate) fn put_token(state: &AppState, headers: &HeaderMap) -> Response<Body> {
     if headers.contains_key("x-forwarded-for") {
         return text(
             StatusCode::FORBIDDEN,
@@ -132,7 +132,7 @@ pub enum ImdsV1 {
 }
 
 impl ImdsV1 {
-    pub const ALLOWED: &'static str = "never, link-local or always";
+    pub(crate) const ALLOWED: &'static str = "never, link-local or always";
 
     pub fn parse(s: &str) -> Result<ImdsV1, &'static str> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -144,7 +144,7 @@ impl ImdsV1 {
     }
 
     /// Whether a listener bound to `local` answers IMDSv1.
-    pub fn allowed_on(self, local: std::net::IpAddr) -> bool {
+    pub(crate) fn allowed_on(self, local: std::net::IpAddr) -> bool {
         match self {
             ImdsV1::Never => false,
             ImdsV1::LinkLocal => crate::netns::is_credential_address(local),
@@ -155,7 +155,11 @@ impl ImdsV1 {
 
 /// Checks the session token of a GET. `None` means go on. `v1` says whether
 /// the listener the request came in on answers IMDSv1.
-pub fn check_token(state: &AppState, headers: &HeaderMap, v1: bool) -> Option<Response<Body>> {
+pub(crate) fn check_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    v1: bool,
+) -> Option<Response<Body>> {
     match headers.get(TOKEN_HEADER) {
         Some(v) => {
             let ok = v.to_str().is_ok_and(|t| state.imds_tokens.is_valid(t));
@@ -247,7 +251,7 @@ fn identity_document(state: &AppState, region: &str) -> String {
 }
 
 /// True for the methods IMDS answers on GET paths.
-pub fn is_read(method: &Method) -> bool {
+pub(crate) fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 

@@ -1,0 +1,100 @@
+//! A role ARN, the one noun the sidecar and the tools both need: `serve`
+//! validates `--role-arn` with it and answers with its parts, the STS emulator
+//! parses the `RoleArn` parameter with it.
+
+use std::fmt;
+
+/// A role ARN, split into the parts the endpoints need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleArn {
+    /// The ARN as given.
+    pub arn: String,
+    /// `aws`, `aws-cn`, `aws-us-gov`, ...: used for the instance-profile ARN.
+    pub partition: String,
+    /// The 12-digit account: the ECS body's `AccountId`.
+    pub account: String,
+    /// The role's name (the last path segment): the IMDS credentials path.
+    pub name: String,
+}
+
+impl RoleArn {
+    /// Parses `arn:<partition>:iam::<12 digits>:role/<path/>name`.
+    pub fn parse(s: &str) -> Result<RoleArn, String> {
+        const FORM: &str = "arn:<partition>:iam::<12-digit account>:role/<optional/path/>name";
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        if parts.len() != 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[3].is_empty() {
+            return Err(FORM.into());
+        }
+        let partition = parts[1];
+        if partition.is_empty()
+            || !partition
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(format!(
+                "{FORM} (the partition is aws, aws-cn, aws-us-gov, ...)"
+            ));
+        }
+        let account = parts[4];
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{FORM} (the account is 12 digits)"));
+        }
+        let Some(resource) = parts[5].strip_prefix("role/") else {
+            return Err(FORM.into());
+        };
+        let name = resource.rsplit('/').next().unwrap_or_default();
+        let name_ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+        let path_ok = resource[..resource.len() - name.len()]
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b));
+        if !name_ok || !path_ok || resource.len() > 576 {
+            return Err(format!("{FORM} (the name is 1-64 of [A-Za-z0-9+=,.@_-])"));
+        }
+        Ok(RoleArn {
+            arn: s.to_string(),
+            partition: partition.to_string(),
+            account: account.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for RoleArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.arn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns_should_parse_with_paths_and_partitions() {
+        let a = RoleArn::parse("arn:aws:iam::123456789012:role/app").unwrap();
+        assert_eq!(
+            (a.account.as_str(), a.name.as_str()),
+            ("123456789012", "app")
+        );
+        let a = RoleArn::parse("arn:aws-cn:iam::123456789012:role/team/x/app-role").unwrap();
+        assert_eq!(
+            (a.partition.as_str(), a.name.as_str()),
+            ("aws-cn", "app-role")
+        );
+        for bad in [
+            "",
+            "arn:aws:iam::12345678901:role/x",
+            "arn:aws:iam::123456789012:user/x",
+            "arn:aws:sts::123456789012:role/x",
+            "arn:aws:iam:us-east-1:123456789012:role/x",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:iam::123456789012:role/bad name",
+            "arn:AWS:iam::123456789012:role/x",
+        ] {
+            assert!(RoleArn::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
