@@ -24,8 +24,6 @@ use crate::sts::{AssumeRole, ClientSettings, SdkSts};
 use crate::token::watch::TokenWatcher;
 use crate::Fatal;
 
-/// SIGTERM or SIGINT: the wait every server shares (`dev` calls it from here).
-
 /// How often the token is re-read when no file event arrives.
 pub const TOKEN_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
