@@ -264,7 +264,10 @@ proptest! {
         auth_secret in proptest::option::of("[a-z0-9]([a-z0-9.-]{0,20}[a-z0-9])?"),
     ) {
         // Through clap, so that its defaults are the ones drawn against.
-        let mut argv = vec!["irsa-proxy".to_string(), "inject".to_string()];
+        // --image has no default (none is published): always given.
+        let mut argv: Vec<String> = ["irsa-proxy", "inject", "--image", "registry.example/irsa-proxy:1"]
+            .map(String::from)
+            .to_vec();
         if let Some(p) = port {
             argv.extend(["--port".into(), p.to_string()]);
         }

@@ -422,7 +422,7 @@ fn bad_input_should_be_refused_with_one_line() -> TestResult {
             "empty image",
             &deployment,
             &["--image", ""],
-            &["--image", "empty"],
+            &["--image is required", "docker build"],
         ),
         (
             "bad role",
