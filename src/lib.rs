@@ -20,7 +20,8 @@
 //! - [`emulator`] is the local STS; [`policy`] evaluates IAM trust policies for it
 //!   and for [`doctor`]; [`dev`] runs emulator, rotating token and proxy together;
 //!   [`inject`] adds the sidecar to Kubernetes manifests, whose exec probes run
-//!   [`probe`].
+//!   [`probe`]; [`webhook`] applies the same engine at pod creation, as a
+//!   mutating admission webhook.
 //! - [`duration`] and [`clock`] are small seams shared by all of the above.
 
 pub mod cli;
@@ -42,6 +43,7 @@ pub mod serve;
 pub mod server;
 pub mod sts;
 pub mod token;
+pub mod webhook;
 
 /// Why a subcommand stopped before doing its job; `main` turns it into an exit code.
 #[derive(Debug, thiserror::Error)]

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
             Command::StsEmulator(args) => irsa_proxy::emulator::run(args).await,
             Command::Doctor(args) => irsa_proxy::doctor::run(args).await,
             Command::Inject(args) => irsa_proxy::inject::run(args).await,
+            Command::Webhook(args) => irsa_proxy::webhook::run(args).await,
             Command::Probe(args) => irsa_proxy::probe::run(args).await,
             Command::LinkLocal(args) => {
                 irsa_proxy::link_local::run(args, &irsa_proxy::config::ProcessEnv).await

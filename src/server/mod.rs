@@ -10,7 +10,7 @@
 //! header is checked against DNS rebinding: only IP literals and `localhost` pass.
 
 mod auth;
-mod connections;
+pub(crate) mod connections;
 mod ecs;
 mod imds;
 mod response;
