@@ -446,6 +446,15 @@ mod tests {
     }
 
     #[test]
+    fn a_token_value_should_never_show_in_debug_output() {
+        let shown = format!(
+            "{:?}",
+            AuthTokenSource::Value("SECRET-MARKER-DO-NOT-LOG".into())
+        );
+        assert!(!shown.contains("SECRET-MARKER"), "{shown}");
+    }
+
+    #[test]
     fn updates_should_be_allowed_without_a_patch() {
         let a = review(
             &review_of(pod(json!({})), "UPDATE"),

@@ -32,6 +32,10 @@ use crate::inject::Options;
 use crate::logging::LogFormat;
 use crate::Fatal;
 
+/// How long the webhook keeps serving after SIGTERM, readiness failing: a few
+/// readiness periods (5 s in the Deployment) for the endpoint to be removed.
+const SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+
 /// Flags of `webhook`.
 #[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -228,7 +232,13 @@ async fn serve(args: ServeWebhookArgs) -> Result<ExitCode, Fatal> {
     let shutdown = async move {
         crate::serve::shutdown_signal().await;
         shutdown_state.shutting_down.store(true, Ordering::Relaxed);
-        tracing::info!("stopping: draining open reviews");
+        // Keep answering while readiness (503 now) takes the pod out of the
+        // Service's endpoints, so that the API server's next call goes to
+        // the other replica instead of a closed port.
+        tracing::info!(
+            "stopping: readiness is 503; serving {SHUTDOWN_DELAY:?} more, then draining"
+        );
+        tokio::time::sleep(SHUTDOWN_DELAY).await;
     };
     server::serve(
         listener,

@@ -39,7 +39,7 @@ use crate::server::connections::Connections;
 /// request limit, and a CREATE review carries it once, plus a little
 /// envelope; 3 MiB leaves room and still bounds the memory of a request.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-/// Largest request head.
+/// Largest request head (hyper's minimum is 8 KiB).
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -179,7 +179,7 @@ async fn accept_loop(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(state.header_timeout)
-        .max_buf_size(MAX_HEAD_BYTES.max(8192))
+        .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     loop {
         let (stream, peer) = match listener.accept().await {
