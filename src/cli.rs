@@ -44,6 +44,9 @@ pub enum Command {
     Inject(InjectArgs),
     /// Exit 0 when GET URL answers 2xx: the sidecar's exec probes, as the image has no shell or curl.
     Probe(ProbeArgs),
+    #[cfg(feature = "tools")]
+    /// Mutating admission webhook: opted-in pods get the sidecar at creation (HTTPS; `webhook certs` makes a serving certificate)
+    Webhook(crate::webhook::WebhookArgs),
     /// Add the link-local credential addresses to this network namespace's loopback interface: the pod's init step for old SDKs (needs CAP_NET_ADMIN).
     LinkLocal(LinkLocalArgs),
 }

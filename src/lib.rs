@@ -23,7 +23,8 @@
 //! - [`emulator`] is the local STS; [`policy`] evaluates IAM trust policies for it
 //!   and for [`doctor`]; [`dev`] runs emulator, rotating token and proxy together;
 //!   [`inject`] adds the sidecar to Kubernetes manifests, whose exec probes run
-//!   [`probe`].
+//!   [`probe`]; [`webhook`] applies the same engine at pod creation, as a
+//!   mutating admission webhook.
 //! - [`duration`] and [`clock`] are small seams shared by all of the above.
 //!
 //! The cargo feature `tools` (default) adds the tools: [`emulator`], [`mint`],
@@ -65,6 +66,8 @@ pub mod server;
 pub mod serving;
 pub mod sts;
 pub mod token;
+#[cfg(feature = "tools")]
+pub mod webhook;
 
 /// Why a subcommand stopped before doing its job; `main` turns it into an exit code.
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,8 @@ fn main() -> ExitCode {
             Command::Doctor(args) => irsa_proxy::doctor::run(args).await,
             #[cfg(feature = "tools")]
             Command::Inject(args) => irsa_proxy::inject::run(args).await,
+            #[cfg(feature = "tools")]
+            Command::Webhook(args) => irsa_proxy::webhook::run(args).await,
             Command::Probe(args) => irsa_proxy::probe::run(args).await,
             Command::LinkLocal(args) => {
                 irsa_proxy::link_local::run(args, &irsa_proxy::config::ProcessEnv).await

@@ -104,9 +104,10 @@ pub struct Options {
     pub token_audience: String,
     pub token_expiration: i64,
     pub strip_web_identity: bool,
-    /// The Secret with the pod's authorization token.
-    pub auth_secret: String,
-    /// Emit that Secret (with a random token) where the input lacks it.
+    /// Where the containers read the pod's authorization token.
+    pub auth_token: AuthTokenSource,
+    /// Emit the Secret of [`AuthTokenSource::Secret`] (with a random token)
+    /// where the input lacks it.
     pub emit_auth_secret: bool,
     pub link_local: bool,
 }
@@ -187,10 +188,11 @@ impl Options {
             token_audience: args.token_audience.clone(),
             token_expiration: args.token_expiration,
             strip_web_identity: args.strip_web_identity,
-            auth_secret: args
-                .auth_secret
-                .clone()
-                .unwrap_or_else(|| AUTH_SECRET.to_string()),
+            auth_token: AuthTokenSource::Secret(
+                args.auth_secret
+                    .clone()
+                    .unwrap_or_else(|| AUTH_SECRET.to_string()),
+            ),
             emit_auth_secret: args.auth_secret.is_none(),
             link_local: args.link_local,
         })
@@ -208,11 +210,7 @@ impl Options {
     pub(crate) fn app_env(&self) -> Vec<Value> {
         let base = format!("http://{}", self.listen());
         let mut env = vec![
-            pod::env_from_secret(
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-                &self.auth_secret,
-                AUTH_SECRET_KEY,
-            ),
+            self.auth_token.env("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
             pod::env_var(
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                 &format!("{base}{CREDENTIALS_PATH}"),
@@ -232,6 +230,46 @@ impl Options {
             env.push(pod::env_var("AWS_EC2_METADATA_SERVICE_ENDPOINT", &base));
         }
         env
+    }
+}
+
+/// Where every container of the pod reads the authorization token from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AuthTokenSource {
+    /// A Secret's key [`AUTH_SECRET_KEY`] (`inject`: a manifest is applied
+    /// many times and outlives any one pod, so the token lives beside it).
+    Secret(String),
+    /// The token itself as a plain env `value` (the webhook: it sees each pod
+    /// once, at creation, and a pod's spec cannot change afterwards, so every
+    /// container of the pod, restarted or not, reads the same token).
+    Value(String),
+}
+
+impl AuthTokenSource {
+    /// The Secret's name, when the token comes from one.
+    pub fn secret_name(&self) -> Option<&str> {
+        match self {
+            AuthTokenSource::Secret(name) => Some(name),
+            AuthTokenSource::Value(_) => None,
+        }
+    }
+
+    /// The env entry `name` carrying the token.
+    pub(crate) fn env(&self, name: &str) -> Value {
+        match self {
+            AuthTokenSource::Secret(secret) => pod::env_from_secret(name, secret, AUTH_SECRET_KEY),
+            AuthTokenSource::Value(token) => pod::env_var(name, token),
+        }
+    }
+}
+
+// The token is a secret: never in logs or `{:?}` output.
+impl std::fmt::Debug for AuthTokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthTokenSource::Secret(name) => f.debug_tuple("Secret").field(name).finish(),
+            AuthTokenSource::Value(_) => f.write_str("Value(...)"),
+        }
     }
 }
 
@@ -284,7 +322,10 @@ pub fn inject_documents(input: &str, opts: &Options) -> Result<String, Error> {
         .flat_map(|(_, d)| workload::objects(d))
         .filter(|o| {
             o.get("kind").and_then(Value::as_str) == Some("Secret")
-                && workload::name(o) == Some(opts.auth_secret.as_str())
+                && opts
+                    .auth_token
+                    .secret_name()
+                    .is_some_and(|s| workload::name(o) == Some(s))
         })
         .map(workload::namespace)
         .collect();
@@ -297,13 +338,10 @@ pub fn inject_documents(input: &str, opts: &Options) -> Result<String, Error> {
             problem,
         })?;
         let mut texts = Vec::new();
-        if opts.emit_auth_secret {
+        if let (true, Some(secret)) = (opts.emit_auth_secret, opts.auth_token.secret_name()) {
             for ns in injected {
                 if !have_secret.contains(&ns) {
-                    texts.push(to_text(
-                        index,
-                        &auth_secret(&opts.auth_secret, ns.as_deref()),
-                    )?);
+                    texts.push(to_text(index, &auth_secret(secret, ns.as_deref()))?);
                     have_secret.push(ns);
                 }
             }
@@ -403,6 +441,38 @@ fn inject_document(
         injected.push(at.namespace);
     }
     Ok(injected)
+}
+
+/// One pod, as JSON (the API server's object), through the same engine: the
+/// pod with the sidecar, or `None` when it already has it. The webhook's entry.
+pub fn inject_pod(
+    pod: &serde_json::Value,
+    opts: &Options,
+) -> Result<Option<serde_json::Value>, Problem> {
+    let mut doc: Value = serde_json::from_value(pod.clone())
+        .map_err(|e| Problem::NoPodSpec(format!("the pod ({e})")))?;
+    let Some(pod_map) = doc.as_mapping_mut() else {
+        return Err(Problem::NoPodSpec("the pod (not an object)".into()));
+    };
+    let Some(spec) = pod_map.get_mut("spec").and_then(Value::as_mapping_mut) else {
+        return Err(Problem::NoPodSpec("spec".into()));
+    };
+    let Some(apps) = pod::inject(spec, opts)? else {
+        return Ok(None);
+    };
+    let meta = pod_map
+        .entry("metadata".into())
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if meta.is_null() {
+        *meta = Value::Mapping(Mapping::new());
+    }
+    let Some(meta) = meta.as_mapping_mut() else {
+        return Err(Problem::NoPodSpec("metadata".into()));
+    };
+    pod::skip_for_eks_webhook(meta, &apps)?;
+    serde_json::to_value(&doc)
+        .map(Some)
+        .map_err(|e| Problem::NoPodSpec(format!("the pod ({e})")))
 }
 
 /// The subcommand: read, inject, and write only if every document succeeded.

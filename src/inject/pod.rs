@@ -11,9 +11,8 @@ use serde_norway::{Mapping, Value};
 
 use super::{Options, TokenSource};
 use super::{
-    AUTH_SECRET_KEY, AUTH_TOKEN_FILE, BINARY_PATH, LINK_LOCAL_NAME, SHARED_DIR, SHARED_VOLUME,
-    SIDECAR_NAME, SKIP_CONTAINERS, TOKEN_DIR, TOKEN_FILE_NAME, TOKEN_VOLUME, WEBHOOK_TOKEN_DIR,
-    WEBHOOK_VOLUME,
+    AUTH_TOKEN_FILE, BINARY_PATH, LINK_LOCAL_NAME, SHARED_DIR, SHARED_VOLUME, SIDECAR_NAME,
+    SKIP_CONTAINERS, TOKEN_DIR, TOKEN_FILE_NAME, TOKEN_VOLUME, WEBHOOK_TOKEN_DIR, WEBHOOK_VOLUME,
 };
 use crate::link_local::DEFAULT_ADDRESSES;
 
@@ -438,13 +437,9 @@ fn sidecar(opts: &Options, token: &TokenSource, inherited: Vec<Value>) -> Value 
         format!("--token-file={}", token.path()).into(),
     ]);
     c.insert("args".into(), Value::Sequence(args));
-    // The token as a value, from the same Secret as the apps' (no flag: a
-    // secret in args would show in the process list and the pod spec).
-    let mut env = vec![env_from_secret(
-        "IRSA_PROXY_AUTH_TOKEN",
-        &opts.auth_secret,
-        AUTH_SECRET_KEY,
-    )];
+    // The token as a value, from the same source as the apps' (no flag: a
+    // secret in args would show in the process list).
+    let mut env = vec![opts.auth_token.env("IRSA_PROXY_AUTH_TOKEN")];
     env.extend(inherited);
     c.insert("env".into(), Value::Sequence(env));
     c.insert(

@@ -22,7 +22,7 @@
 //! [`shutdown_signal`] is the wait for SIGTERM or SIGINT that the subcommands
 //! pass as `shutdown`.
 
-mod connections;
+pub(crate) mod connections;
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};

@@ -1,0 +1,151 @@
+//! `irsa-proxy webhook certs`: a serving certificate for clusters without
+//! cert-manager.
+//!
+//! Makes a new CA (its key is never written: nothing else is ever signed with
+//! it, and a new run makes a new one) and a serving certificate signed by it
+//! for the Service's DNS names, then prints a `kubernetes.io/tls` Secret
+//! (`tls.crt`, `tls.key`, `ca.crt`) as YAML, preceded by the `kubectl patch`
+//! command that puts the CA into the `MutatingWebhookConfiguration`'s
+//! `caBundle` (a YAML comment, so the output applies as it is).
+
+use std::process::ExitCode;
+
+use clap::Args;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+use crate::Fatal;
+
+/// Flags of `webhook certs`.
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// The webhook's Service name
+    #[arg(long, value_name = "NAME", default_value = "irsa-proxy-webhook")]
+    pub service: String,
+
+    /// The webhook's namespace
+    #[arg(long, value_name = "NS", default_value = "irsa-proxy-system")]
+    pub namespace: String,
+
+    /// Name of the Secret to print (the Deployment mounts this one)
+    #[arg(long, value_name = "NAME", default_value = "irsa-proxy-webhook-tls")]
+    pub secret: String,
+
+    /// The MutatingWebhookConfiguration whose caBundle the patch sets
+    #[arg(long, value_name = "NAME", default_value = "irsa-proxy-webhook")]
+    pub configuration: String,
+
+    /// Validity of the certificates in days, 1..=3650
+    #[arg(long, value_name = "DAYS", default_value_t = 365)]
+    pub days: u32,
+}
+
+/// Webhook entries in k8s/webhook/mutatingwebhookconfiguration.yaml.
+const WEBHOOK_ENTRIES: usize = 2;
+
+fn dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+pub fn run(args: &CertsArgs) -> Result<ExitCode, Fatal> {
+    let mut errors = Vec::new();
+    for (flag, v) in [
+        ("--service", &args.service),
+        ("--namespace", &args.namespace),
+        ("--secret", &args.secret),
+        ("--configuration", &args.configuration),
+    ] {
+        if !dns_label(v) {
+            errors.push(format!(
+                "{flag}: {v:?}: expected a DNS label (lowercase letters, digits and '-', at most 63)"
+            ));
+        }
+    }
+    if !(1..=3650).contains(&args.days) {
+        errors.push(format!("--days: {}: expected 1..=3650", args.days));
+    }
+    if !errors.is_empty() {
+        return Err(Fatal::Usage(errors.join("\n")));
+    }
+    let out = generate(args).map_err(|e| Fatal::Runtime(format!("certificates: {e}")))?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validity(params: &mut CertificateParams, days: u32) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Backdated by an hour for clocks a little behind ours.
+    let start = now.saturating_sub(3600);
+    let end = now + u64::from(days) * 86400;
+    let at = |secs: u64| rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(secs);
+    params.not_before = at(start);
+    params.not_after = at(end);
+}
+
+/// The Secret and the patch command, as text.
+pub fn generate(args: &CertsArgs) -> Result<String, rcgen::Error> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!("irsa-proxy webhook CA {}/{}", args.namespace, args.service),
+    );
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut ca_params, args.days);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+    let (svc, ns) = (&args.service, &args.namespace);
+    let names = vec![
+        svc.clone(),
+        format!("{svc}.{ns}"),
+        format!("{svc}.{ns}.svc"),
+        format!("{svc}.{ns}.svc.cluster.local"),
+    ];
+    let mut params = CertificateParams::new(names)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{svc}.{ns}.svc"));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, args.days);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca)?;
+
+    let ca_pem = ca.pem();
+    let ca_bundle = b64(&ca_pem);
+    let ops: Vec<String> = (0..WEBHOOK_ENTRIES)
+        .map(|i| {
+            format!(
+                r#"{{"op":"add","path":"/webhooks/{i}/clientConfig/caBundle","value":"{ca_bundle}"}}"#
+            )
+        })
+        .collect();
+    Ok(format!(
+        "# Serving certificate for {svc}.{ns}.svc, valid {days} days, from a new CA whose key was not kept.\n\
+         # Apply this Secret, then put the CA into the webhook configuration:\n\
+         #   kubectl patch mutatingwebhookconfiguration {conf} --type=json -p '[{ops}]'\n\
+         apiVersion: v1\n\
+         kind: Secret\n\
+         type: kubernetes.io/tls\n\
+         metadata:\n  name: {secret}\n  namespace: {ns}\n\
+         data:\n  tls.crt: {crt}\n  tls.key: {key}\n  ca.crt: {ca_bundle}\n",
+        days = args.days,
+        conf = args.configuration,
+        ops = ops.join(","),
+        secret = args.secret,
+        crt = b64(&cert.pem()),
+        key = b64(&key.serialize_pem()),
+    ))
+}

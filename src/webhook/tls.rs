@@ -1,0 +1,153 @@
+//! The serving certificate, reloaded when its files change.
+//!
+//! cert-manager renews the certificate into a Secret, and kubelet updates the
+//! Secret volume by writing a new timestamped directory and swapping the
+//! `..data` symlink, so both files change at once. A timer re-reads the files'
+//! identity (device, inode, size, mtime, through the symlinks) every
+//! [`RELOAD_EVERY`]: cheap, and right for every way the files can change
+//! (symlink swap, rename, write in place) without a watcher to keep alive. On a
+//! change the pair is parsed and checked (the key must match the certificate);
+//! only then is it swapped in, atomically, for the next handshake. Handshakes in
+//! flight and open connections keep the certificate they started with, so no
+//! request fails across a rotation. A pair that does not load (the key written
+//! before the certificate, by a writer that does not swap) keeps the old one
+//! and is tried again at the next tick.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// How often the files are checked for a change.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// What identifies the content of one file without reading it.
+type Stamp = Option<(u64, u64, u64, SystemTime)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    // metadata() follows symlinks: a `..data` swap changes the inode seen here.
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.len(), m.modified().ok()?))
+}
+
+/// The certificate and key files, and the pair last loaded from them.
+pub struct Reloading {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<CertifiedKey>,
+    /// The files' stamps when `current` was loaded. A std Mutex: only the
+    /// reload timer takes it, never across an `.await`.
+    loaded: Mutex<(Stamp, Stamp)>,
+}
+
+impl std::fmt::Debug for Reloading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloading")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reloading {
+    /// Loads the pair once; an error names the file and what is wrong.
+    pub fn load(
+        cert_file: PathBuf,
+        key_file: PathBuf,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Reloading, String> {
+        let stamps = (stamp(&cert_file), stamp(&key_file));
+        let pair = load_pair(&cert_file, &key_file, &provider)?;
+        Ok(Reloading {
+            cert_file,
+            key_file,
+            provider,
+            current: ArcSwap::from_pointee(pair),
+            loaded: Mutex::new(stamps),
+        })
+    }
+
+    /// Reloads when either file changed: `Ok(true)` when a new pair was swapped
+    /// in, `Err` (with the old pair kept) when the new files do not load.
+    pub fn reload_if_changed(&self) -> Result<bool, String> {
+        let now = (stamp(&self.cert_file), stamp(&self.key_file));
+        let mut loaded = self
+            .loaded
+            .lock()
+            .map_err(|_| "certificate reload state poisoned".to_string())?;
+        if *loaded == now {
+            return Ok(false);
+        }
+        let pair = load_pair(&self.cert_file, &self.key_file, &self.provider)?;
+        self.current.store(Arc::new(pair));
+        *loaded = now;
+        Ok(true)
+    }
+}
+
+impl ResolvesServerCert for Reloading {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn load_pair(
+    cert_file: &Path,
+    key_file: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, String> {
+    let cert_pem = std::fs::read(cert_file)
+        .map_err(|e| format!("--tls-cert-file: {}: cannot read: {e}", cert_file.display()))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            format!(
+                "--tls-cert-file: {}: not PEM certificates: {e}",
+                cert_file.display()
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(format!(
+            "--tls-cert-file: {}: no CERTIFICATE block; expected a PEM certificate chain",
+            cert_file.display()
+        ));
+    }
+    let key_pem = std::fs::read(key_file)
+        .map_err(|e| format!("--tls-key-file: {}: cannot read: {e}", key_file.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        format!(
+            "--tls-key-file: {}: no usable private key ({e}); expected PEM PKCS#8, PKCS#1 or SEC1",
+            key_file.display()
+        )
+    })?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+        format!(
+            "--tls-key-file: {}: does not fit --tls-cert-file {}: {e}",
+            key_file.display(),
+            cert_file.display()
+        )
+    })
+}
+
+/// The rustls server configuration: TLS 1.2 and 1.3 from aws-lc-rs, HTTP/1.1
+/// (the API server falls back to it), certificates from `resolver`.
+pub fn server_config(
+    resolver: Arc<Reloading>,
+    provider: Arc<CryptoProvider>,
+) -> Result<rustls::ServerConfig, String> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
