@@ -370,7 +370,7 @@ mod tests {
             #[command(flatten)]
             a: InjectArgs,
         }
-        P::parse_from(["x"]).a
+        P::parse_from(["x", "--image", "registry.example/irsa-proxy:1"]).a
     }
 
     fn review_of(pod: Json, operation: &str) -> Vec<u8> {
