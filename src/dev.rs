@@ -356,6 +356,44 @@ mod tests {
         assert!(validate(&args()).is_ok());
     }
 
+    proptest::proptest! {
+        /// Issue 10's class of defect, for dev: whatever legal values are given
+        /// (through clap, so its defaults fill the rest), nothing is refused;
+        /// one value out of range is refused naming only that value.
+        #[test]
+        fn legal_ttls_should_be_accepted_whatever_the_defaults(
+            credential in proptest::option::of(30u64..=43_200),
+            token in proptest::option::of(20u64..=86_400),
+            out_of_range in proptest::option::of(43_201u64..=10_000_000),
+        ) {
+            use clap::Parser;
+            let mut argv = vec!["irsa-proxy".to_string(), "dev".to_string()];
+            if let Some(c) = credential {
+                argv.extend(["--credential-ttl".into(), format!("{c}s")]);
+            }
+            if let Some(t) = token {
+                argv.extend(["--token-ttl".into(), format!("{t}s")]);
+            }
+            let parse = |argv: &[String]| match crate::cli::Cli::try_parse_from(argv) {
+                Ok(crate::cli::Cli { command: crate::cli::Command::Dev(a) }) => a,
+                other => panic!("clap: {other:?}"),
+            };
+            proptest::prop_assert!(validate(&parse(&argv)).is_ok(), "{argv:?}");
+            if let Some(bad) = out_of_range {
+                let mut argv = vec!["irsa-proxy".to_string(), "dev".to_string()];
+                if let Some(t) = token {
+                    argv.extend(["--token-ttl".into(), format!("{t}s")]);
+                }
+                argv.extend(["--credential-ttl".into(), format!("{bad}s")]);
+                let errors = validate(&parse(&argv)).err().unwrap_or_default();
+                proptest::prop_assert_eq!(errors.len(), 1, "{:?}", errors);
+                let line = errors[0].to_string();
+                proptest::prop_assert!(line.starts_with("--credential-ttl: "), "{}", line);
+                proptest::prop_assert!(line.contains(&format!("{bad}s")), "{}", line);
+            }
+        }
+    }
+
     #[test]
     fn short_ttls_and_bad_values_should_be_named() {
         let mut a = args();

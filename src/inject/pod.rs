@@ -42,6 +42,8 @@ pub enum Problem {
     UnnamedContainer(&'static str, usize),
     #[error("{0} is not a list")]
     NotAList(String),
+    #[error("{0} is not a mapping")]
+    NotAMapping(String),
     #[error("container {container:?} already uses port {port}; choose another --port")]
     PortInUse { container: String, port: u16 },
     #[error("container {0:?} uses port 80, which --link-local needs on 169.254.170.2 and 169.254.169.254 in the pod's network namespace; move the app off port 80 or inject without --link-local")]
@@ -180,15 +182,7 @@ pub(crate) fn skip_for_eks_webhook(meta: &mut Mapping, apps: &[String]) -> Resul
     if apps.is_empty() {
         return Ok(());
     }
-    let slot = meta
-        .entry("annotations".into())
-        .or_insert_with(|| Value::Mapping(Mapping::new()));
-    if slot.is_null() {
-        *slot = Value::Mapping(Mapping::new());
-    }
-    let annotations = slot
-        .as_mapping_mut()
-        .ok_or_else(|| Problem::NotAList("metadata.annotations (a mapping)".into()))?;
+    let annotations = mapping_mut(meta, "annotations", "metadata.annotations")?;
     let mut names: Vec<String> = annotations
         .get(SKIP_CONTAINERS)
         .and_then(Value::as_str)
@@ -272,15 +266,7 @@ fn link_local_container(opts: &Options) -> Value {
 /// Sets the pod sysctl that lets the non-root sidecar bind port 80, unless the
 /// pod already allows it.
 fn allow_port_80(spec: &mut Mapping) -> Result<(), Problem> {
-    let slot = spec
-        .entry("securityContext".into())
-        .or_insert_with(|| Value::Mapping(Mapping::new()));
-    if slot.is_null() {
-        *slot = Value::Mapping(Mapping::new());
-    }
-    let ctx = slot
-        .as_mapping_mut()
-        .ok_or_else(|| Problem::NotAList("securityContext (a mapping)".into()))?;
+    let ctx = mapping_mut(spec, "securityContext", "securityContext")?;
     let sysctls = seq_mut(ctx, "sysctls")?;
     let wanted: Value = map([
         ("name", UNPRIVILEGED_PORT_SYSCTL.into()),
@@ -611,6 +597,19 @@ fn env_entries(c: &Mapping) -> impl Iterator<Item = &Value> {
         .and_then(Value::as_sequence)
         .into_iter()
         .flatten()
+}
+
+/// The mapping at `key`, created (or replacing an explicit null) when absent;
+/// `what` names it when it is something else.
+fn mapping_mut<'a>(m: &'a mut Mapping, key: &str, what: &str) -> Result<&'a mut Mapping, Problem> {
+    let slot = m
+        .entry(key.into())
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if slot.is_null() {
+        *slot = Value::Mapping(Mapping::new());
+    }
+    slot.as_mapping_mut()
+        .ok_or_else(|| Problem::NotAMapping(what.to_string()))
 }
 
 /// The list at `key`, created (or replacing an explicit null) when absent.
