@@ -16,38 +16,42 @@ use crate::Fatal;
 
 /// The subcommand: check every flag, then print one signed token.
 pub async fn run(args: MintArgs) -> Result<ExitCode, Fatal> {
-    let mut errors = Vec::new();
-    let ttl = parse_duration(&args.ttl)
-        .map_err(|allowed| format!("--ttl: {:?}: expected {allowed}", args.ttl))
-        .and_then(|d| {
-            if d.is_zero() {
-                Err(format!("--ttl: {:?}: must be more than 0s", args.ttl))
-            } else {
-                Ok(d)
-            }
-        });
-    let issuer = std::fs::read(&args.issuer_key)
-        .map_err(|e| {
-            format!(
-                "--issuer-key: {}: cannot read: {e}",
-                args.issuer_key.display()
+    use crate::flags::{Flag, Flags, NoEnvironment, Refusal};
+    const TTL: Flag = Flag::bare("--ttl");
+    const ISSUER_KEY: Flag = Flag::bare("--issuer-key");
+    const SUB: Flag = Flag::bare("--sub");
+
+    let mut f = Flags::new(&NoEnvironment);
+    let ttl = f.parse(&TTL, Some(&args.ttl), |v| {
+        let d = parse_duration(v).map_err(|forms| Refusal::new("is not a duration", forms))?;
+        if d.is_zero() {
+            Err(Refusal::new("is zero", "a duration of 1s or more"))
+        } else {
+            Ok(d)
+        }
+    });
+    let key_path = args.issuer_key.display().to_string();
+    let issuer = f.parse(&ISSUER_KEY, Some(&key_path), |_| {
+        let pem = std::fs::read(&args.issuer_key)
+            .map_err(|e| Refusal::new(format!("cannot be read ({e})"), "a readable file"))?;
+        Issuer::from_private_key_pem(args.issuer.clone(), &pem).map_err(|e| {
+            Refusal::new(
+                format!("is not usable: {e}"),
+                "a PEM private key (PKCS#8, or PKCS#1 RSA)",
             )
         })
-        .and_then(|pem| {
-            Issuer::from_private_key_pem(args.issuer.clone(), &pem)
-                .map_err(|e| format!("--issuer-key: {}: {e}", args.issuer_key.display()))
-        });
-    if args.sub.trim().is_empty() {
-        errors.push("--sub: must not be empty".to_string());
-    }
-    let (ttl, issuer) = match (ttl, issuer) {
-        (Ok(ttl), Ok(issuer)) if errors.is_empty() => (ttl, issuer),
-        (ttl, issuer) => {
-            errors.extend(ttl.err());
-            errors.extend(issuer.err());
-            return Err(Fatal::Usage(errors.join("\n")));
+    });
+    f.parse(&SUB, Some(&args.sub), |v| {
+        if v.trim().is_empty() {
+            Err(Refusal::new(
+                "is empty",
+                "a subject such as system:serviceaccount:NS:SA",
+            ))
+        } else {
+            Ok(())
         }
-    };
+    });
+    let (ttl, issuer) = f.finish(|| Some((ttl?, issuer?))).map_err(Fatal::Flags)?;
     let now = unix_seconds(SystemTime::now());
     let exp = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
     let token = issuer

@@ -915,7 +915,7 @@ fn mint_should_name_every_bad_flag_at_once() {
     assert_eq!(stderr.lines().count(), 2, "{stderr}");
     assert!(stderr.contains("--ttl: \"soon\""), "{stderr}");
     assert!(
-        stderr.contains("--issuer-key: /nonexistent/key.pem: cannot read"),
+        stderr.contains("--issuer-key: \"/nonexistent/key.pem\" cannot be read"),
         "{stderr}"
     );
 }
