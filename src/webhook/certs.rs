@@ -54,25 +54,37 @@ fn dns_label(s: &str) -> bool {
 }
 
 pub fn run(args: &CertsArgs) -> Result<ExitCode, Fatal> {
-    let mut errors = Vec::new();
-    for (flag, v) in [
-        ("--service", &args.service),
-        ("--namespace", &args.namespace),
-        ("--secret", &args.secret),
-        ("--configuration", &args.configuration),
-    ] {
-        if !dns_label(v) {
-            errors.push(format!(
-                "{flag}: {v:?}: expected a DNS label (lowercase letters, digits and '-', at most 63)"
-            ));
-        }
+    use crate::flags::{self, Flag, Flags, NoEnvironment, Refusal};
+    const NAMES: [Flag; 4] = [
+        Flag::bare("--service"),
+        Flag::bare("--namespace"),
+        Flag::bare("--secret"),
+        Flag::bare("--configuration"),
+    ];
+    let mut f = Flags::new(&NoEnvironment);
+    for (flag, v) in NAMES.iter().zip([
+        &args.service,
+        &args.namespace,
+        &args.secret,
+        &args.configuration,
+    ]) {
+        f.parse(flag, Some(v), |v| {
+            if dns_label(v) {
+                Ok(())
+            } else {
+                Err(Refusal::new(
+                    "is not a DNS label",
+                    "lowercase letters, digits and '-', at most 63",
+                ))
+            }
+        });
     }
-    if !(1..=3650).contains(&args.days) {
-        errors.push(format!("--days: {}: expected 1..=3650", args.days));
-    }
-    if !errors.is_empty() {
-        return Err(Fatal::Usage(errors.join("\n")));
-    }
+    f.parse(
+        &Flag::bare("--days"),
+        Some(&args.days.to_string()),
+        flags::number_in(1u32..=3650),
+    );
+    f.finish(|| Some(())).map_err(Fatal::Flags)?;
     let out = generate(args).map_err(|e| Fatal::Runtime(format!("certificates: {e}")))?;
     print!("{out}");
     Ok(ExitCode::SUCCESS)
