@@ -599,28 +599,27 @@ fn env_entries(c: &Mapping) -> impl Iterator<Item = &Value> {
         .flatten()
 }
 
-/// The mapping at `key`, created (or replacing an explicit null) when absent;
-/// `what` names it when it is something else.
-fn mapping_mut<'a>(m: &'a mut Mapping, key: &str, what: &str) -> Result<&'a mut Mapping, Problem> {
-    let slot = m
-        .entry(key.into())
-        .or_insert_with(|| Value::Mapping(Mapping::new()));
+/// The value at `key`, set to `empty()` when absent or an explicit null.
+fn slot_mut<'a>(m: &'a mut Mapping, key: &str, empty: fn() -> Value) -> &'a mut Value {
+    let slot = m.entry(key.into()).or_insert_with(empty);
     if slot.is_null() {
-        *slot = Value::Mapping(Mapping::new());
+        *slot = empty();
     }
-    slot.as_mapping_mut()
+    slot
+}
+
+/// The mapping at `key`, created when absent; `what` names it when it is
+/// something else.
+fn mapping_mut<'a>(m: &'a mut Mapping, key: &str, what: &str) -> Result<&'a mut Mapping, Problem> {
+    slot_mut(m, key, || Value::Mapping(Mapping::new()))
+        .as_mapping_mut()
         .ok_or_else(|| Problem::NotAMapping(what.to_string()))
 }
 
-/// The list at `key`, created (or replacing an explicit null) when absent.
+/// The list at `key`, created when absent.
 fn seq_mut<'a>(m: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>, Problem> {
-    let slot = m
-        .entry(key.into())
-        .or_insert_with(|| Value::Sequence(Vec::new()));
-    if slot.is_null() {
-        *slot = Value::Sequence(Vec::new());
-    }
-    slot.as_sequence_mut()
+    slot_mut(m, key, || Value::Sequence(Vec::new()))
+        .as_sequence_mut()
         .ok_or_else(|| Problem::NotAList(key.into()))
 }
 
