@@ -11,7 +11,8 @@
 //! as a value) gets credentials. The pod-runner tests need root, as in
 //! tests/legacy.rs.
 
-use std::io::Read;
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
+use common::podrunner::{client_argv, describe_pod, require_root};
 use http_body_util::{BodyExt, Full};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -31,8 +33,6 @@ use serde_json::{json, Value};
 const BIN: &str = env!("CARGO_BIN_EXE_irsa-proxy");
 const HOST: &str = "irsa-proxy-webhook.irsa-proxy-system.svc";
 const ROLE: &str = "arn:aws:iam::111122223333:role/legacy-app";
-const IMAGE: &str = "ghcr.io/irsa-proxy/irsa-proxy:0.1.0";
-const POD_STS_PORT: u16 = 9912;
 const KUBERNETES_VERSION: &str = "1.33.0";
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -359,105 +359,21 @@ fn kubernetes_validate(path: &Path) {
 // ---------------------------------------------------------------------------
 // The pod runner (as tests/legacy.rs)
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "the pod-runner tests run as root (CI does)");
-}
-
-fn run(mut cmd: Command, limit: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stdout.read_to_end(&mut b);
-        b
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stderr.read_to_end(&mut b);
-        b
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            break child.wait().expect("wait");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    }
-}
-
-/// Runs the manifests with the STS emulator in the pod's namespace; each app
-/// container runs an old SDK client. Returns the report and the app logs.
+/// Runs the manifests in the pod runner (`tests/common/podrunner.rs`), each
+/// app container running an old SDK client. Returns the report and a context
+/// for assertion messages (the output and every app log).
 fn run_pod(
     manifests: &[&Path],
     apps: &[(&str, &str)],
     extra: &[&str],
     work: &Path,
 ) -> (Output, String) {
-    let mut c = Command::new("python3");
-    c.arg(root().join("tests/podrunner/podrunner.py"));
-    for m in manifests {
-        c.arg("--manifest").arg(m);
-    }
-    let service = json!([
-        BIN,
-        "sts-emulator",
-        "--listen",
-        format!("127.0.0.1:{POD_STS_PORT}"),
-        "--issuer-key",
-        "{issuer_public_key}",
-        "--credential-ttl",
-        "15m"
-    ]);
-    c.args(["--binary", &format!("/irsa-proxy={BIN}")])
-        .args(["--image", &format!("{IMAGE}=[\"/irsa-proxy\",\"serve\"]")])
-        .args(["--service", &service.to_string()])
-        .args(["--service-wait-port", &POD_STS_PORT.to_string()])
-        .args([
-            "--env",
-            &format!("irsa-proxy=AWS_ENDPOINT_URL_STS=http://127.0.0.1:{POD_STS_PORT}"),
-        ])
-        .args(["--env", "irsa-proxy=AWS_REGION=us-east-1"])
-        .args(["--timeout", "120", "--keep", "--workdir"])
-        .arg(work)
-        .args(extra);
-    let run_client = root().join("tests/legacy/run-client").display().to_string();
-    for (name, client) in apps {
-        c.args([
-            "--replace-command",
-            &format!("{name}={}", json!([run_client, client])),
-        ]);
-        c.args([
-            "--env",
-            &format!("{name}=IRSA_TEST_STS_ENDPOINT=http://127.0.0.1:{POD_STS_PORT}"),
-        ]);
-    }
-    let out = run(c, Duration::from_secs(150));
-    let mut context = format!(
-        "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for (name, _) in apps {
-        let log = std::fs::read_to_string(work.join("logs").join(format!("{name}.log")))
-            .unwrap_or_default();
-        context.push_str(&format!("\n--- {name}.log\n{log}"));
-    }
+    let apps: Vec<(&str, Vec<String>)> = apps
+        .iter()
+        .map(|(name, client)| (*name, client_argv(client)))
+        .collect();
+    let (out, logs) = common::podrunner::run_pod(manifests, &apps, extra, work);
+    let context = describe_pod(&out, &logs);
     (out, context)
 }
 

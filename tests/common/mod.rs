@@ -6,6 +6,7 @@
 pub mod fake_sts;
 pub mod http;
 pub mod kubelet;
+pub mod podrunner;
 pub mod proxy;
 
 #[allow(unused_imports)]
