@@ -135,28 +135,12 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<Option<Vec<St
     if opts.classic {
         seq_mut(spec, "containers")?.push(sidecar);
     } else {
-        if !spec.contains_key("initContainers") {
-            insert_before(
-                spec,
-                "initContainers",
-                Value::Sequence(Vec::new()),
-                "containers",
-            );
-        }
         // First, so that regular init containers after it can use credentials too.
-        seq_mut(spec, "initContainers")?.insert(0, sidecar);
+        init_first(spec, sidecar)?;
     }
     if opts.link_local {
         // Before the sidecar, which binds the addresses it adds.
-        if !spec.contains_key("initContainers") {
-            insert_before(
-                spec,
-                "initContainers",
-                Value::Sequence(Vec::new()),
-                "containers",
-            );
-        }
-        seq_mut(spec, "initContainers")?.insert(0, link_local_container(opts));
+        init_first(spec, link_local_container(opts))?;
         allow_port_80(spec)?;
     }
     let volumes = seq_mut(spec, "volumes")?;
@@ -621,6 +605,21 @@ fn seq_mut<'a>(m: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>, Prob
     slot_mut(m, key, || Value::Sequence(Vec::new()))
         .as_sequence_mut()
         .ok_or_else(|| Problem::NotAList(key.into()))
+}
+
+/// Puts `container` first in `initContainers`, creating the list (just before
+/// `containers`, where people write it) when the pod has none.
+fn init_first(spec: &mut Mapping, container: Value) -> Result<(), Problem> {
+    if !spec.contains_key("initContainers") {
+        insert_before(
+            spec,
+            "initContainers",
+            Value::Sequence(Vec::new()),
+            "containers",
+        );
+    }
+    seq_mut(spec, "initContainers")?.insert(0, container);
+    Ok(())
 }
 
 /// Inserts `key` just before `before` (or at the end when `before` is absent),
