@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// Open connections at most; at the limit the longest-idle one is closed to admit a new one, 8..65536 [env: IRSA_PROXY_MAX_CONNECTIONS] [default: 1024]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<String>,
+
+    /// Print the STS endpoint that would be called, through which proxy and with which trust roots (from --region, --sts-endpoint and HTTPS_PROXY, NO_PROXY, AWS_CA_BUNDLE, AWS_USE_FIPS_ENDPOINT, AWS_USE_DUALSTACK_ENDPOINT, AWS_STS_REGIONAL_ENDPOINTS), then exit; calls nothing
+    #[arg(long)]
+    pub print_endpoint: bool,
 }
 
 /// Flags of `dev`.
@@ -195,6 +199,14 @@ pub struct EmulatorArgs {
     /// Log format: text or json
     #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
     pub log_format: String,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key-file); reloaded when the file changes
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert-file
+    #[arg(long, value_name = "PEM")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// Flags of `mint`.

@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
+use crate::egress::EgressSettings;
 use crate::flags::{self, serve as f, FlagError, Flags, Given, Refusal};
 use crate::logging::LogFormat;
 use crate::server::{AuthToken, ImdsV1};
+use crate::sts::ClientSettings;
 
 pub use crate::arn::RoleArn;
 pub use crate::flags::{Environment, ProcessEnv};
@@ -34,6 +36,8 @@ pub struct Config {
     /// makes the IMDS region documents answer 404.
     pub region: Option<String>,
     pub sts_endpoint: Option<String>,
+    /// Proxy, trust roots and endpoint variants, from the standard variables.
+    pub egress: EgressSettings,
     pub listen: Vec<SocketAddr>,
     pub duration: Duration,
     pub refresh_before: Duration,
@@ -59,6 +63,7 @@ impl Config {
             session_name: default_session_name(),
             region: None,
             sts_endpoint: None,
+            egress: EgressSettings::default(),
             listen: vec![f::DEFAULT_LISTEN],
             duration: f::DEFAULT_DURATION,
             refresh_before: f::DEFAULT_REFRESH_BEFORE,
@@ -96,9 +101,7 @@ impl Config {
         let session_name = flags
             .raw(&f::SESSION_NAME, args.session_name.as_deref())
             .map_or_else(default_session_name, |(v, _)| sanitize_session_name(&v));
-        let region = flags.parse(&f::REGION, args.region.as_deref(), region);
-        let sts_endpoint =
-            flags.parse(&f::STS_ENDPOINT, args.sts_endpoint.as_deref(), sts_endpoint);
+        let (region, sts_endpoint, egress) = way_to_sts(&mut flags, args);
 
         let allow_non_loopback = args.allow_non_loopback
             || flags.parse_or(&f::ALLOW_NON_LOOPBACK, None, false, flags::boolean);
@@ -209,6 +212,7 @@ impl Config {
                 session_name,
                 region,
                 sts_endpoint,
+                egress,
                 listen,
                 duration,
                 refresh_before,
@@ -223,6 +227,40 @@ impl Config {
             })
         })
     }
+
+    /// The settings of the STS client.
+    pub fn client_settings(&self) -> ClientSettings {
+        ClientSettings {
+            region: self.region.clone(),
+            endpoint: self.sts_endpoint.clone(),
+            egress: self.egress.clone(),
+        }
+    }
+}
+
+/// Only what decides the way to STS, for `serve --print-endpoint`: no role or
+/// token needed.
+pub fn client_settings_from_args(
+    args: &ServeArgs,
+    env: &dyn Environment,
+) -> Result<ClientSettings, Vec<FlagError>> {
+    let mut flags = Flags::new(env);
+    let (region, endpoint, egress) = way_to_sts(&mut flags, args);
+    flags.finish(|| {
+        Some(ClientSettings {
+            region,
+            endpoint,
+            egress,
+        })
+    })
+}
+
+type WayToSts = (Option<String>, Option<String>, EgressSettings);
+
+fn way_to_sts(flags: &mut Flags<'_>, args: &ServeArgs) -> WayToSts {
+    let region = flags.parse(&f::REGION, args.region.as_deref(), region);
+    let sts_endpoint = flags.parse(&f::STS_ENDPOINT, args.sts_endpoint.as_deref(), sts_endpoint);
+    (region, sts_endpoint, EgressSettings::from_env(flags))
 }
 
 /// `--listen`, repeated, or `IRSA_PROXY_LISTEN`, comma-separated.

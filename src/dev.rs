@@ -20,7 +20,6 @@ use crate::emulator::{self, EmulatorSettings, Issuer, ServiceAccountToken};
 use crate::flags::{self, dev as f, FlagError, Flags, NoEnvironment, Refusal};
 use crate::logging::LogFormat;
 use crate::serve;
-use crate::sts::{ClientSettings, SdkSts};
 use crate::token::projected::ProjectedTokenDir;
 use crate::Fatal;
 
@@ -147,11 +146,10 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     config.duration = s.credential_ttl.max(Duration::from_secs(900));
     config.refresh_before = Duration::from_secs(1800).min(config.duration / 2);
     config.log_format = s.log_format;
-    let client = SdkSts::new(&ClientSettings {
-        region: config.region.clone(),
-        endpoint: config.sts_endpoint.clone(),
-    })
-    .await;
+    // The emulator is in this process, on loopback: never through a proxy the
+    // caller's environment names.
+    config.egress.ignore_proxy_variables = true;
+    let client = serve::sts_client(&config.client_settings()).await?;
     if s.listen.port() != 0 {
         // The default port is often held by another `dev`; name the way out.
         if let Err(e) = std::net::TcpListener::bind(s.listen) {
@@ -163,7 +161,9 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
             }
         }
     }
+    let route = client.route().clone();
     let proxy = serve::start(&config, serve::server_settings(&config), client).await?;
+    serve::log_route(&route);
     let addr = proxy.addrs[0];
 
     // Rotate at 80 % of the token's lifetime, as kubelet does.

@@ -438,6 +438,42 @@ pub mod serve {
         env: &["IRSA_PROXY_MAX_CONNECTIONS"],
     };
 
+    // The way out to STS (crate::egress): the standard variables, no flags, so
+    // that the sidecar takes a cluster's proxy settings like every other
+    // container does.
+    pub(crate) const HTTPS_PROXY: Flag = Flag {
+        name: "HTTPS_PROXY",
+        env: &["HTTPS_PROXY", "https_proxy"],
+    };
+    pub(crate) const HTTP_PROXY: Flag = Flag {
+        name: "HTTP_PROXY",
+        env: &["HTTP_PROXY", "http_proxy"],
+    };
+    pub(crate) const ALL_PROXY: Flag = Flag {
+        name: "ALL_PROXY",
+        env: &["ALL_PROXY", "all_proxy"],
+    };
+    pub(crate) const NO_PROXY: Flag = Flag {
+        name: "NO_PROXY",
+        env: &["NO_PROXY", "no_proxy"],
+    };
+    pub(crate) const CA_BUNDLE: Flag = Flag {
+        name: "AWS_CA_BUNDLE",
+        env: &["AWS_CA_BUNDLE"],
+    };
+    pub(crate) const USE_FIPS_ENDPOINT: Flag = Flag {
+        name: "AWS_USE_FIPS_ENDPOINT",
+        env: &["AWS_USE_FIPS_ENDPOINT"],
+    };
+    pub(crate) const USE_DUALSTACK_ENDPOINT: Flag = Flag {
+        name: "AWS_USE_DUALSTACK_ENDPOINT",
+        env: &["AWS_USE_DUALSTACK_ENDPOINT"],
+    };
+    pub(crate) const STS_REGIONAL_ENDPOINTS: Flag = Flag {
+        name: "AWS_STS_REGIONAL_ENDPOINTS",
+        env: &["AWS_STS_REGIONAL_ENDPOINTS"],
+    };
+
     pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9911);
     /// STS's bounds for `DurationSeconds`.
     pub const DURATION_RANGE: RangeInclusive<Duration> =
@@ -493,6 +529,8 @@ pub mod emulator {
     pub const TRUST_POLICY: Flag = Flag::bare("--trust-policy");
     pub const CREDENTIAL_TTL: Flag = Flag::bare("--credential-ttl");
     pub const LOG_FORMAT: Flag = Flag::bare("--log-format");
+    pub(crate) const TLS_CERT_FILE: Flag = Flag::bare("--tls-cert-file");
+    pub(crate) const TLS_KEY_FILE: Flag = Flag::bare("--tls-key-file");
 
     pub const DEFAULT_LISTEN: &str = "127.0.0.1:9912";
     pub(crate) const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";

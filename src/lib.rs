@@ -46,6 +46,7 @@ pub mod credentials;
 pub mod dev;
 pub mod doctor;
 pub mod duration;
+pub mod egress;
 #[cfg(feature = "tools")]
 pub mod emulator;
 pub mod flags;

@@ -28,17 +28,40 @@ use crate::Fatal;
 pub const TOKEN_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode, Fatal> {
+    if args.print_endpoint {
+        let settings =
+            crate::config::client_settings_from_args(&args, &ProcessEnv).map_err(Fatal::Flags)?;
+        let sts = SdkSts::new(&settings).await.map_err(Fatal::Usage)?;
+        println!("{}", sts.route());
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = Config::from_args(&args, &ProcessEnv).map_err(Fatal::Flags)?;
     crate::logging::init(config.log_format);
-    let sts = SdkSts::new(&ClientSettings {
-        region: config.region.clone(),
-        endpoint: config.sts_endpoint.clone(),
-    })
-    .await;
+    let sts = sts_client(&config.client_settings()).await?;
+    let route = sts.route().clone();
+    let signal = shutdown_signal();
     let proxy = start(&config, server_settings(&config), sts).await?;
-    shutdown_signal().await;
+    log_route(&route);
+    signal.await;
     proxy.shutdown(config.shutdown_delay).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The STS client for these settings; a configuration that cannot work is a
+/// usage error (exit 2).
+pub async fn sts_client(settings: &ClientSettings) -> Result<SdkSts, Fatal> {
+    SdkSts::new(settings).await.map_err(Fatal::Usage)
+}
+
+/// Logs which way the STS calls go, once the proxy has started: the endpoint,
+/// the proxy (never its password) and the trust roots.
+pub fn log_route(route: &crate::egress::Route) {
+    tracing::info!(
+        endpoint = %route.endpoint,
+        proxy = %route.proxy.as_ref().map_or_else(|| route.bypass.clone().unwrap_or_else(|| "none".into()), |p| format!("{p} (from {})", p.from)),
+        trust = %route.trust,
+        "STS route"
+    );
 }
 
 /// The server settings that follow from a configuration.

@@ -78,6 +78,7 @@ use crate::duration::format_duration;
 use crate::flags::{self, emulator as f, Flag, FlagError, Flags, NoEnvironment, Refusal};
 use crate::logging::{self, LogFormat};
 use crate::policy::Policy;
+use crate::serving::tls::Tls;
 use crate::serving::{shutdown_signal, Conn, Limits};
 use crate::Fatal;
 use store::IssuedStore;
@@ -149,6 +150,25 @@ pub async fn serve(
     settings: EmulatorSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    serve_on(listener, settings, crate::serving::Plain, shutdown).await;
+}
+
+/// [`serve`] over HTTPS with this TLS configuration.
+pub async fn serve_tls(
+    listener: TcpListener,
+    settings: EmulatorSettings,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    serve_on(listener, settings, Tls::new(tls), shutdown).await;
+}
+
+async fn serve_on(
+    listener: TcpListener,
+    settings: EmulatorSettings,
+    handshake: impl crate::serving::Handshake,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let state = Arc::new(State {
         settings,
         store: IssuedStore::default(),
@@ -157,13 +177,23 @@ pub async fn serve(
         let state = state.clone();
         async move { handle(req, &state, conn.peer).await }
     };
-    crate::serving::serve("sts-emulator", vec![listener], LIMITS, handler, shutdown).await;
+    crate::serving::serve_with(
+        "sts-emulator",
+        vec![listener],
+        handshake,
+        LIMITS,
+        handler,
+        shutdown,
+    )
+    .await;
 }
 
 /// A running in-process emulator. Dropping it stops the emulator too.
 #[derive(Debug)]
 pub struct EmulatorHandle {
     addr: SocketAddr,
+    /// `https` when serving TLS.
+    scheme: &'static str,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -174,9 +204,10 @@ impl EmulatorHandle {
         self.addr
     }
 
-    /// `http://ADDR`, for `AWS_ENDPOINT_URL_STS` or an SDK's `endpoint_url`.
+    /// `http://ADDR` (`https://` with TLS), for `AWS_ENDPOINT_URL_STS` or an
+    /// SDK's `endpoint_url`.
     pub fn endpoint_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits for that.
@@ -201,14 +232,31 @@ pub async fn spawn(
     addr: SocketAddr,
     settings: EmulatorSettings,
 ) -> std::io::Result<EmulatorHandle> {
+    spawn_with(addr, settings, None).await
+}
+
+/// [`spawn`], over HTTPS when `tls` is given.
+pub async fn spawn_with(
+    addr: SocketAddr,
+    settings: EmulatorSettings,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<EmulatorHandle> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, settings, async move {
+    let stopped = async move {
         let _ = rx.await;
-    }));
+    };
+    let (scheme, task) = match tls {
+        Some(tls) => (
+            "https",
+            tokio::spawn(serve_tls(listener, settings, tls, stopped)),
+        ),
+        None => ("http", tokio::spawn(serve(listener, settings, stopped))),
+    };
     Ok(EmulatorHandle {
         addr,
+        scheme,
         stop: Some(tx),
         task,
     })
@@ -319,11 +367,32 @@ fn read_file(path: &str) -> Result<Vec<u8>, Refusal> {
         .map_err(|e| Refusal::new(format!("cannot be read ({e})"), "a readable file"))
 }
 
+/// `--tls-cert-file` and `--tls-key-file`: both or neither.
+type TlsFiles = Option<(std::path::PathBuf, std::path::PathBuf)>;
+
 /// Validates every flag, reporting all problems at once.
 fn settings_from_args(
     args: &EmulatorArgs,
-) -> Result<(SocketAddr, EmulatorSettings, LogFormat), Vec<FlagError>> {
+) -> Result<(SocketAddr, EmulatorSettings, LogFormat, TlsFiles), Vec<FlagError>> {
     let mut flags = Flags::new(&NoEnvironment);
+    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        (Some(_), None) => {
+            flags.refuse(FlagError::missing(
+                &f::TLS_KEY_FILE,
+                "the PEM private key of --tls-cert-file (both or neither)",
+            ));
+            None
+        }
+        (None, Some(_)) => {
+            flags.refuse(FlagError::missing(
+                &f::TLS_CERT_FILE,
+                "the PEM certificate chain that goes with --tls-key-file (both or neither)",
+            ));
+            None
+        }
+    };
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
     let log_format = flags.parse(&f::LOG_FORMAT, Some(&args.log_format), flags::text_or_json);
     let listen = flags.parse(&f::LISTEN, Some(&args.listen), |v| {
@@ -381,13 +450,24 @@ fn settings_from_args(
         settings.audience = audience?;
         settings.trust_policy = trust_policy;
         settings.credential_ttl = credential_ttl?;
-        Some((listen?, settings, log_format?))
+        Some((listen?, settings, log_format?, tls))
     })
 }
 
 /// `irsa-proxy sts-emulator`.
 pub async fn run(args: EmulatorArgs) -> Result<ExitCode, Fatal> {
-    let (listen, settings, log_format) = settings_from_args(&args).map_err(Fatal::Flags)?;
+    let (listen, settings, log_format, tls_files) =
+        settings_from_args(&args).map_err(Fatal::Flags)?;
+    let tls = match tls_files {
+        Some((cert, key)) => Some(
+            crate::serving::tls::reloading_config(cert, key, |outcome| match outcome {
+                Ok(()) => tracing::info!("sts-emulator: serving certificate reloaded"),
+                Err(e) => tracing::warn!(error = %e, "sts-emulator: changed certificate files did not load; keeping the previous pair"),
+            })
+            .map_err(Fatal::Usage)?,
+        ),
+        None => None,
+    };
     logging::init(log_format);
     let listener = TcpListener::bind(listen)
         .await
@@ -395,6 +475,7 @@ pub async fn run(args: EmulatorArgs) -> Result<ExitCode, Fatal> {
     let addr = listener
         .local_addr()
         .map_err(|e| Fatal::Runtime(format!("--listen {listen}: {e}")))?;
+    let signal = shutdown_signal();
     if !addr.ip().is_loopback() {
         tracing::warn!("sts-emulator: {addr} is not a loopback address; anyone who can reach it can mint credentials for the emulator");
     }
@@ -403,9 +484,13 @@ pub async fn run(args: EmulatorArgs) -> Result<ExitCode, Fatal> {
         keys = settings.keys.len(),
         trust_policy = settings.trust_policy.is_some(),
         credential_ttl = %format_duration(settings.credential_ttl),
+        scheme = if tls.is_some() { "https" } else { "http" },
         "sts-emulator listening on {addr}"
     );
-    serve(listener, settings, shutdown_signal()).await;
+    match tls {
+        Some(tls) => serve_tls(listener, settings, tls, signal).await,
+        None => serve(listener, settings, signal).await,
+    }
     tracing::info!("sts-emulator stopped");
     Ok(ExitCode::SUCCESS)
 }

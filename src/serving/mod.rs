@@ -23,6 +23,8 @@
 //! pass as `shutdown`.
 
 pub(crate) mod connections;
+#[cfg(feature = "tools")]
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
@@ -66,6 +68,31 @@ pub struct Conn {
 /// spinning.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
+/// What turns an accepted TCP stream into the byte stream HTTP is spoken on:
+/// nothing for plain HTTP ([`Plain`]), a TLS handshake for HTTPS
+/// ([`tls::Tls`], with the `tools` feature).
+pub trait Handshake: Clone + Send + Sync + 'static {
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    /// At most `within` (the header-read timeout): a peer that opens and
+    /// stalls holds a connection slot only this long.
+    fn handshake(
+        &self,
+        stream: TcpStream,
+        within: Duration,
+    ) -> impl Future<Output = std::io::Result<Self::Io>> + Send;
+}
+
+/// Plain HTTP.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain;
+
+impl Handshake for Plain {
+    type Io = TcpStream;
+    async fn handshake(&self, stream: TcpStream, _: Duration) -> std::io::Result<TcpStream> {
+        Ok(stream)
+    }
+}
+
 /// Serves `handler` on every listener until `shutdown` completes, then drains
 /// (the module doc has the whole contract). `name` labels the log lines.
 pub async fn serve<H, F, B>(
@@ -81,9 +108,29 @@ pub async fn serve<H, F, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    // Owned here and never shared: the drain below always runs. (One accept
-    // loop over all listeners, rather than a task per listener holding a
-    // clone, is what makes that so.)
+    serve_with(name, listeners, Plain, limits, handler, shutdown).await;
+}
+
+/// [`serve`], with each connection first through `handshake` (TLS).
+pub async fn serve_with<S, H, F, B>(
+    name: &'static str,
+    listeners: Vec<TcpListener>,
+    handshake: S,
+    limits: Limits,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Handshake,
+    H: Fn(Request<Incoming>, Conn) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // Owned here and never shared: the drain below always runs. Connection
+    // tasks hold watchers, so the drain also waits for handshakes in progress.
+    // (One accept loop over all listeners, rather than a task per listener
+    // holding a clone, is what makes that so.)
     let graceful = GracefulShutdown::new();
     let limit = Connections::new(limits.max_connections);
     let locals: Vec<Option<SocketAddr>> = listeners.iter().map(|l| l.local_addr().ok()).collect();
@@ -137,8 +184,21 @@ pub async fn serve<H, F, B>(
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let watcher = graceful.watcher();
+        let handshake = handshake.clone();
+        let http = http.clone();
         tokio::spawn(async move {
+            let io = match handshake
+                .handshake(stream, limits.header_read_timeout)
+                .await
+            {
+                Ok(io) => io,
+                Err(e) => {
+                    tracing::debug!(server = name, %peer, error = %e, "handshake failed");
+                    return;
+                }
+            };
+            let connection = watcher.watch(http.serve_connection(TokioIo::new(io), service));
             tokio::select! {
                 r = connection => if let Err(e) = r {
                     tracing::debug!(server = name, %peer, error = %e, "connection ended with an error");
@@ -183,25 +243,41 @@ async fn accept_any(
 }
 
 /// Completes on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: call it before announcing readiness, so a signal that arrives
+/// in between is not the default action (death by SIGINT, exit code 130).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                (Some(mut term), None) => {
+                    let _ = term.recv().await;
+                }
+                (None, Some(mut int)) => {
+                    let _ = int.recv().await;
+                }
+                (None, None) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -16,7 +16,6 @@
 pub mod admission;
 pub mod certs;
 pub mod server;
-pub mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -192,47 +191,40 @@ async fn serve(args: ServeWebhookArgs) -> Result<ExitCode, Fatal> {
     let (format, listen, header_timeout, cert, key) = f
         .finish(|| Some((format?, listen?, header_timeout?, cert?, key?)))
         .map_err(Fatal::Flags)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let resolver = tls::Reloading::load(cert, key, provider.clone()).map_err(Fatal::Usage)?;
+    let metrics = server::WebhookMetrics::new();
+    let (reloads, reload_failures) = (
+        metrics.cert_reloads.clone(),
+        metrics.cert_reload_failures.clone(),
+    );
+    let config = crate::serving::tls::reloading_config(cert, key, move |outcome| match outcome {
+        Ok(()) => {
+            reloads.inc();
+            tracing::info!("serving certificate reloaded");
+        }
+        Err(e) => {
+            reload_failures.inc();
+            tracing::warn!(error = %e, "changed certificate files did not load; keeping the previous pair");
+        }
+    })
+    .map_err(Fatal::Usage)?;
     crate::logging::init(format);
-    let resolver = Arc::new(resolver);
-    let config = tls::server_config(resolver.clone(), provider).map_err(Fatal::Runtime)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Fatal::Runtime(format!("--listen {listen}: cannot bind: {e}")))?;
     let state = Arc::new(server::State {
         defaults,
-        metrics: server::WebhookMetrics::new(),
+        metrics,
         shutting_down: Default::default(),
         header_timeout,
         max_connections: args.max_connections,
         drain_timeout: Duration::from_secs(10),
     });
+    let signal = crate::serving::shutdown_signal();
     tracing::info!(listen = %listener.local_addr().unwrap_or(listen), "webhook serving HTTPS");
-
-    let reload_state = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(tls::RELOAD_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            match resolver.reload_if_changed() {
-                Ok(false) => {}
-                Ok(true) => {
-                    reload_state.metrics.cert_reloads.inc();
-                    tracing::info!("serving certificate reloaded");
-                }
-                Err(e) => {
-                    reload_state.metrics.cert_reload_failures.inc();
-                    tracing::warn!(error = %e, "changed certificate files did not load; keeping the previous pair");
-                }
-            }
-        }
-    });
 
     let shutdown_state = state.clone();
     let shutdown = async move {
-        crate::serving::shutdown_signal().await;
+        signal.await;
         shutdown_state.shutting_down.store(true, Ordering::Relaxed);
         // Keep answering while readiness (503 now) takes the pod out of the
         // Service's endpoints, so that the API server's next call goes to
@@ -242,12 +234,6 @@ async fn serve(args: ServeWebhookArgs) -> Result<ExitCode, Fatal> {
         );
         tokio::time::sleep(SHUTDOWN_DELAY).await;
     };
-    server::serve(
-        listener,
-        TlsAcceptor::from(Arc::new(config)),
-        state,
-        shutdown,
-    )
-    .await;
+    server::serve(listener, TlsAcceptor::from(config), state, shutdown).await;
     Ok(ExitCode::SUCCESS)
 }

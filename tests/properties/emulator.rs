@@ -98,10 +98,13 @@ fn any_session_name_sts_accepts_should_round_trip_through_the_xml() {
             "aud": "sts.amazonaws.com", "iat": now, "exp": now + 3600}),
         )
         .unwrap();
-    let client = rt.block_on(SdkSts::new(&ClientSettings {
-        region: Some("us-east-1".into()),
-        endpoint: Some(sts.endpoint_url()),
-    }));
+    let client = rt
+        .block_on(SdkSts::new(&ClientSettings {
+            region: Some("us-east-1".into()),
+            endpoint: Some(sts.endpoint_url()),
+            ..Default::default()
+        }))
+        .unwrap();
     // STS's `[\w+=,.@-]` is ASCII: `\w` as in Java, not Unicode.
     let names = prop_oneof!["[A-Za-z0-9_+=,.@-]{2,64}", ".{0,70}"];
     let mut runner = TestRunner::new(config(64));

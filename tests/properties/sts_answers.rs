@@ -142,10 +142,13 @@ fn any_sts_answer_should_give_credentials_or_one_bounded_error_line() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let script = Arc::new(Mutex::new((200u16, String::new())));
     let addr = rt.block_on(scripted_sts(script.clone()));
-    let client = rt.block_on(SdkSts::new(&ClientSettings {
-        region: Some("us-east-1".into()),
-        endpoint: Some(format!("http://{addr}")),
-    }));
+    let client = rt
+        .block_on(SdkSts::new(&ClientSettings {
+            region: Some("us-east-1".into()),
+            endpoint: Some(format!("http://{addr}")),
+            ..Default::default()
+        }))
+        .unwrap();
     let mut runner = TestRunner::new(config(128));
     runner
         .run(&sts_answer(), |answer| {

@@ -1,4 +1,6 @@
-//! The serving certificate, reloaded when its files change.
+//! HTTPS for the servers that need it (the webhook, the STS emulator): the
+//! serving certificate, reloaded when its files change, and the TLS
+//! [`Handshake`](super::Handshake) of [`super::serve_with`].
 //!
 //! cert-manager renews the certificate into a Secret, and kubelet updates the
 //! Secret volume by writing a new timestamped directory and swapping the
@@ -150,4 +152,64 @@ pub fn server_config(
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Loads `--tls-cert-file` and `--tls-key-file`, and reloads them every
+/// [`RELOAD_EVERY`] when they change, calling `on_reload` with each outcome
+/// (`Ok(())` for a new pair, `Err` when the changed files did not load and the
+/// old pair is kept). The reload task ends when the runtime does.
+pub fn reloading_config(
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    on_reload: impl Fn(Result<(), String>) + Send + 'static,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let resolver = Arc::new(Reloading::load(cert_file, key_file, provider.clone())?);
+    let config = server_config(resolver.clone(), provider)?;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RELOAD_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match resolver.reload_if_changed() {
+                Ok(false) => {}
+                Ok(true) => on_reload(Ok(())),
+                Err(e) => on_reload(Err(e)),
+            }
+        }
+    });
+    Ok(Arc::new(config))
+}
+
+/// The TLS handshake, for [`super::serve_with`].
+#[derive(Clone)]
+pub struct Tls(pub tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Tls {
+        Tls(tokio_rustls::TlsAcceptor::from(config))
+    }
+}
+
+impl super::Handshake for Tls {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    async fn handshake(
+        &self,
+        stream: tokio::net::TcpStream,
+        within: Duration,
+    ) -> std::io::Result<Self::Io> {
+        match tokio::time::timeout(within, self.0.accept(stream)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            )),
+        }
+    }
 }
