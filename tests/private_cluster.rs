@@ -30,21 +30,16 @@ struct Pki {
 impl Pki {
     /// A test CA, and a certificate it signs for HOST and 127.0.0.1.
     fn new() -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
         let dir = tempfile::tempdir().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "irsa-proxy test CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let params =
-            CertificateParams::new(vec![HOST.to_string(), "127.0.0.1".to_string()]).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &ca).unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.path().join("tls.crt"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("tls.key"), key.serialize_pem()).unwrap();
+        let issued = irsa_proxy::webhook::certs::issue(
+            "irsa-proxy test CA",
+            vec![HOST.to_string(), "127.0.0.1".to_string()],
+            1,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), issued.ca_pem).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), issued.cert_pem).unwrap();
+        std::fs::write(dir.path().join("tls.key"), issued.key_pem).unwrap();
         Pki { dir }
     }
 

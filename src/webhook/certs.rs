@@ -103,40 +103,61 @@ fn validity(params: &mut CertificateParams, days: u32) {
     params.not_after = at(end);
 }
 
+/// A new CA (whose key is not kept) and a serving certificate it signed.
+#[derive(Debug)]
+pub struct Issued {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    /// PEM private key of `cert_pem`.
+    pub key_pem: String,
+}
+
+/// Issues a CA named `ca_name` and a serving certificate for `names` (DNS
+/// names or IP addresses; the first is the common name), valid `days`.
+pub fn issue(ca_name: &str, names: Vec<String>, days: u32) -> Result<Issued, rcgen::Error> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name.to_string());
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut ca_params, days);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+    let common_name = names.first().cloned().unwrap_or_default();
+    let mut params = CertificateParams::new(names)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, days);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca)?;
+    Ok(Issued {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
 /// The Secret and the patch command, as text.
 pub fn generate(args: &CertsArgs) -> Result<String, rcgen::Error> {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
 
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name.push(
-        DnType::CommonName,
-        format!("irsa-proxy webhook CA {}/{}", args.namespace, args.service),
-    );
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    validity(&mut ca_params, args.days);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-
     let (svc, ns) = (&args.service, &args.namespace);
-    let names = vec![
-        svc.clone(),
-        format!("{svc}.{ns}"),
-        format!("{svc}.{ns}.svc"),
-        format!("{svc}.{ns}.svc.cluster.local"),
-    ];
-    let mut params = CertificateParams::new(names)?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("{svc}.{ns}.svc"));
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    validity(&mut params, args.days);
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &ca)?;
-
-    let ca_pem = ca.pem();
-    let ca_bundle = b64(&ca_pem);
+    let issued = issue(
+        &format!("irsa-proxy webhook CA {ns}/{svc}"),
+        vec![
+            format!("{svc}.{ns}.svc"),
+            svc.clone(),
+            format!("{svc}.{ns}"),
+            format!("{svc}.{ns}.svc.cluster.local"),
+        ],
+        args.days,
+    )?;
+    let ca_bundle = b64(&issued.ca_pem);
     let ops: Vec<String> = (0..WEBHOOK_ENTRIES)
         .map(|i| {
             format!(
@@ -157,7 +178,7 @@ pub fn generate(args: &CertsArgs) -> Result<String, rcgen::Error> {
         conf = args.configuration,
         ops = ops.join(","),
         secret = args.secret,
-        crt = b64(&cert.pem()),
-        key = b64(&key.serialize_pem()),
+        crt = b64(&issued.cert_pem),
+        key = b64(&issued.key_pem),
     ))
 }
