@@ -10,6 +10,10 @@
 # Exit status: 0 when everything ran (targets missed or not), 1 when something broke
 # (a server did not start, a measurement failed), 2 on usage or a missing tool.
 set -euo pipefail
+# The proxy is measured in its default configuration: the machine's own trust
+# bundle or proxy settings (some CI images set AWS_CA_BUNDLE to the whole system
+# bundle, a resident megabyte) must not change the figures.
+unset AWS_CA_BUNDLE HTTPS_PROXY https_proxy HTTP_PROXY http_proxy ALL_PROXY all_proxy NO_PROXY no_proxy
 
 usage() {
 	cat <<'EOF'

@@ -13,6 +13,10 @@
 # Needs: a Rust toolchain, python3 (standard library only), openssl; wrk if
 # installed (apt-get install -y wrk), else a built-in Python load.
 set -euo pipefail
+# The proxy is measured in its default configuration: the machine's own trust
+# bundle or proxy settings (some CI images set AWS_CA_BUNDLE to the whole system
+# bundle, a resident megabyte) must not change the figures.
+unset AWS_CA_BUNDLE HTTPS_PROXY https_proxy HTTP_PROXY http_proxy ALL_PROXY all_proxy NO_PROXY no_proxy
 cd "$(dirname "$0")/.."
 
 seconds=300

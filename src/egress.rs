@@ -203,8 +203,9 @@ pub struct CaBundle {
     pub path: PathBuf,
     /// `AWS_CA_BUNDLE`, or `ca_bundle in profile "x"`.
     pub from: String,
-    /// The usable certificates, as PEM: what the SDK's TLS is handed.
-    pem: Vec<u8>,
+    /// The usable certificates, as PEM: what the SDK's TLS is handed (shared:
+    /// the system bundle is a few hundred KiB, and copies of it are resident).
+    pem: std::sync::Arc<[u8]>,
     pub certificates: usize,
     /// Blocks that are not usable trust roots, left out.
     pub skipped: usize,
@@ -271,7 +272,7 @@ impl CaBundle {
         Ok(CaBundle {
             path: path.to_path_buf(),
             from,
-            pem,
+            pem: pem.into(),
             certificates: usable,
             skipped: certs.len() - usable,
         })
@@ -606,7 +607,7 @@ pub fn http_client(
         }
     };
     let trust_store = match trust {
-        Some(b) => TrustStore::empty().with_pem_certificate(b.pem.clone()),
+        Some(b) => TrustStore::empty().with_pem_certificate(b.pem.to_vec()),
         None => TrustStore::default(),
     };
     let tls_context = TlsContext::builder()
