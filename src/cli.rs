@@ -152,7 +152,7 @@ pub struct DevArgs {
     #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
     pub report: String,
 
-    /// Write the report to this file instead of standard error
+    /// Write the report (in the --report format) to this file; standard error then gets the text form
     #[arg(long, value_name = "PATH")]
     pub report_file: Option<String>,
 

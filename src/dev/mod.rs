@@ -331,7 +331,13 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
         expired_tokens_written: AtomicU64::new(0),
         rotations_on_demand: AtomicU64::new(0),
         expiries_on_demand: AtomicU64::new(0),
-        program: args.command.first().cloned(),
+        // The program's name only: its path and arguments may carry anything.
+        program: args.command.first().map(|p| {
+            std::path::Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| p.clone())
+        }),
         faults: FaultSummary {
             scenario: s.scenario.clone(),
             sts_fail_percent: s.sts_fail_percent,
@@ -522,8 +528,9 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
             control = %control.url(),
             "dev: ready; paste the export lines into another shell. Ctrl-C stops and prints the report."
         );
+        // Without a command, Ctrl-C is how a run ends: the verdict stands.
         tokio::select! {
-            _ = crate::serving::shutdown_signal() => Ending::Interrupted,
+            _ = crate::serving::shutdown_signal() => Ending::TimeUp,
             _ = sleep_until(deadline) => Ending::TimeUp,
         }
     } else {
@@ -540,19 +547,6 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     };
 
     let report = report::build(&bench.ledger.snapshot(), &bench.facts(), &ending);
-    let rendered = match s.report {
-        LogFormat::Json => report.json(),
-        LogFormat::Text => report.text(),
-    };
-    match &s.report_file {
-        Some(path) => {
-            if let Err(e) = std::fs::write(path, &rendered) {
-                eprintln!("irsa-proxy: error: --report-file {}: {e}", path.display());
-                eprint!("{rendered}");
-            }
-        }
-        None => eprint!("{rendered}"),
-    }
     let code = ExitCode::from(report.exit_code);
 
     signals.abort();
@@ -561,6 +555,21 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     proxy.shutdown(Duration::ZERO).await;
     sts.stop().await;
     drop(temp);
+    // Last, so that it is the end of the output.
+    let rendered = match s.report {
+        LogFormat::Json => report.json(),
+        LogFormat::Text => report.text(),
+    };
+    // With a file, the file gets the chosen format and the terminal the text.
+    match &s.report_file {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &rendered) {
+                eprintln!("irsa-proxy: error: --report-file {}: {e}", path.display());
+            }
+            eprint!("{}", report.text());
+        }
+        None => eprint!("{rendered}"),
+    }
     Ok(code)
 }
 

@@ -30,14 +30,14 @@ pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 /// How the run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Ending {
-    /// No command: dev ran until `--for` or Ctrl-C... or the command exited
-    /// with this code.
+    /// The command exited with this code.
     Exited(i32),
     /// The command was killed by this signal (not by dev).
     Signaled(i32),
-    /// `--for` ran out; dev stopped the command (or there was none).
+    /// `--for` ran out and dev stopped the command; or, without a command,
+    /// `--for` ran out or dev got Ctrl-C.
     TimeUp,
-    /// dev got SIGINT or SIGTERM.
+    /// dev got SIGINT or SIGTERM while the command ran.
     Interrupted,
 }
 

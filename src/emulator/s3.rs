@@ -463,11 +463,15 @@ pub(crate) async fn handle(req: Request<Incoming>, state: &State, peer: SocketAd
     let method = req.method().clone();
     let (parts, body) = req.into_parts();
     let mut access_key_id = None;
+    let payload = header_str(&parts.headers, "x-amz-content-sha256")
+        .map(|v| if v.len() == 64 { "sha256" } else { v })
+        .unwrap_or("-")
+        .to_string();
     let result = serve(parts, body, state, &mut access_key_id).await;
     let akid = access_key_id.as_deref().unwrap_or("-");
     match result {
         Ok((op, resp)) => {
-            tracing::info!(%peer, request_id, operation = op, access_key_id = akid, status = resp.status().as_u16(), "s3-emulator: {op}");
+            tracing::info!(%peer, request_id, operation = op, access_key_id = akid, payload, status = resp.status().as_u16(), "s3-emulator: {op}");
             let mut resp = resp;
             if let Ok(v) = HeaderValue::from_str(&request_id) {
                 resp.headers_mut().insert("x-amz-request-id", v);
