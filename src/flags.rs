@@ -345,7 +345,8 @@ pub(crate) fn listen_address(s: &str) -> Result<SocketAddr, Refusal> {
     s.parse::<SocketAddr>().map_err(|_| refusal())
 }
 
-/// A share: `20%` or `20`, 0 to 100.
+/// A share: `20%` or `20`, 0 to 100 (dev's fault flags).
+#[cfg(feature = "tools")]
 pub(crate) fn percent(s: &str) -> Result<u8, Refusal> {
     let refusal = || {
         Refusal::new(
@@ -361,6 +362,7 @@ pub(crate) fn percent(s: &str) -> Result<u8, Refusal> {
 }
 
 /// `LENGTH@START`, such as `30s@2m`: for LENGTH, from START after the run began.
+#[cfg(feature = "tools")]
 pub(crate) fn window(
     length_range: RangeInclusive<Duration>,
 ) -> impl Fn(&str) -> Result<(Duration, Duration), Refusal> {

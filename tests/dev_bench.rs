@@ -397,3 +397,25 @@ async fn the_control_endpoint_and_signals_should_rotate_and_expire_on_demand() {
     assert_eq!(report["verdict"], "passed", "{report:#}");
     assert_eq!(report["faults"]["early_expiry_percent"], 100, "{report:#}");
 }
+
+#[test]
+fn the_s3_emulation_should_answer_boto3_as_s3_does() {
+    // Put/Get/Head/Delete, CreateBucket, a presigned PUT, and S3's errors:
+    // NoSuchKey, NoSuchBucket, EntityTooLarge, NotImplemented,
+    // InvalidAccessKeyId, SignatureDoesNotMatch (tests/clients/s3_errors.py).
+    let script = clients_dir().join("s3_errors.py");
+    let (out, report) = dev(&["--", &python_with_boto3(), script.to_str().unwrap()]);
+    let why = describe(&out, &report);
+    assert_eq!(out.status.code(), Some(0), "{why}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("FAILED"),
+        "{why}"
+    );
+    assert_eq!(n(&report, "/signed_calls/never_issued"), 1, "{why}");
+    assert_eq!(
+        n(&report, "/never_issued_keys/ASIANEVERISSUED0000"),
+        1,
+        "{why}"
+    );
+    assert_eq!(n(&report, "/signed_calls/rejected"), 1, "{why}");
+}
