@@ -314,6 +314,7 @@ async fn report_until(control: &str, ok: impl Fn(&serde_json::Value) -> bool) ->
 async fn the_control_endpoint_and_signals_should_rotate_and_expire_on_demand() {
     let home = tempfile::tempdir().unwrap();
     let report_file = home.path().join("report.json");
+    let stderr_file = std::fs::File::create(home.path().join("stderr")).unwrap();
     let mut child = clean_command(home.path())
         .args([
             "dev",
@@ -329,7 +330,7 @@ async fn the_control_endpoint_and_signals_should_rotate_and_expire_on_demand() {
             report_file.to_str().unwrap(),
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr_file)
         .spawn()
         .unwrap();
     let mut exports = HashMap::new();
@@ -376,6 +377,33 @@ async fn the_control_endpoint_and_signals_should_rotate_and_expire_on_demand() {
     assert!(body.starts_with(r#"{"expired_sets":"#), "{body}");
     signal(child.id(), "-USR2");
     report_until(&control, |r| n(r, "/faults/expiries_on_demand") == 2).await;
+    // A call with the set fetched before is refused ExpiredToken, and counted
+    // as revoked (not the app's fault), not as expired.
+    let out = tokio::process::Command::new(python_with_boto3())
+        .args([
+            "-c",
+            "import boto3, os, sys\n\
+             s = boto3.session.Session(aws_access_key_id=sys.argv[1], aws_secret_access_key=sys.argv[2], aws_session_token=sys.argv[3], region_name='us-east-1')\n\
+             try:\n  s.client('sts', endpoint_url=sys.argv[4]).get_caller_identity()\n  print('accepted')\n\
+             except Exception as e:\n  print(e.response['Error']['Code'])",
+            creds["AccessKeyId"].as_str().unwrap(),
+            creds["SecretAccessKey"].as_str().unwrap(),
+            creds["Token"].as_str().unwrap(),
+            &exports["AWS_ENDPOINT_URL_STS"],
+        ])
+        .env_clear()
+        .env("HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ExpiredToken",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report_until(&control, |r| n(r, "/signed_calls/revoked") == 1).await;
+    assert_eq!(n(&r, "/signed_calls/expired"), 0, "{r:#}");
     assert_eq!(
         n(
             &report_until(&control, |_| true).await,
@@ -396,6 +424,14 @@ async fn the_control_endpoint_and_signals_should_rotate_and_expire_on_demand() {
         serde_json::from_str(&std::fs::read_to_string(&report_file).unwrap()).unwrap();
     assert_eq!(report["verdict"], "passed", "{report:#}");
     assert_eq!(report["faults"]["early_expiry_percent"], 100, "{report:#}");
+    // Neither the secret nor the session token reaches the report or the log.
+    let stderr = std::fs::read_to_string(home.path().join("stderr")).unwrap();
+    let report = report.to_string();
+    for secret in [&creds["SecretAccessKey"], &creds["Token"]] {
+        let secret = secret.as_str().unwrap();
+        assert!(!stderr.contains(secret) && !report.contains(secret));
+    }
+    assert!(stderr.contains(creds["AccessKeyId"].as_str().unwrap()));
 }
 
 #[test]

@@ -735,6 +735,14 @@ mod tests {
             credential in proptest::option::of(10u64..=43_200),
             token in proptest::option::of(20u64..=86_400),
             out_of_range in proptest::option::of(43_201u64..=10_000_000),
+            faults in proptest::option::of((
+                0u8..=100,
+                1u64..=86_400,
+                0u64..=1_000_000,
+                0u8..=100,
+                1u64..=604_800,
+                proptest::bool::ANY,
+            )),
         ) {
             use clap::Parser;
             let mut argv = vec!["irsa-proxy".to_string(), "dev".to_string()];
@@ -743,6 +751,19 @@ mod tests {
             }
             if let Some(t) = token {
                 argv.extend(["--token-ttl".into(), format!("{t}s")]);
+            }
+            // The fault flags and the scenario, from their legal ranges too.
+            if let Some((fail, length, start, early, run_for, scenario)) = faults {
+                argv.extend([
+                    "--sts-fail".into(), format!("{fail}%"),
+                    "--sts-outage".into(), format!("{length}s@{start}s"),
+                    "--expired-token".into(), format!("{length}s@{start}s"),
+                    "--early-expiry".into(), early.to_string(),
+                    "--for".into(), format!("{run_for}s"),
+                ]);
+                if scenario {
+                    argv.extend(["--scenario".into(), "hour-in-production".into()]);
+                }
             }
             let parse = |argv: &[String]| match crate::cli::Cli::try_parse_from(argv) {
                 Ok(crate::cli::Cli { command: crate::cli::Command::Dev(a) }) => a,
