@@ -131,6 +131,9 @@ pub struct ServeArgs {
 
 /// Flags of `dev`.
 #[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Faults on demand while dev runs: SIGUSR1 (or POST $IRSA_PROXY_DEV_CONTROL_URL/rotate-token) writes a fresh token now; SIGUSR2 (or POST .../expire-credentials) expires every valid credential set now; GET .../report is the report so far. Exit codes: 0 passed, 3 the app presented expired credentials, 4 the command failed, 130 interrupted, 2 a refused flag."
+)]
 pub struct DevArgs {
     /// Address the proxy serves on
     #[arg(long, value_name = "ADDR", default_value = flags::dev::DEFAULT_LISTEN)]

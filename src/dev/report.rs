@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::clock::format_timestamp;
-use crate::emulator::ledger::{CallCounts, LedgerSnapshot};
+use crate::emulator::ledger::{CallCounts, LedgerSnapshot, SetRecord};
 
 pub(crate) const EXIT_PASSED: u8 = 0;
 pub(crate) const EXIT_EXPIRED: u8 = 3;
@@ -113,6 +113,9 @@ pub(crate) struct Report {
     /// Access key ids presented that the emulator never issued.
     pub never_issued_keys: BTreeMap<String, u64>,
     pub faults: FaultSummary,
+    /// Every set: issued, expires, superseded and revoked at, calls by class
+    /// (JSON only; the text shows the expired ones).
+    pub credential_sets: Vec<SetRecord>,
 }
 
 fn ts(t: Option<SystemTime>) -> Option<String> {
@@ -174,6 +177,7 @@ pub(crate) fn build(snapshot: &LedgerSnapshot, facts: &RunFacts, ending: &Ending
         expired_credentials: expired,
         never_issued_keys: snapshot.never_issued_keys.clone(),
         faults: facts.faults.clone(),
+        credential_sets: snapshot.sets.clone(),
     }
 }
 

@@ -21,6 +21,10 @@
 //!   `InvalidClientTokenId` (unknown key or session token), `ExpiredToken`,
 //!   `SignatureDoesNotMatch`.
 //! - Never logged: the web-identity token, the secret access key, the session token.
+//! - Every path but `/` is a small in-memory S3, path-style (`s3.rs`), verified
+//!   with the same SigV4 and expiry checks; every verified call and every issue
+//!   is recorded in the [`Ledger`] (`dev`'s verdict), and [`Faults`] can make
+//!   credential issue fail.
 //!
 //! # In-process API (for `dev` and tests)
 //!
