@@ -171,14 +171,16 @@ fn an_app_that_caches_credentials_once_should_fail_naming_the_expired_key() {
 
 #[test]
 fn the_well_behaved_app_should_survive_the_hour_in_production_scenario() {
-    // T = 10s: token TTL 20s, STS failing 10%, an outage at 13s and an expired
-    // token at 22s, for 30s; the app would loop longer and is stopped by --for.
+    // T = 15s: token TTL 22.5s, STS failing 10%, an outage of 1.5s at 19.5s and
+    // an expired token for 1.5s at 33s, for 45s; the app would loop longer and
+    // is stopped by --for. (With T = 15s the proxy's cache covers 3.75s of
+    // failed refreshes; shorter leaves a loaded machine little room.)
     let script = clients_dir().join("bench_app.py");
     let (out, report) = dev(&[
         "--scenario",
         "hour-in-production",
         "--credential-ttl",
-        "10s",
+        "15s",
         "--",
         &python_with_boto3(),
         script.to_str().unwrap(),
@@ -190,7 +192,10 @@ fn the_well_behaved_app_should_survive_the_hour_in_production_scenario() {
     assert_eq!(report["command"]["ended"], "stopped_at_time_limit", "{why}");
     assert_eq!(report["faults"]["scenario"], "hour-in-production", "{why}");
     assert_eq!(report["faults"]["sts_fail_percent"], 10, "{why}");
-    assert_eq!(report["faults"]["sts_outages"][0], "1s@13s", "{why}");
+    assert_eq!(
+        report["faults"]["sts_outages"][0], "1s500ms@19s500ms",
+        "{why}"
+    );
     assert!(n(&report, "/expired_tokens_written") >= 1, "{why}");
     assert!(n(&report, "/token_rotations") >= 1, "{why}");
 }
@@ -206,14 +211,15 @@ fn sts_fail_100_percent_should_refuse_every_credential_request() {
 
 #[test]
 fn an_sts_outage_should_refuse_the_refresh_inside_it_and_recover_after() {
-    // 10s credentials, first at 0s, refreshed with about 5s left: inside 3s..9s.
+    // 10s credentials, first at 0s, refreshed with about 5s left: inside 3s..9s;
+    // the proxy's back-off (1s, 2s, 4s) gets the next set after it.
     let (out, report) = dev(&[
         "--credential-ttl",
         "10s",
         "--sts-outage",
         "6s@3s",
         "--for",
-        "13s",
+        "20s",
     ]);
     let why = describe(&out, &report);
     assert!(n(&report, "/sts_refusals/ServiceUnavailable") >= 1, "{why}");
@@ -230,7 +236,7 @@ fn an_expired_token_should_be_refused_by_sts_until_a_fresh_one_is_written() {
         "--expired-token",
         "6s@3s",
         "--for",
-        "13s",
+        "16s",
     ]);
     let why = describe(&out, &report);
     assert!(
