@@ -54,6 +54,9 @@ pub(crate) const MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 pub(crate) const MAX_OBJECTS: usize = 1000;
 /// Most buckets.
 pub(crate) const MAX_BUCKETS: usize = 100;
+/// Request bodies read at once: with the per-body limit, what bounds the memory
+/// that uploads in flight can take (about 130 MiB) whatever the connections.
+const UPLOADS_IN_FLIGHT: usize = 16;
 /// Room for `aws-chunked` framing around the largest object.
 const FRAMING_BYTES: usize = 256 * 1024;
 
@@ -74,10 +77,21 @@ struct Inner {
 }
 
 /// The buckets and their objects.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Objects {
     /// A std `Mutex`: no `.await` happens while it is held.
     inner: Mutex<Inner>,
+    /// Permits to read a request body ([`UPLOADS_IN_FLIGHT`]).
+    uploads: tokio::sync::Semaphore,
+}
+
+impl Default for Objects {
+    fn default() -> Self {
+        Objects {
+            inner: Mutex::default(),
+            uploads: tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT),
+        }
+    }
 }
 
 impl Objects {
@@ -506,11 +520,16 @@ async fn serve(
             return Err(entity_too_large());
         }
     }
-    let body = Limited::new(body, MAX_OBJECT_BYTES + FRAMING_BYTES)
-        .collect()
-        .await
-        .map_err(|_| entity_too_large())?
-        .to_bytes();
+    let body = {
+        // Never closed, so acquiring cannot fail; a closed semaphore would
+        // only mean reading without a permit.
+        let _permit = state.s3.uploads.acquire().await.ok();
+        Limited::new(body, MAX_OBJECT_BYTES + FRAMING_BYTES)
+            .collect()
+            .await
+            .map_err(|_| entity_too_large())?
+            .to_bytes()
+    };
 
     // What the signature covers of the body.
     let presigned = query.iter().any(|(k, _)| k == "X-Amz-Signature");
