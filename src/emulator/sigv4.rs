@@ -455,4 +455,125 @@ mod tests {
         assert!(parse_amz_date("2024010xT030405Z").is_none());
         assert!(parse_amz_date("20240102T03040ÿ").is_none());
     }
+
+    /// An S3 request as an SDK signs it: S3's canonical request (path encoded
+    /// once, not normalised), `x-amz-content-sha256` declared and signed.
+    fn signed_s3_get(creds: &IssuedCredentials, at: SystemTime, scope: &str) -> Parts {
+        let mut req = http::Request::builder()
+            .method("GET")
+            .uri("/irsa-proxy-dev/a%20b//../c.txt?x-id=GetObject")
+            .header("host", "127.0.0.1:9912")
+            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+            .body(())
+            .unwrap();
+        let mut settings = SigningSettings::default();
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let identity = Credentials::new(
+            &creds.access_key_id,
+            &creds.secret_access_key,
+            Some(creds.session_token.clone()),
+            None,
+            "test",
+        )
+        .into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name(scope)
+            .time(at)
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into();
+        let headers: Vec<(&str, &str)> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        let signable = SignableRequest::new(
+            "GET",
+            req.uri().to_string(),
+            headers.into_iter(),
+            SignableBody::UnsignedPayload,
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        instructions.apply_to_request_http1x(&mut req);
+        req.into_parts().0
+    }
+
+    #[test]
+    fn s3_requests_should_verify_with_s3_rules_and_be_classified_in_the_ledger() {
+        let now = SystemTime::now();
+        let creds = IssuedCredentials {
+            access_key_id: "ASIATESTTESTTESTTEST".into(),
+            secret_access_key: "SECRET-MARKER-0123456789012345678901234".into(),
+            session_token: "TOKEN-MARKER".into(),
+            expiration: now + Duration::from_secs(60),
+            assumed_role_arn: "arn:aws:sts::111122223333:assumed-role/r/s".into(),
+            assumed_role_id: "AROA:s".into(),
+            account: "111122223333".into(),
+        };
+        let store = IssuedStore::default();
+        store.insert(creds.clone(), now);
+        let ledger = Ledger::default();
+        ledger.issued(&creds, now);
+        let query = vec![("x-id".to_string(), "GetObject".to_string())];
+        let check = |parts: &Parts, service: Service, at: SystemTime| {
+            verify(
+                parts,
+                &query,
+                Payload::Declared("UNSIGNED-PAYLOAD".into()),
+                &store,
+                &ledger,
+                service,
+                at,
+            )
+        };
+
+        let parts = signed_s3_get(&creds, now, "s3");
+        assert!(check(&parts, Service::S3, now).is_ok());
+        // The same request checked by STS's rules: wrong scope.
+        let r = check(&parts, Service::Sts, now).unwrap_err();
+        assert_eq!(
+            (r.class, r.fault.code),
+            (CallClass::Rejected, "SignatureDoesNotMatch")
+        );
+        // A declared payload hash other than the signed one breaks the signature.
+        let r = verify(
+            &parts,
+            &query,
+            Payload::Declared("STREAMING-UNSIGNED-PAYLOAD-TRAILER".into()),
+            &store,
+            &ledger,
+            Service::S3,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(r.fault.code, "SignatureDoesNotMatch");
+        // After the expiry: expired, whatever the signature.
+        let later = now + Duration::from_secs(61);
+        let r = check(&signed_s3_get(&creds, later, "s3"), Service::S3, later).unwrap_err();
+        assert_eq!(
+            (r.class, r.fault.code),
+            (CallClass::Expired, "ExpiredToken")
+        );
+        // A key never issued.
+        let mut other = creds.clone();
+        other.access_key_id = "ASIANEVERISSUED00000".into();
+        let r = check(&signed_s3_get(&other, now, "s3"), Service::S3, now).unwrap_err();
+        assert_eq!(r.class, CallClass::NeverIssued);
+
+        let calls = ledger.snapshot().calls;
+        assert_eq!(
+            (
+                calls.live,
+                calls.rejected,
+                calls.expired,
+                calls.never_issued
+            ),
+            (1, 2, 1, 1)
+        );
+    }
 }
