@@ -116,21 +116,29 @@ fn answer(req: &Request<Incoming>, bench: &Bench) -> Response<Full<Bytes>> {
     }
 }
 
-/// SIGUSR1 rotates the token, SIGUSR2 expires the credentials; until aborted.
-pub(crate) async fn on_signals(bench: Arc<Bench>) {
+/// SIGUSR1 rotates the token, SIGUSR2 expires the credentials, until the
+/// returned task is aborted. The handlers are installed before this returns
+/// (a signal that arrived before them would end the process), so call it
+/// before the export lines are printed.
+pub(crate) fn on_signals(bench: Arc<Bench>) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut usr1), Ok(mut usr2)) = (
+    let (mut usr1, mut usr2) = match (
         signal(SignalKind::user_defined1()),
         signal(SignalKind::user_defined2()),
-    ) else {
-        tracing::warn!("dev: cannot listen for SIGUSR1/SIGUSR2; use the control endpoint");
-        return;
-    };
-    loop {
-        tokio::select! {
-            Some(()) = usr1.recv() => bench.rotate(),
-            Some(()) = usr2.recv() => { bench.expire(); }
-            else => return,
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => {
+            tracing::warn!("dev: cannot listen for SIGUSR1/SIGUSR2; use the control endpoint");
+            return tokio::spawn(async {});
         }
-    }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(()) = usr1.recv() => bench.rotate(),
+                Some(()) = usr2.recv() => { bench.expire(); }
+                else => return,
+            }
+        }
+    })
 }

@@ -474,7 +474,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     let control = control::spawn(bench.clone())
         .await
         .map_err(|e| runtime("cannot start the control endpoint", &e))?;
-    let signals = tokio::spawn(control::on_signals(bench.clone()));
+    let signals = control::on_signals(bench.clone());
 
     // Wait until the first credentials are cached, so the app's first call works:
     // on the store, woken by the refresher's first success or failure.
