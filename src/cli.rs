@@ -135,18 +135,53 @@ pub struct ServeArgs {
 
 /// Flags of `dev`.
 #[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Faults on demand while dev runs: SIGUSR1 (or POST $IRSA_PROXY_DEV_CONTROL_URL/rotate-token) writes a fresh token now; SIGUSR2 (or POST .../expire-credentials) expires every valid credential set now; GET .../report is the report so far. Exit codes: 0 passed, 3 the app presented expired credentials, 4 the command failed, 130 interrupted, 2 a refused flag."
+)]
 pub struct DevArgs {
     /// Address the proxy serves on
     #[arg(long, value_name = "ADDR", default_value = flags::dev::DEFAULT_LISTEN)]
     pub listen: String,
 
-    /// Lifetime of the credentials the emulator issues (30s..12h)
-    #[arg(long, value_name = "DURATION", default_value = flags::dev::DEFAULT_CREDENTIAL_TTL)]
-    pub credential_ttl: String,
+    /// Lifetime of the credentials the emulator issues (10s..12h) [default: 5m; 60s with --scenario]
+    #[arg(long, value_name = "DURATION")]
+    pub credential_ttl: Option<String>,
 
-    /// Lifetime of the web-identity token; it is rotated at 80 % of it (20s..24h)
-    #[arg(long, value_name = "DURATION", default_value = flags::dev::DEFAULT_TOKEN_TTL)]
-    pub token_ttl: String,
+    /// Lifetime of the web-identity token; it is rotated at 80 % of it (20s..24h) [default: 10m; 1.5 x --credential-ttl with --scenario]
+    #[arg(long, value_name = "DURATION")]
+    pub token_ttl: Option<String>,
+
+    /// Stop after this long: the command is sent SIGTERM, and the report is printed [default: until the command exits, or Ctrl-C; 3 x --credential-ttl with --scenario]
+    #[arg(long = "for", value_name = "DURATION")]
+    pub run_for: Option<String>,
+
+    /// The report printed when dev ends: text or json
+    #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
+    pub report: String,
+
+    /// Write the report (in the --report format) to this file; standard error then gets the text form
+    #[arg(long, value_name = "PATH")]
+    pub report_file: Option<String>,
+
+    /// Fault: this share of AssumeRoleWithWebIdentity calls fails with 503 ServiceUnavailable, e.g. 20% [default: 0%; 10% with --scenario]
+    #[arg(long, value_name = "PERCENT")]
+    pub sts_fail: Option<String>,
+
+    /// Fault: every AssumeRoleWithWebIdentity fails (503) for LENGTH from START after dev started, e.g. 30s@2m; repeat for several
+    #[arg(long, value_name = "LENGTH@START")]
+    pub sts_outage: Vec<String>,
+
+    /// Fault: for LENGTH from START, the token file holds an expired token, which STS refuses with ExpiredTokenException; then a fresh one is written. E.g. 20s@90s; repeat for several
+    #[arg(long, value_name = "LENGTH@START")]
+    pub expired_token: Vec<String>,
+
+    /// Fault: this share of credential sets is issued with 1/4 to 1/2 of --credential-ttl (their Expiration says so), e.g. 25%
+    #[arg(long, value_name = "PERCENT")]
+    pub early_expiry: Option<String>,
+
+    /// A bundle of faults: hour-in-production (with T = --credential-ttl, 60s unless given: token TTL 1.5T, --sts-fail 10%, an STS outage of T/10 at 1.3T, an expired token for T/10 at 2.2T, for 3T). Flags given explicitly win
+    #[arg(long, value_name = "NAME")]
+    pub scenario: Option<String>,
 
     /// Role to assume in the emulator
     #[arg(
@@ -164,7 +199,7 @@ pub struct DevArgs {
     #[arg(long)]
     pub link_local: bool,
 
-    /// Run this command with the export lines set, then exit with its exit code
+    /// Run this command with the export lines set; when it ends (or --for runs out) print the report and exit 0 (passed), 3 (it presented expired credentials) or 4 (it failed)
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

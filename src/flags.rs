@@ -345,6 +345,48 @@ pub(crate) fn listen_address(s: &str) -> Result<SocketAddr, Refusal> {
     s.parse::<SocketAddr>().map_err(|_| refusal())
 }
 
+/// A share: `20%` or `20`, 0 to 100 (dev's fault flags).
+#[cfg(feature = "tools")]
+pub(crate) fn percent(s: &str) -> Result<u8, Refusal> {
+    let refusal = || {
+        Refusal::new(
+            "is not a percentage",
+            "a whole percentage from 0% to 100%, such as 20%",
+        )
+    };
+    let n = s.trim().trim_end_matches('%').trim();
+    match n.parse::<u8>() {
+        Ok(n) if n <= 100 => Ok(n),
+        _ => Err(refusal()),
+    }
+}
+
+/// `LENGTH@START`, such as `30s@2m`: for LENGTH, from START after the run began.
+#[cfg(feature = "tools")]
+pub(crate) fn window(
+    length_range: RangeInclusive<Duration>,
+) -> impl Fn(&str) -> Result<(Duration, Duration), Refusal> {
+    move |s| {
+        let allowed = format!(
+            "LENGTH@START such as 30s@2m: LENGTH from {} to {}, START a duration from the start of the run",
+            format_duration(*length_range.start()),
+            format_duration(*length_range.end())
+        );
+        let (length, start) = s
+            .trim()
+            .split_once('@')
+            .ok_or_else(|| Refusal::new("is not a window", allowed.clone()))?;
+        let length = parse_duration(length)
+            .map_err(|_| Refusal::new("has a LENGTH that is not a duration", allowed.clone()))?;
+        let start = parse_duration(start)
+            .map_err(|_| Refusal::new("has a START that is not a duration", allowed.clone()))?;
+        if !length_range.contains(&length) {
+            return Err(Refusal::new("has a LENGTH out of range", allowed));
+        }
+        Ok((length, start))
+    }
+}
+
 /// A role ARN.
 pub(crate) fn role_arn(s: &str) -> Result<crate::arn::RoleArn, Refusal> {
     crate::arn::RoleArn::parse(s.trim()).map_err(|form| Refusal::new("is not a role ARN", form))
@@ -506,11 +548,28 @@ pub mod dev {
     pub(crate) const TOKEN_TTL: Flag = Flag::bare("--token-ttl");
     pub const ROLE_ARN: Flag = Flag::bare("--role-arn");
     pub const LOG_FORMAT: Flag = Flag::bare("--log-format");
+    pub const FOR: Flag = Flag::bare("--for");
+    pub const REPORT: Flag = Flag::bare("--report");
+    pub const REPORT_FILE: Flag = Flag::bare("--report-file");
+    pub const STS_FAIL: Flag = Flag::bare("--sts-fail");
+    pub const STS_OUTAGE: Flag = Flag::bare("--sts-outage");
+    pub const EXPIRED_TOKEN: Flag = Flag::bare("--expired-token");
+    pub const EARLY_EXPIRY: Flag = Flag::bare("--early-expiry");
+    pub const SCENARIO: Flag = Flag::bare("--scenario");
 
     pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
     pub(crate) const DEFAULT_CREDENTIAL_TTL: &str = "5m";
+    /// Down to 10s, so that a test bench sees several refreshes in a minute.
     pub(crate) const CREDENTIAL_TTL_RANGE: RangeInclusive<Duration> =
-        Duration::from_secs(30)..=Duration::from_secs(12 * 3600);
+        Duration::from_secs(10)..=Duration::from_secs(12 * 3600);
+    /// `--for`: how long a run may last.
+    pub(crate) const FOR_RANGE: RangeInclusive<Duration> =
+        Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600);
+    /// The LENGTH of an `--sts-outage` or `--expired-token` window.
+    pub(crate) const WINDOW_RANGE: RangeInclusive<Duration> =
+        Duration::from_secs(1)..=Duration::from_secs(24 * 3600);
+    /// The scenarios `--scenario` knows.
+    pub(crate) const SCENARIOS: &str = "hour-in-production";
     pub(crate) const DEFAULT_TOKEN_TTL: &str = "10m";
     pub(crate) const TOKEN_TTL_RANGE: RangeInclusive<Duration> =
         Duration::from_secs(20)..=Duration::from_secs(24 * 3600);

@@ -62,7 +62,7 @@ fn boto3_should_survive_rotations_through_dev_for_70_seconds() {
 }
 
 #[test]
-fn dev_should_exit_with_the_command_exit_code_and_its_environment() {
+fn dev_should_exit_4_when_the_command_fails_and_give_it_its_environment() {
     let home = tempfile::tempdir().unwrap();
     let out = clean_command(home.path())
         .env("AWS_PROFILE", "someone-elses")
@@ -77,13 +77,23 @@ fn dev_should_exit_with_the_command_exit_code_and_its_environment() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(7));
+    // The verdict "the command failed" (4); the report names its own code.
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("FAILED: the command failed (exit 4)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sh exited with 7"), "{stderr}");
     let env = String::from_utf8_lossy(&out.stdout);
     for var in [
         "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:",
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=",
         "AWS_ENDPOINT_URL_STS=http://127.0.0.1:",
         "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:",
+        "AWS_ENDPOINT_URL_S3=http://127.0.0.1:",
+        "IRSA_PROXY_DEV_BUCKET=irsa-proxy-dev",
+        "IRSA_PROXY_DEV_CONTROL_URL=http://127.0.0.1:",
     ] {
         assert!(env.contains(var), "{var} missing in:\n{env}");
     }

@@ -21,6 +21,10 @@
 //!   `InvalidClientTokenId` (unknown key or session token), `ExpiredToken`,
 //!   `SignatureDoesNotMatch`.
 //! - Never logged: the web-identity token, the secret access key, the session token.
+//! - Every path but `/` is a small in-memory S3, path-style (`s3.rs`), verified
+//!   with the same SigV4 and expiry checks; every verified call and every issue
+//!   is recorded in the [`Ledger`] (`dev`'s verdict), and [`Faults`] can make
+//!   credential issue fail.
 //!
 //! # In-process API (for `dev` and tests)
 //!
@@ -49,8 +53,11 @@
 //! [`serve`] is the lower-level form: it takes a bound listener and a shutdown
 //! future, mini-redis style.
 
+pub mod faults;
 mod issuer;
 mod keys;
+pub mod ledger;
+pub(crate) mod s3;
 mod service;
 mod sigv4;
 mod store;
@@ -68,8 +75,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+pub use faults::{Faults, Window};
 pub use issuer::{Issuer, IssuerError, ServiceAccountToken};
 pub use keys::{KeyError, VerifyingKeys};
+pub use ledger::{Ledger, LedgerSnapshot};
 pub use store::IssuedCredentials;
 
 use crate::cli::EmulatorArgs;
@@ -101,6 +110,12 @@ pub struct EmulatorSettings {
     pub credential_ttl: Duration,
     /// Decides token and credential expiry, so tests can move time.
     pub clock: Arc<dyn Clock>,
+    /// Faults injected on demand (`dev` as a test bench); none by default.
+    pub faults: Faults,
+    /// What was issued and how it was used; `dev` reads it for its verdict.
+    pub ledger: Arc<Ledger>,
+    /// S3 buckets that exist from the start (more with `CreateBucket`).
+    pub s3_buckets: Vec<String>,
 }
 
 impl std::fmt::Debug for EmulatorSettings {
@@ -110,6 +125,8 @@ impl std::fmt::Debug for EmulatorSettings {
             .field("audience", &self.audience)
             .field("trust_policy", &self.trust_policy.is_some())
             .field("credential_ttl", &self.credential_ttl)
+            .field("faults", &self.faults)
+            .field("s3_buckets", &self.s3_buckets)
             .finish()
     }
 }
@@ -124,6 +141,9 @@ impl EmulatorSettings {
             trust_policy: None,
             credential_ttl: Duration::from_secs(3600),
             clock: Arc::new(SystemClock),
+            faults: Faults::default(),
+            ledger: Arc::new(Ledger::default()),
+            s3_buckets: Vec::new(),
         }
     }
 }
@@ -132,6 +152,8 @@ impl EmulatorSettings {
 pub(crate) struct State {
     settings: EmulatorSettings,
     store: IssuedStore,
+    /// The in-memory S3 (`s3.rs`).
+    s3: s3::Objects,
 }
 
 /// The emulator's connection bounds: STS requests are small and quick, and a
@@ -170,6 +192,7 @@ async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let state = Arc::new(State {
+        s3: s3::Objects::with_buckets(&settings.s3_buckets),
         settings,
         store: IssuedStore::default(),
     });
@@ -293,6 +316,10 @@ fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
 }
 
 async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Response<Full<Bytes>> {
+    // STS is served on `/`; every other path is S3, path-style (`/bucket/key`).
+    if req.uri().path() != "/" {
+        return s3::handle(req, state, peer).await;
+    }
     let request_id = random_request_id();
     let (parts, body) = req.into_parts();
     let result = async {

@@ -56,7 +56,10 @@ pub(crate) fn dispatch(
         }
     }
     match action {
-        "AssumeRoleWithWebIdentity" => assume_role_with_web_identity(state, params, request_id),
+        "AssumeRoleWithWebIdentity" => assume_role_with_web_identity(state, params, request_id)
+            .inspect_err(|fault| {
+                state.settings.ledger.assume_refused(fault.code);
+            }),
         "GetCallerIdentity" => get_caller_identity(state, parts, query, body, request_id),
         "" => Err(StsFault::invalid_action(
             "The request must contain the parameter Action",
@@ -233,6 +236,10 @@ fn assume_role_with_web_identity(
     params: &HashMap<String, String>,
     request_id: &str,
 ) -> Result<Answer, StsFault> {
+    let faults = &state.settings.faults;
+    if let Some(fault) = faults.assume_fault(tokio::time::Instant::now(), rand::random()) {
+        return Err(fault);
+    }
     let p = validate_assume(params)?;
     let claims = state
         .settings
@@ -302,7 +309,11 @@ fn assume_role_with_web_identity(
         }
     }
 
-    let lifetime = p.duration.min(state.settings.credential_ttl);
+    let lifetime = faults.lifetime(
+        p.duration.min(state.settings.credential_ttl),
+        rand::random(),
+        rand::random(),
+    );
     // Expire on a whole second: that is all the XML can say.
     let expiration = from_unix_seconds(unix_seconds(now + lifetime));
     let assumed_role_id = format!("{}:{}", role_id(&p.role.arn), p.session_name);
@@ -325,6 +336,7 @@ fn assume_role_with_web_identity(
         account: p.role.account.clone(),
     };
     state.store.insert(creds.clone(), now);
+    state.settings.ledger.issued(&creds, now);
     let provider = format!(
         "arn:{}:iam::{}:oidc-provider/{}",
         p.role.partition,
@@ -374,7 +386,16 @@ fn get_caller_identity(
     request_id: &str,
 ) -> Result<Answer, StsFault> {
     let now: SystemTime = state.settings.clock.now();
-    let creds = sigv4::verify(parts, query, body, &state.store, now)?;
+    let creds = sigv4::verify(
+        parts,
+        query,
+        sigv4::Payload::Bytes(body),
+        &state.store,
+        &state.settings.ledger,
+        sigv4::Service::Sts,
+        now,
+    )
+    .map_err(|r| r.fault)?;
     let xml = result_document(
         "GetCallerIdentity",
         &[

@@ -1,22 +1,62 @@
-//! SigV4 verification for `GetCallerIdentity`: find the issued credentials the
-//! request names, and recompute its signature with `aws-sigv4` from their secret.
+//! SigV4 verification for `GetCallerIdentity` and the S3 emulation: find the
+//! issued credentials the request names, and recompute its signature with
+//! `aws-sigv4` from their secret.
 //!
 //! Both forms are accepted: the `Authorization: AWS4-HMAC-SHA256 ...` header (what
 //! SDKs send) and a presigned query string (`X-Amz-Signature=...`). The signature
-//! is recomputed over exactly the headers the client says it signed.
+//! is recomputed over exactly the headers the client says it signed. For S3 the
+//! canonical request follows S3's rules (the path encoded once and not
+//! normalised; the payload hash is what `x-amz-content-sha256` says, which the
+//! caller checks against the body). Every verification is recorded in the
+//! [`Ledger`], classified.
 
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    sign, SessionTokenMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    sign, PercentEncodingMode, SessionTokenMode, SignableBody, SignableRequest, SignatureLocation,
+    SigningSettings, UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use http::request::Parts;
 use subtle::ConstantTimeEq;
 
+use super::ledger::{CallClass, Ledger};
 use super::store::{IssuedCredentials, IssuedStore};
 use super::xml::StsFault;
+
+/// The service a request is verified for: its credential scope and the rules of
+/// its canonical request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    Sts,
+    S3,
+}
+
+impl Service {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Service::Sts => "sts",
+            Service::S3 => "s3",
+        }
+    }
+}
+
+/// What the signature covers of the body.
+pub(crate) enum Payload<'a> {
+    /// The body itself (STS: its SHA-256 is computed here).
+    Bytes(&'a [u8]),
+    /// The payload hash the request declares (S3's `x-amz-content-sha256`: a hex
+    /// SHA-256, `UNSIGNED-PAYLOAD` or a `STREAMING-...` form).
+    Declared(String),
+}
+
+/// A refused request: its class in the ledger, and the STS error.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub class: CallClass,
+    pub fault: StsFault,
+}
 
 /// How far the request's `X-Amz-Date` may be from the emulator's clock, as AWS allows.
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
@@ -156,40 +196,94 @@ fn parse_amz_date(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(&rfc3339).ok()
 }
 
-/// Verifies the request's signature and returns the credentials that made it.
+/// Verifies the request's signature for `service`, records the outcome in
+/// `ledger`, and returns the credentials that made it.
 ///
-/// `query` is the decoded query string in order; `body` the raw body.
-pub fn verify(
+/// `query` is the decoded query string in order.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn verify(
     parts: &Parts,
     query: &[(String, String)],
-    body: &[u8],
+    payload: Payload<'_>,
     store: &IssuedStore,
+    ledger: &Ledger,
+    service: Service,
     now: SystemTime,
-) -> Result<IssuedCredentials, StsFault> {
-    let presented = if let Some(auth) = parts.headers.get(http::header::AUTHORIZATION) {
-        let auth = auth
-            .to_str()
-            .map_err(|_| StsFault::incomplete_signature("Authorization header is not ASCII"))?;
-        from_header(auth, parts)?
-    } else if query.iter().any(|(k, _)| k == "X-Amz-Signature") {
-        from_query(query)?
-    } else {
-        return Err(StsFault::missing_authentication_token());
+) -> Result<IssuedCredentials, Refused> {
+    let mut key = None;
+    let result = verify_presented(parts, query, payload, store, ledger, service, now, &mut key);
+    let class = match &result {
+        Ok(_) => CallClass::Live,
+        Err(r) => r.class,
     };
+    let class = ledger.call(service.name(), key.as_deref(), class, now);
+    result.map_err(|r| Refused { class, ..r })
+}
 
+#[allow(clippy::too_many_arguments)]
+fn verify_presented(
+    parts: &Parts,
+    query: &[(String, String)],
+    payload: Payload<'_>,
+    store: &IssuedStore,
+    ledger: &Ledger,
+    service: Service,
+    now: SystemTime,
+    key: &mut Option<String>,
+) -> Result<IssuedCredentials, Refused> {
+    let rejected = |fault| Refused {
+        class: CallClass::Rejected,
+        fault,
+    };
+    let presented = if let Some(auth) = parts.headers.get(http::header::AUTHORIZATION) {
+        let auth = auth.to_str().map_err(|_| {
+            rejected(StsFault::incomplete_signature(
+                "Authorization header is not ASCII",
+            ))
+        })?;
+        from_header(auth, parts).map_err(rejected)?
+    } else if query.iter().any(|(k, _)| k == "X-Amz-Signature") {
+        from_query(query).map_err(rejected)?
+    } else {
+        return Err(rejected(StsFault::missing_authentication_token()));
+    };
+    *key = Some(presented.access_key_id.clone());
+
+    let never_issued = || Refused {
+        class: CallClass::NeverIssued,
+        fault: StsFault::invalid_client_token_id(),
+    };
     let creds = store
         .get(&presented.access_key_id)
-        .ok_or_else(StsFault::invalid_client_token_id)?;
+        .ok_or_else(never_issued)?;
     match &presented.session_token {
         Some(t) if ct_eq(t, &creds.session_token) => {}
-        _ => return Err(StsFault::invalid_client_token_id()),
+        _ => return Err(never_issued()),
     }
-    if now >= creds.expiration {
-        return Err(StsFault::expired_token());
+    if now >= ledger.effective_expiration(&creds.access_key_id, creds.expiration) {
+        return Err(Refused {
+            class: CallClass::Expired,
+            fault: StsFault::expired_token(),
+        });
     }
-    if presented.service != "sts" {
+    verify_signature(parts, query, payload, &presented, &creds, service, now).map_err(rejected)?;
+    Ok(creds)
+}
+
+/// The scope, the date and the signature itself.
+fn verify_signature(
+    parts: &Parts,
+    query: &[(String, String)],
+    payload: Payload<'_>,
+    presented: &Presented,
+    creds: &IssuedCredentials,
+    service: Service,
+    now: SystemTime,
+) -> Result<(), StsFault> {
+    if presented.service != service.name() {
         return Err(StsFault::signature_does_not_match(format!(
-            "Credential should be scoped to correct service: 'sts', not '{}'",
+            "Credential should be scoped to correct service: '{}', not '{}'",
+            service.name(),
             presented.service
         )));
     }
@@ -223,23 +317,24 @@ pub fn verify(
         }
     }
 
-    let expected = recompute(parts, query, body, &presented, &creds, signed_at)?;
+    let expected = recompute(parts, query, payload, presented, creds, service, signed_at)?;
     if !ct_eq(&expected, &presented.signature) {
         return Err(StsFault::signature_does_not_match(
             "The request signature we calculated does not match the signature you provided. \
              Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
         ));
     }
-    Ok(creds)
+    Ok(())
 }
 
 /// The signature `aws-sigv4` computes for this request with the issued secret.
 fn recompute(
     parts: &Parts,
     query: &[(String, String)],
-    body: &[u8],
+    payload: Payload<'_>,
     presented: &Presented,
     creds: &IssuedCredentials,
+    service: Service,
     signed_at: SystemTime,
 ) -> Result<String, StsFault> {
     let mismatch = |why: &str| StsFault::signature_does_not_match(why.to_string());
@@ -304,6 +399,10 @@ fn recompute(
         SignatureLocation::QueryParams
     };
     settings.expires_in = presented.expires_in;
+    if service == Service::S3 {
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    }
     let token_signed = !header_mode
         || presented
             .signed_headers
@@ -333,7 +432,10 @@ fn recompute(
         parts.method.as_str(),
         uri,
         headers.into_iter(),
-        SignableBody::Bytes(body),
+        match payload {
+            Payload::Bytes(b) => SignableBody::Bytes(b),
+            Payload::Declared(hash) => SignableBody::Precomputed(hash),
+        },
     )
     .map_err(|_| mismatch("the request cannot be canonicalised"))?;
     let output =
@@ -352,5 +454,126 @@ mod tests {
         assert!(parse_amz_date("2024-01-02").is_none());
         assert!(parse_amz_date("2024010xT030405Z").is_none());
         assert!(parse_amz_date("20240102T03040ÿ").is_none());
+    }
+
+    /// An S3 request as an SDK signs it: S3's canonical request (path encoded
+    /// once, not normalised), `x-amz-content-sha256` declared and signed.
+    fn signed_s3_get(creds: &IssuedCredentials, at: SystemTime, scope: &str) -> Parts {
+        let mut req = http::Request::builder()
+            .method("GET")
+            .uri("/irsa-proxy-dev/a%20b//../c.txt?x-id=GetObject")
+            .header("host", "127.0.0.1:9912")
+            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+            .body(())
+            .unwrap();
+        let mut settings = SigningSettings::default();
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let identity = Credentials::new(
+            &creds.access_key_id,
+            &creds.secret_access_key,
+            Some(creds.session_token.clone()),
+            None,
+            "test",
+        )
+        .into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name(scope)
+            .time(at)
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into();
+        let headers: Vec<(&str, &str)> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        let signable = SignableRequest::new(
+            "GET",
+            req.uri().to_string(),
+            headers.into_iter(),
+            SignableBody::UnsignedPayload,
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        instructions.apply_to_request_http1x(&mut req);
+        req.into_parts().0
+    }
+
+    #[test]
+    fn s3_requests_should_verify_with_s3_rules_and_be_classified_in_the_ledger() {
+        let now = SystemTime::now();
+        let creds = IssuedCredentials {
+            access_key_id: "ASIATESTTESTTESTTEST".into(),
+            secret_access_key: "SECRET-MARKER-0123456789012345678901234".into(),
+            session_token: "TOKEN-MARKER".into(),
+            expiration: now + Duration::from_secs(60),
+            assumed_role_arn: "arn:aws:sts::111122223333:assumed-role/r/s".into(),
+            assumed_role_id: "AROA:s".into(),
+            account: "111122223333".into(),
+        };
+        let store = IssuedStore::default();
+        store.insert(creds.clone(), now);
+        let ledger = Ledger::default();
+        ledger.issued(&creds, now);
+        let query = vec![("x-id".to_string(), "GetObject".to_string())];
+        let check = |parts: &Parts, service: Service, at: SystemTime| {
+            verify(
+                parts,
+                &query,
+                Payload::Declared("UNSIGNED-PAYLOAD".into()),
+                &store,
+                &ledger,
+                service,
+                at,
+            )
+        };
+
+        let parts = signed_s3_get(&creds, now, "s3");
+        assert!(check(&parts, Service::S3, now).is_ok());
+        // The same request checked by STS's rules: wrong scope.
+        let r = check(&parts, Service::Sts, now).unwrap_err();
+        assert_eq!(
+            (r.class, r.fault.code),
+            (CallClass::Rejected, "SignatureDoesNotMatch")
+        );
+        // A declared payload hash other than the signed one breaks the signature.
+        let r = verify(
+            &parts,
+            &query,
+            Payload::Declared("STREAMING-UNSIGNED-PAYLOAD-TRAILER".into()),
+            &store,
+            &ledger,
+            Service::S3,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(r.fault.code, "SignatureDoesNotMatch");
+        // After the expiry: expired, whatever the signature.
+        let later = now + Duration::from_secs(61);
+        let r = check(&signed_s3_get(&creds, later, "s3"), Service::S3, later).unwrap_err();
+        assert_eq!(
+            (r.class, r.fault.code),
+            (CallClass::Expired, "ExpiredToken")
+        );
+        // A key never issued.
+        let mut other = creds.clone();
+        other.access_key_id = "ASIANEVERISSUED00000".into();
+        let r = check(&signed_s3_get(&other, now, "s3"), Service::S3, now).unwrap_err();
+        assert_eq!(r.class, CallClass::NeverIssued);
+
+        let calls = ledger.snapshot().calls;
+        assert_eq!(
+            (
+                calls.live,
+                calls.rejected,
+                calls.expired,
+                calls.never_issued
+            ),
+            (1, 2, 1, 1)
+        );
     }
 }

@@ -102,6 +102,15 @@ impl StsFault {
         )
     }
 
+    /// A server-side failure (`<Type>Receiver</Type>`), which SDKs retry.
+    pub(crate) fn service_unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            "ServiceUnavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
+            message,
+        )
+    }
+
     pub(crate) fn method_not_allowed(method: &str) -> Self {
         Self::new(
             "InvalidHttpMethod",
@@ -110,10 +119,15 @@ impl StsFault {
         )
     }
 
-    /// The `ErrorResponse` document.
+    /// The `ErrorResponse` document; `Receiver` errors are the server's (5xx).
     pub fn to_xml(&self, request_id: &str) -> String {
+        let kind = if self.status.is_server_error() {
+            "Receiver"
+        } else {
+            "Sender"
+        };
         format!(
-            "<ErrorResponse xmlns=\"{NAMESPACE}\">\n  <Error>\n    <Type>Sender</Type>\n    \
+            "<ErrorResponse xmlns=\"{NAMESPACE}\">\n  <Error>\n    <Type>{kind}</Type>\n    \
              <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n\
              </ErrorResponse>\n",
             escape(self.code),
