@@ -199,6 +199,10 @@ pub struct DevArgs {
     #[arg(long)]
     pub link_local: bool,
 
+    /// Serve the emulator (STS and S3) over HTTPS with a certificate from a CA made for this run; the proxy trusts it, and the app gets AWS_CA_BUNDLE and NODE_EXTRA_CA_CERTS pointing at it
+    #[arg(long)]
+    pub sts_tls: bool,
+
     /// Run this command with the export lines set; when it ends (or --for runs out) print the report and exit 0 (passed), 3 (it presented expired credentials) or 4 (it failed)
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

@@ -461,3 +461,47 @@ fn the_s3_emulation_should_answer_boto3_as_s3_does() {
     );
     assert_eq!(n(&report, "/signed_calls/rejected"), 1, "{why}");
 }
+
+/// `dev --sts-tls`: the emulator over HTTPS with a CA made for the run; the
+/// proxy trusts it, boto3 trusts it through AWS_CA_BUNDLE and the JavaScript
+/// SDK through NODE_EXTRA_CA_CERTS (issue 12: the whole chain with TLS).
+#[test]
+fn sts_tls_should_run_the_whole_chain_over_https() {
+    let home = tempfile::tempdir().unwrap();
+    let out = clean_command(home.path())
+        .args(["dev", "--listen", "127.0.0.1:0", "--sts-tls", "--", "sh", "-c"])
+        .arg("echo $AWS_ENDPOINT_URL_STS $AWS_ENDPOINT_URL_S3; test -s \"$AWS_CA_BUNDLE\" && test \"$AWS_CA_BUNDLE\" = \"$NODE_EXTRA_CA_CERTS\"")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("https://127.0.0.1:"), "{stdout}");
+
+    for argv in [
+        vec![
+            python_with_boto3(),
+            clients_dir().join("bench_app.py").display().to_string(),
+            "good".into(),
+            "4".into(),
+        ],
+        vec![
+            node_with_sdk().to_string(),
+            clients_dir().join("bench_app.mjs").display().to_string(),
+            "4".into(),
+        ],
+    ] {
+        let mut args = vec!["--sts-tls", "--credential-ttl", "10s", "--"];
+        args.extend(argv.iter().map(String::as_str));
+        let (out, report) = dev(&args);
+        let why = describe(&out, &report);
+        assert_eq!(out.status.code(), Some(0), "{why}");
+        assert_eq!(report["verdict"], "passed", "{why}");
+        assert!(n(&report, "/signed_calls_by_service/s3") > 0, "{why}");
+        assert!(n(&report, "/signed_calls_by_service/sts") > 0, "{why}");
+    }
+}

@@ -346,9 +346,34 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
             ..FaultSummary::default()
         },
     });
-    let sts = emulator::spawn(
+    // With --sts-tls: a CA for this run only (its key is not kept), and a
+    // certificate it signs for the emulator's loopback address.
+    let tls = if args.sts_tls {
+        let issued = crate::webhook::certs::issue(
+            "irsa-proxy dev CA",
+            vec!["127.0.0.1".into(), "localhost".into()],
+            1,
+        )
+        .map_err(|e| runtime("cannot make the emulator's certificate", &e))?;
+        let write = |name: &str, pem: &str| {
+            let path = root.join(name);
+            std::fs::write(&path, pem)
+                .map(|()| path)
+                .map_err(|e| runtime(&format!("cannot write {name}"), &e))
+        };
+        let ca = write("ca.pem", &issued.ca_pem)?;
+        let cert = write("tls.crt", &issued.cert_pem)?;
+        let key = write("tls.key", &issued.key_pem)?;
+        let config = crate::serving::tls::reloading_config(cert, key, |_| {})
+            .map_err(|e| runtime("cannot load the emulator's certificate", &e))?;
+        Some((ca, config))
+    } else {
+        None
+    };
+    let sts = emulator::spawn_with(
         "127.0.0.1:0".parse().map_err(|e| runtime("address", &e))?,
         settings,
+        tls.as_ref().map(|(_, config)| config.clone()),
     )
     .await
     .map_err(|e| runtime("cannot start the STS emulator", &e))?;
@@ -404,6 +429,12 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     // The emulator is in this process, on loopback: never through a proxy the
     // caller's environment names.
     config.egress.ignore_proxy_variables = true;
+    if let Some((ca, _)) = &tls {
+        config.egress.ca_bundle = Some(
+            crate::egress::CaBundle::load(ca, "dev --sts-tls".into())
+                .map_err(|why| runtime("the CA of --sts-tls", &why))?,
+        );
+    }
     let client = serve::sts_client(&config.client_settings()).await?;
     if s.listen.port() != 0 {
         // The default port is often held by another `dev`; name the way out.
@@ -511,6 +542,12 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     }
     // S3 at the emulator: an IP address, so every SDK uses path style.
     exports.push(("AWS_ENDPOINT_URL_S3", sts.endpoint_url()));
+    if let Some((ca, _)) = &tls {
+        // botocore and the AWS CLI read AWS_CA_BUNDLE; Node reads
+        // NODE_EXTRA_CA_CERTS (the JavaScript SDK v3 has no variable of its own).
+        exports.push(("AWS_CA_BUNDLE", ca.display().to_string()));
+        exports.push(("NODE_EXTRA_CA_CERTS", ca.display().to_string()));
+    }
     exports.push(("IRSA_PROXY_DEV_BUCKET", BUCKET.to_string()));
     exports.push(("IRSA_PROXY_DEV_CONTROL_URL", control.url()));
     // Most SDKs read AWS_REGION; botocore reads AWS_DEFAULT_REGION.
@@ -709,6 +746,7 @@ mod tests {
             role_arn: "arn:aws:iam::111122223333:role/irsa-proxy-dev".into(),
             log_format: "text".into(),
             link_local: false,
+            sts_tls: false,
             run_for: None,
             report: "text".into(),
             report_file: None,
