@@ -94,6 +94,14 @@ impl ProxyUrl {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
+        if userinfo.is_some_and(|u| u.contains('@')) {
+            // The SDK's client splits at the first `@`: the rest would be taken
+            // for the host, and the credentials would silently be wrong.
+            return Err(Refusal::new(
+                "has an unencoded @ in its user or password",
+                "the @ percent-encoded as %40: http://user:p%40ss@host:port",
+            ));
+        }
         let uri: http::Uri = format!("{scheme}://{host_port}/")
             .parse()
             .map_err(|_| Refusal::new("is not a URL", allowed.to_string()))?;
@@ -653,6 +661,16 @@ mod tests {
         assert_eq!(p.to_string(), "http://alice:***@proxy.corp:3128");
         assert_eq!(p.scrub("auth s3cr@t failed"), "auth *** failed");
         assert!(!format!("{p:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn an_unencoded_at_in_the_password_should_be_refused_without_the_password() {
+        let e = settings(&[("HTTPS_PROXY", "http://bob:hunter@22@proxy:3128")]).unwrap_err();
+        let line = crate::flags::lines(&e);
+        assert!(line.contains("%40"), "{line}");
+        assert!(!line.contains("hunter"), "{line}");
+        let ok = ProxyUrl::parse("http://bob:hunter%4022@proxy:3128", "HTTPS_PROXY").unwrap();
+        assert_eq!(ok.scrub("x hunter@22 y"), "x *** y");
     }
 
     #[test]
