@@ -254,15 +254,15 @@ async fn sts_should_be_reached_through_the_proxy_with_the_private_ca() {
         .starts_with("ASIA"));
 
     // Every STS call went through the proxy: the name resolves nowhere else,
-    // and the proxy saw one CONNECT per call.
+    // and the proxy logged a CONNECT for each (more if the SDK retried an
+    // attempt on a loaded machine; its log may trail a little).
     let calls = sts_calls(&p.metrics().await, "success");
     assert!(calls >= 1);
-    assert_eq!(
-        tp.connects_to(&target),
-        calls,
-        "tinyproxy log:\n{}",
-        tp.log()
-    );
+    let seen = common::eventually(Duration::from_secs(5), || async {
+        tp.connects_to(&target) >= calls
+    })
+    .await;
+    assert!(seen, "{calls} STS calls; tinyproxy log:\n{}", tp.log());
     let logs = p.logs();
     assert!(logs.contains("STS route"), "{logs}");
     assert!(logs.contains("from HTTPS_PROXY"), "{logs}");
