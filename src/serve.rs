@@ -138,6 +138,8 @@ pub struct Proxy {
     background: Vec<JoinHandle<()>>,
     /// Stops the refresher's thread.
     stop_refresher: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Makes the refresher call STS at once.
+    refresh_now: Arc<Notify>,
 }
 
 /// Binds, starts the refresher and the token watcher, and serves. Returns once
@@ -179,6 +181,7 @@ pub async fn start<S: AssumeRole>(
         Arc::new(SystemClock),
     ));
     let rotated = Arc::new(Notify::new());
+    let refresh_now = Arc::new(Notify::new());
     let refresher = Refresher {
         store: store.clone(),
         sts,
@@ -191,6 +194,7 @@ pub async fn start<S: AssumeRole>(
         },
         metrics: metrics.clone(),
         rotated: rotated.clone(),
+        refresh_now: refresh_now.clone(),
     };
     let watcher = TokenWatcher::start(
         config.token_file.clone(),
@@ -228,6 +232,7 @@ pub async fn start<S: AssumeRole>(
         server,
         background,
         stop_refresher: Some(stop_refresher),
+        refresh_now,
     })
 }
 
@@ -293,6 +298,11 @@ fn spawn_refresher<S: AssumeRole>(
 }
 
 impl Proxy {
+    /// What makes the refresher call STS at once, whatever the cache holds.
+    pub fn refresh_trigger(&self) -> Arc<Notify> {
+        self.refresh_now.clone()
+    }
+
     /// The shutdown sequence: not ready at once, serve for `delay`, drain, stop.
     pub async fn shutdown(self, delay: Duration) {
         self.state.shutting_down.store(true, Ordering::SeqCst);

@@ -316,6 +316,34 @@ async fn report_until(control: &str, ok: impl Fn(&serde_json::Value) -> bool) ->
     }
 }
 
+/// `GetCallerIdentity` signed by boto3 with these credentials: `accepted`, or
+/// the error code.
+async fn caller_identity(creds: &serde_json::Value, endpoint: &str, home: &Path) -> String {
+    let out = tokio::process::Command::new(python_with_boto3())
+        .args([
+            "-c",
+            "import boto3, os, sys\n\
+             s = boto3.session.Session(aws_access_key_id=sys.argv[1], aws_secret_access_key=sys.argv[2], aws_session_token=sys.argv[3], region_name='us-east-1')\n\
+             try:\n  s.client('sts', endpoint_url=sys.argv[4]).get_caller_identity()\n  print('accepted')\n\
+             except Exception as e:\n  print(e.response['Error']['Code'])",
+            creds["AccessKeyId"].as_str().unwrap_or_default(),
+            creds["SecretAccessKey"].as_str().unwrap_or_default(),
+            creds["Token"].as_str().unwrap_or_default(),
+            endpoint,
+        ])
+        .env_clear()
+        .env("HOME", home)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 #[tokio::test]
 async fn the_control_endpoint_and_signals_should_rotate_and_expire_on_demand() {
     let home = tempfile::tempdir().unwrap();
@@ -385,31 +413,39 @@ async fn the_control_endpoint_and_signals_should_rotate_and_expire_on_demand() {
     report_until(&control, |r| n(r, "/faults/expiries_on_demand") == 2).await;
     // A call with the set fetched before is refused ExpiredToken, and counted
     // as revoked (not the app's fault), not as expired.
-    let out = tokio::process::Command::new(python_with_boto3())
-        .args([
-            "-c",
-            "import boto3, os, sys\n\
-             s = boto3.session.Session(aws_access_key_id=sys.argv[1], aws_secret_access_key=sys.argv[2], aws_session_token=sys.argv[3], region_name='us-east-1')\n\
-             try:\n  s.client('sts', endpoint_url=sys.argv[4]).get_caller_identity()\n  print('accepted')\n\
-             except Exception as e:\n  print(e.response['Error']['Code'])",
-            creds["AccessKeyId"].as_str().unwrap(),
-            creds["SecretAccessKey"].as_str().unwrap(),
-            creds["Token"].as_str().unwrap(),
-            &exports["AWS_ENDPOINT_URL_STS"],
-        ])
-        .env_clear()
-        .env("HOME", home.path())
-        .output()
-        .await
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ExpiredToken",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        caller_identity(&creds, &exports["AWS_ENDPOINT_URL_STS"], home.path()).await,
+        "ExpiredToken"
     );
     let r = report_until(&control, |r| n(r, "/signed_calls/revoked") == 1).await;
     assert_eq!(n(&r, "/signed_calls/expired"), 0, "{r:#}");
+    // And the proxy fetched a fresh set at once (well before its own refresh,
+    // 5 to 10 s into a set's life here): what it serves now is accepted.
+    let mut fresh = serde_json::Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        let (status, body) = http(
+            &proxy,
+            "GET",
+            "/v1/credentials",
+            &[("Authorization", &token)],
+        )
+        .await;
+        if status == 200 {
+            fresh = serde_json::from_str(&body).unwrap();
+            if caller_identity(&fresh, &exports["AWS_ENDPOINT_URL_STS"], home.path()).await
+                == "accepted"
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_ne!(fresh["AccessKeyId"], creds["AccessKeyId"], "{fresh}");
+    assert_eq!(
+        caller_identity(&fresh, &exports["AWS_ENDPOINT_URL_STS"], home.path()).await,
+        "accepted"
+    );
     assert_eq!(
         n(
             &report_until(&control, |_| true).await,

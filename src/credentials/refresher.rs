@@ -93,6 +93,9 @@ pub struct Refresher<S> {
     pub metrics: Arc<Metrics>,
     /// Signalled by the token watcher on every rotation.
     pub rotated: Arc<Notify>,
+    /// Signalled to call STS at once, whatever the cache holds (`dev`'s
+    /// "expire now": the emulator has revoked what is cached).
+    pub refresh_now: Arc<Notify>,
 }
 
 /// What the last attempt left behind, for deciding whether a rotation should cut
@@ -138,6 +141,10 @@ impl<S: AssumeRole> Refresher<S> {
                             tracing::info!("token rotated while a refresh was due or failing; calling STS now");
                             break;
                         }
+                    }
+                    _ = self.refresh_now.notified() => {
+                        tracing::info!("a refresh was asked for; calling STS now");
+                        break;
                     }
                 }
             }

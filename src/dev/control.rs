@@ -4,7 +4,7 @@
 //! | request | signal | effect |
 //! | --- | --- | --- |
 //! | `POST /rotate-token` | `SIGUSR1` | write a fresh web-identity token now (kubelet's `..data` swap) |
-//! | `POST /expire-credentials` | `SIGUSR2` | every credential set still valid expires now: calls with it are refused `ExpiredToken` and counted as `revoked` |
+//! | `POST /expire-credentials` | `SIGUSR2` | every credential set still valid expires now: calls with it are refused `ExpiredToken` and counted as `revoked`; the proxy fetches a fresh set at once |
 //! | `GET /report` | | the report so far, as JSON |
 //!
 //! Answers are JSON; other paths 404, other methods 405.

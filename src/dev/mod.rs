@@ -248,6 +248,8 @@ pub(crate) struct Bench {
     expiries_on_demand: AtomicU64,
     program: Option<String>,
     faults: FaultSummary,
+    /// The proxy's "call STS now", once the proxy runs.
+    proxy_refresh: std::sync::OnceLock<Arc<Notify>>,
 }
 
 impl Bench {
@@ -262,9 +264,15 @@ impl Bench {
     pub(crate) fn expire(&self) -> usize {
         self.expiries_on_demand.fetch_add(1, Ordering::Relaxed);
         let n = self.ledger.revoke_all(SystemTime::now());
+        // The proxy fetches a fresh set at once, as if its credentials had
+        // expired: an app that fetches again on ExpiredToken recovers; one
+        // that waits for its own refresh keeps failing until then.
+        if let Some(refresh) = self.proxy_refresh.get() {
+            refresh.notify_one();
+        }
         tracing::info!(
             sets = n,
-            "dev: expired every valid credential set now (on demand)"
+            "dev: expired every valid credential set now (on demand); the proxy is fetching a fresh one"
         );
         n
     }
@@ -330,6 +338,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
         expired_tokens_written: AtomicU64::new(0),
         rotations_on_demand: AtomicU64::new(0),
         expiries_on_demand: AtomicU64::new(0),
+        proxy_refresh: std::sync::OnceLock::new(),
         // The program's name only: its path and arguments may carry anything.
         program: args.command.first().map(|p| {
             std::path::Path::new(p)
@@ -450,6 +459,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     let route = client.route().clone();
     let proxy = serve::start(&config, serve::server_settings(&config), client).await?;
     serve::log_route(&route);
+    let _ = bench.proxy_refresh.set(proxy.refresh_trigger());
     let addr = proxy.addrs[0];
 
     // Rotate at 80 % of the token's lifetime, as kubelet does; write an

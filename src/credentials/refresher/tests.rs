@@ -120,6 +120,7 @@ struct Harness {
     metrics: Arc<Metrics>,
     /// What the token watcher would signal on a rotation.
     rotated: Arc<Notify>,
+    refresh_now: Arc<Notify>,
     script: Arc<Mutex<Script>>,
     /// Holds the token file the refresher reads.
     _dir: tempfile::TempDir,
@@ -155,6 +156,7 @@ fn start(ttl: Duration, refresh_before: Duration, setup: impl FnOnce(&mut Script
     ));
     let metrics = Arc::new(Metrics::new());
     let rotated = Arc::new(Notify::new());
+    let refresh_now = Arc::new(Notify::new());
     let refresher = Refresher {
         store: store.clone(),
         sts: ScriptedSts {
@@ -170,12 +172,14 @@ fn start(ttl: Duration, refresh_before: Duration, setup: impl FnOnce(&mut Script
         },
         metrics: metrics.clone(),
         rotated: rotated.clone(),
+        refresh_now: refresh_now.clone(),
     };
     Harness {
         clock,
         store,
         metrics,
         rotated,
+        refresh_now,
         script,
         _dir: dir,
         task: tokio::spawn(refresher.run()),
@@ -557,6 +561,21 @@ async fn a_rotation_should_refresh_at_once_only_when_one_is_due() {
     tokio::time::sleep(secs(600)).await;
     assert_eq!(h.calls().len(), n + 1, "called STS with fresh credentials");
     assert_eq!(h.served().unwrap().credentials, g.credentials);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_asked_for_should_call_sts_at_once_with_fresh_credentials() {
+    let h = start(secs(3600), secs(1800), |_| {});
+    settle().await;
+    let first = h.served().expect("first credentials");
+    tokio::time::sleep(secs(60)).await;
+    assert_eq!(h.calls().len(), 1);
+    let asked_at = h.elapsed();
+    h.refresh_now.notify_one();
+    settle().await;
+    assert_eq!(h.calls().len(), 2, "called STS when asked");
+    assert_eq!(h.calls()[1], asked_at);
+    assert_ne!(h.served().unwrap().credentials, first.credentials);
 }
 
 /// Credentials that STS hands out already inside their margin (a clock far
