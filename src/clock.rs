@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The future of [`Clock::sleep`]; boxed so that `Clock` can be a trait object.
-pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A source of the current wall-clock time, and of waits measured in it.
 pub trait Clock: Send + Sync + 'static {
@@ -71,7 +71,7 @@ impl Clock for OffsetClock {
 /// to the nanosecond and the outcome does not depend on the machine's load.
 #[cfg(test)]
 #[derive(Debug, Clone)]
-pub struct RuntimeClock {
+pub(crate) struct RuntimeClock {
     /// The wall time at `start`.
     wall: SystemTime,
     /// When the clock was made, on the runtime's clock.
@@ -81,7 +81,7 @@ pub struct RuntimeClock {
 #[cfg(test)]
 impl RuntimeClock {
     /// A clock that reads `wall` now. Must be called inside a runtime.
-    pub fn starting_at(wall: SystemTime) -> RuntimeClock {
+    pub(crate) fn starting_at(wall: SystemTime) -> RuntimeClock {
         RuntimeClock {
             wall,
             start: tokio::time::Instant::now(),
@@ -97,7 +97,7 @@ impl Clock for RuntimeClock {
 }
 
 /// Seconds since the Unix epoch (0 for times before it).
-pub fn unix_seconds(t: SystemTime) -> i64 {
+pub(crate) fn unix_seconds(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
@@ -105,7 +105,7 @@ pub fn unix_seconds(t: SystemTime) -> i64 {
 
 /// `9999-12-31T23:59:59Z`: the latest time with a four-digit year, the last one
 /// RFC 3339 timestamps (and `humantime`, which panics beyond it) can show.
-pub const LATEST_TIMESTAMP: u64 = 253_402_300_799;
+pub(crate) const LATEST_TIMESTAMP: u64 = 253_402_300_799;
 
 fn latest() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(LATEST_TIMESTAMP)
@@ -114,13 +114,13 @@ fn latest() -> SystemTime {
 /// `YYYY-MM-DDTHH:MM:SSZ`, the only timestamp form every SDK accepts. Total:
 /// times after [`LATEST_TIMESTAMP`] (a token's `exp` or an STS `Expiration` can
 /// say anything) are shown as that.
-pub fn format_timestamp(t: SystemTime) -> String {
+pub(crate) fn format_timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t.min(latest())).to_string()
 }
 
 /// A `SystemTime` from Unix seconds, clamped to the epoch and to
 /// [`LATEST_TIMESTAMP`], so that no claim value can overflow time arithmetic.
-pub fn from_unix_seconds(secs: i64) -> SystemTime {
+pub(crate) fn from_unix_seconds(secs: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs((secs.max(0) as u64).min(LATEST_TIMESTAMP))
 }
 

@@ -229,7 +229,7 @@ impl Config {
     }
 
     /// The settings of the STS client.
-    pub fn client_settings(&self) -> ClientSettings {
+    pub(crate) fn client_settings(&self) -> ClientSettings {
         ClientSettings {
             region: self.region.clone(),
             endpoint: self.sts_endpoint.clone(),
@@ -240,7 +240,7 @@ impl Config {
 
 /// Only what decides the way to STS, for `serve --print-endpoint`: no role or
 /// token needed.
-pub fn client_settings_from_args(
+pub(crate) fn client_settings_from_args(
     args: &ServeArgs,
     env: &dyn Environment,
 ) -> Result<ClientSettings, Vec<FlagError>> {
@@ -349,14 +349,14 @@ fn check_directory(path: &Path) -> Result<(), Refusal> {
 }
 
 /// `irsa-proxy-<hostname>`, sanitised.
-pub fn default_session_name() -> String {
+pub(crate) fn default_session_name() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     sanitize_session_name(&format!("irsa-proxy-{host}"))
 }
 
 /// STS allows `[\w+=,.@-]{2,64}`: other characters become `-`, the name is cut at
 /// 64 characters and padded to 2.
-pub fn sanitize_session_name(raw: &str) -> String {
+pub(crate) fn sanitize_session_name(raw: &str) -> String {
     let mut s: String = raw
         .trim()
         .chars()

@@ -129,12 +129,12 @@ impl ProxyUrl {
     }
 
     /// True when the URL carries a user (and perhaps a password).
-    pub fn has_credentials(&self) -> bool {
+    pub(crate) fn has_credentials(&self) -> bool {
         self.has_credentials
     }
 
     /// Replaces the password wherever it appears in `text`.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         match &self.password {
             Some(p) if p.len() >= 2 => text.replace(p.as_str(), "***"),
             _ => text.to_string(),
@@ -362,7 +362,7 @@ impl EgressSettings {
     }
 
     /// The proxy for an endpoint with this scheme, before `NO_PROXY`.
-    pub fn proxy_for_scheme(&self, scheme: &str) -> Option<&ProxyUrl> {
+    pub(crate) fn proxy_for_scheme(&self, scheme: &str) -> Option<&ProxyUrl> {
         if self.ignore_proxy_variables {
             return None;
         }
@@ -374,7 +374,7 @@ impl EgressSettings {
     }
 
     /// Every proxy password, to scrub from error text.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         let text = self
             .https_proxy
             .as_ref()
@@ -492,7 +492,7 @@ impl Route {
     }
 
     /// The endpoint's `host:port`, for messages.
-    pub fn endpoint_host(&self) -> String {
+    pub(crate) fn endpoint_host(&self) -> String {
         self.endpoint
             .parse::<http::Uri>()
             .ok()
@@ -512,7 +512,7 @@ impl Route {
 /// asked once by hand when a tunnel failed, because the SDK's client reports
 /// only "unsuccessful". `None` when the proxy cannot be asked (an `https://`
 /// proxy, no answer within 3 s).
-pub async fn connect_status(proxy: &ProxyUrl, target: &str) -> Option<String> {
+pub(crate) async fn connect_status(proxy: &ProxyUrl, target: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let uri: http::Uri = proxy.raw.parse().ok()?;
     if uri.scheme_str() != Some("http") {
@@ -589,7 +589,7 @@ fn no_proxy_matches(rules: &str, host: &str) -> bool {
 
 /// The SDK's HTTP client for these settings: rustls with aws-lc-rs, the trust
 /// roots, and the proxy for the endpoint's scheme.
-pub fn http_client(
+pub(crate) fn http_client(
     route: &Route,
     egress: &EgressSettings,
     trust: Option<&CaBundle>,

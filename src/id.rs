@@ -4,7 +4,7 @@
 
 /// The prefix, then 17 characters of AWS's base-32 alphabet taken from the
 /// SHA-256 of `seed`.
-pub fn stable_id(prefix: &str, seed: &str) -> String {
+pub(crate) fn stable_id(prefix: &str, seed: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed.as_bytes());
     let tail: String = digest

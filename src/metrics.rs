@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// The OpenMetrics content type, which Prometheus scrapes natively.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StsLabels {
@@ -116,7 +116,7 @@ impl Metrics {
         }
     }
 
-    pub fn sts_success(&self, expiry_unix: i64) {
+    pub(crate) fn sts_success(&self, expiry_unix: i64) {
         self.sts_requests
             .get_or_create(&StsLabels {
                 result: "success",
@@ -126,7 +126,7 @@ impl Metrics {
         self.expiry.set(expiry_unix);
     }
 
-    pub fn sts_error(&self, code: &str) {
+    pub(crate) fn sts_error(&self, code: &str) {
         self.sts_requests
             .get_or_create(&StsLabels {
                 result: "error",
@@ -135,7 +135,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn token_rotated(&self) {
+    pub(crate) fn token_rotated(&self) {
         self.rotations.inc();
     }
 

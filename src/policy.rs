@@ -30,7 +30,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// The action every statement is evaluated for.
-pub const WEB_IDENTITY_ACTION: &str = "sts:AssumeRoleWithWebIdentity";
+pub(crate) const WEB_IDENTITY_ACTION: &str = "sts:AssumeRoleWithWebIdentity";
 
 /// Why a policy document could not be read. Each variant says where and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -228,7 +228,7 @@ fn glob_match_ignore_case(pattern: &str, value: &str) -> bool {
 
 /// The issuer as IAM writes it in provider ARNs and condition keys: no scheme, no
 /// trailing slash (`oidc.eks.us-east-1.amazonaws.com/id/ABC`).
-pub fn issuer_host_path(issuer: &str) -> &str {
+pub(crate) fn issuer_host_path(issuer: &str) -> &str {
     let s = issuer.trim();
     let s = s
         .strip_prefix("https://")
@@ -382,14 +382,6 @@ impl Statement {
             conditions,
         })
     }
-
-    /// A name for people: `statement 2 ("AllowDemo")`.
-    pub fn label(&self) -> String {
-        match &self.sid {
-            Some(sid) if !sid.is_empty() => format!("statement {} ({sid:?})", self.number),
-            _ => format!("statement {}", self.number),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -446,7 +438,7 @@ impl RequestContext {
     }
 
     /// The `Federated` principal ARN this request comes from, for messages.
-    pub fn provider_arn(&self) -> String {
+    pub(crate) fn provider_arn(&self) -> String {
         format!(
             "arn:aws:iam::{}:oidc-provider/{}",
             self.account.as_deref().unwrap_or("<account>"),

@@ -66,7 +66,7 @@ pub struct StsError {
 
 impl StsError {
     /// Classifies an STS error code, adding hints for the common mistakes.
-    pub fn from_code(code: &str, message: &str, http_status: Option<u16>) -> StsError {
+    pub(crate) fn from_code(code: &str, message: &str, http_status: Option<u16>) -> StsError {
         let class = match code {
             "InvalidIdentityToken"
             | "ExpiredTokenException"

@@ -9,7 +9,7 @@
 
 mod refresher;
 
-pub use refresher::{refresh_window, Backoff, RefreshSettings, Refresher};
+pub(crate) use refresher::{RefreshSettings, Refresher};
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ pub struct Generation {
 }
 
 /// The safety margin of a lifetime: `min(60 s, lifetime / 4)`.
-pub fn safety_margin(lifetime: Duration) -> Duration {
+pub(crate) fn safety_margin(lifetime: Duration) -> Duration {
     Duration::from_secs(60).min(lifetime / 4)
 }
 
@@ -221,13 +221,13 @@ impl CredentialStore {
     }
 
     /// Records a failed refresh. The cached generation, if any, stays.
-    pub fn record_failure(&self, failure: Unavailable) {
+    pub(crate) fn record_failure(&self, failure: Unavailable) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure);
         self.version.send_modify(|v| *v += 1);
     }
 
     /// The last failure, if the last refresh failed.
-    pub fn last_error(&self) -> Option<Unavailable> {
+    pub(crate) fn last_error(&self) -> Option<Unavailable> {
         self.last_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -246,7 +246,7 @@ impl CredentialStore {
     }
 
     /// True once valid credentials are cached: readiness.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.current().is_some()
     }
 

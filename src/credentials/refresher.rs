@@ -29,7 +29,7 @@ use crate::token::read_token;
 /// How long before expiry to refresh, before jitter:
 /// `min(refresh_before, lifetime / 2)`, but never less than twice the safety
 /// margin, so a refresh always starts while the credentials are still served.
-pub fn refresh_window(refresh_before: Duration, lifetime: Duration) -> Duration {
+pub(crate) fn refresh_window(refresh_before: Duration, lifetime: Duration) -> Duration {
     refresh_before
         .min(lifetime / 2)
         .max(safety_margin(lifetime) * 2)
@@ -38,7 +38,7 @@ pub fn refresh_window(refresh_before: Duration, lifetime: Duration) -> Duration 
 /// Exponential back-off with jitter: 1 s, 2 s, 4 s ... 60 s, each drawn from
 /// the upper half of its step so retries from a fleet spread out.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     attempt: u32,
     base: Duration,
     max: Duration,
@@ -64,7 +64,7 @@ impl Backoff {
     }
 
     /// The next delay.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let step = self
             .base
             .saturating_mul(1u32 << self.attempt.min(16))
@@ -77,7 +77,7 @@ impl Backoff {
 
 /// Inputs of the refresher that do not change while it runs.
 #[derive(Debug, Clone)]
-pub struct RefreshSettings {
+pub(crate) struct RefreshSettings {
     pub role_arn: String,
     pub session_name: String,
     pub duration: Duration,
@@ -86,7 +86,7 @@ pub struct RefreshSettings {
 }
 
 /// The refresher task.
-pub struct Refresher<S> {
+pub(crate) struct Refresher<S> {
     pub store: Arc<CredentialStore>,
     pub sts: S,
     pub settings: RefreshSettings,

@@ -36,20 +36,20 @@ use crate::Fatal;
 mod render;
 mod rules;
 
-pub use render::render_text;
+pub(crate) use render::render_text;
 use rules::{check_token, explain, not_a_jwt};
 
 /// How bad a finding is. Any `Error` makes the exit code 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     Error,
     Warning,
 }
 
 /// One thing doctor found, with what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
+pub(crate) struct Finding {
     pub severity: Severity,
     /// Stable identifier for scripts, e.g. `token_expired`, `sa_pattern_on_aud`.
     pub code: &'static str,
@@ -80,7 +80,7 @@ impl Finding {
 
 /// What the token says (claims only; the token itself is never printed).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TokenReport {
+pub(crate) struct TokenReport {
     pub issuer: Option<String>,
     pub subject: Option<String>,
     pub audience: Vec<String>,
@@ -93,7 +93,7 @@ pub struct TokenReport {
 
 /// The trust policy's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PolicyReport {
+pub(crate) struct PolicyReport {
     pub file: PathBuf,
     pub allowed: bool,
     pub evaluation: Evaluation,
@@ -101,7 +101,7 @@ pub struct PolicyReport {
 
 /// Everything doctor found; printed as text or JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub token_file: PathBuf,
     pub token: Option<TokenReport>,
     pub role_arn: Option<String>,
@@ -123,7 +123,7 @@ impl Report {
 }
 
 /// Runs the diagnosis. `Err` holds the bad-input lines (exit 2).
-pub fn diagnose(
+pub(crate) fn diagnose(
     args: &DoctorArgs,
     env: &dyn Environment,
     now: SystemTime,

@@ -8,7 +8,7 @@ fn or_dash(s: &Option<String>) -> &str {
 }
 
 /// The report for people.
-pub fn render_text(r: &Report) -> String {
+pub(crate) fn render_text(r: &Report) -> String {
     let mut out = String::new();
     out.push_str(&format!("Token file   {}\n", r.token_file.display()));
     match &r.token {

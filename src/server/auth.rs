@@ -38,7 +38,7 @@ impl AuthToken {
 
     /// Reads the token file, creating it if it does not exist. Errors are one line
     /// naming the file.
-    pub fn load_or_create(path: &Path) -> Result<AuthToken, String> {
+    pub(crate) fn load_or_create(path: &Path) -> Result<AuthToken, String> {
         let name = path.display();
         match std::fs::read(path) {
             Ok(bytes) => {
@@ -88,7 +88,7 @@ impl AuthToken {
     /// Writes the token to `path` (replacing what is there, atomically, mode
     /// 0644), so that apps reading `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` and
     /// apps given `AWS_CONTAINER_AUTHORIZATION_TOKEN` present the same bytes.
-    pub fn write_file(&self, path: &Path) -> Result<(), String> {
+    pub(crate) fn write_file(&self, path: &Path) -> Result<(), String> {
         let name = path.display();
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -114,7 +114,7 @@ impl AuthToken {
 
 /// A new token: 256 random bits as 64 lowercase hex digits, which fit a
 /// header, a URL path segment and a Secret alike.
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let bytes: [u8; 32] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

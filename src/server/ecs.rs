@@ -21,7 +21,7 @@ use super::response::{error, json, Body};
 use super::AppState;
 
 /// The route whose last segment is the token.
-pub const PATH_TOKEN_PREFIX: &str = "/v2/credentials/";
+pub(crate) const PATH_TOKEN_PREFIX: &str = "/v2/credentials/";
 
 /// `GET /v1/credentials`.
 pub async fn get(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Response<Body> {
@@ -56,7 +56,7 @@ pub async fn get(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Res
 const MISSING_HINT: &str = ": no header was sent. SDKs before 2023 send it only from AWS_CONTAINER_AUTHORIZATION_TOKEN (the value, which `inject` and `dev` set), and Go v1 before 1.15.41 never; those reach /v2/credentials/<token> through AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or FULL_URI";
 
 /// `GET /v2/credentials/<token>`.
-pub async fn get_by_path(state: &AppState, path: &str, peer: SocketAddr) -> Response<Body> {
+pub(crate) async fn get_by_path(state: &AppState, path: &str, peer: SocketAddr) -> Response<Body> {
     let presented = path.strip_prefix(PATH_TOKEN_PREFIX).unwrap_or_default();
     let Some(expected) = &state.auth_token else {
         return error(
@@ -88,7 +88,7 @@ async fn answer(state: &AppState) -> Response<Body> {
 
 /// The path as it may be logged: the token segment of `/v2/credentials/` is
 /// replaced by `...`.
-pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     if path.starts_with(PATH_TOKEN_PREFIX) {
         format!("{PATH_TOKEN_PREFIX}...").into()
     } else {

@@ -15,7 +15,9 @@ mod ecs;
 mod imds;
 mod response;
 
-pub use auth::{random_token, AuthToken};
+#[cfg(feature = "tools")]
+pub(crate) use auth::random_token;
+pub use auth::AuthToken;
 pub use imds::{ImdsV1, SessionTokens};
 
 use std::net::{IpAddr, SocketAddr};
@@ -112,7 +114,7 @@ impl AppState {
     }
 
     /// Ready: valid credentials cached and not shutting down.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         !self.shutting_down.load(Ordering::Relaxed) && self.store.is_ready()
     }
 }

@@ -5,13 +5,13 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-pub type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// A response with a body and content type.
-pub fn with_type(
+pub(crate) fn with_type(
     status: StatusCode,
     content_type: HeaderValue,
     body: impl Into<Bytes>,

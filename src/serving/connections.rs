@@ -26,7 +26,7 @@ const RETRY: Duration = Duration::from_millis(50);
 
 /// The open connections, shared by the accept loops.
 #[derive(Debug)]
-pub struct Connections {
+pub(crate) struct Connections {
     /// One permit per connection that may be open.
     permits: Arc<Semaphore>,
     /// A std `Mutex`: held for a map operation or a scan, never across an `.await`.
@@ -46,7 +46,7 @@ struct Registry {
 
 /// One open connection, as the limit sees it.
 #[derive(Debug)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Requests being answered on this connection (0 or 1 for HTTP/1.1).
     busy: AtomicUsize,
     /// Nanoseconds after `Connections::epoch` since which it has been idle.
@@ -59,7 +59,7 @@ pub struct Entry {
 
 impl Entry {
     /// Marks a request as being answered until the guard is dropped.
-    pub fn begin(self: &Arc<Self>, epoch: Instant) -> Busy {
+    pub(crate) fn begin(self: &Arc<Self>, epoch: Instant) -> Busy {
         self.busy.fetch_add(1, Ordering::AcqRel);
         Busy {
             entry: self.clone(),
@@ -75,7 +75,7 @@ impl Entry {
 
 /// A request in progress on a connection; idle again when dropped.
 #[derive(Debug)]
-pub struct Busy {
+pub(crate) struct Busy {
     entry: Arc<Entry>,
     epoch: Instant,
 }
@@ -91,7 +91,7 @@ impl Drop for Busy {
 
 /// An admitted connection: holds its permit and its registry entry until dropped.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     id: u64,
     pub entry: Arc<Entry>,
     pub epoch: Instant,
@@ -129,7 +129,7 @@ impl Connections {
     /// the limit, after closing the longest-idle connection, or, when every
     /// connection is busy, once one finishes. `None` only if the server is
     /// stopping.
-    pub async fn admit(self: &Arc<Self>) -> Option<Slot> {
+    pub(crate) async fn admit(self: &Arc<Self>) -> Option<Slot> {
         let permit = loop {
             match self.permits.clone().try_acquire_owned() {
                 Ok(p) => break p,

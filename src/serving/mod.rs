@@ -71,7 +71,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// What turns an accepted TCP stream into the byte stream HTTP is spoken on:
 /// nothing for plain HTTP ([`Plain`]), a TLS handshake for HTTPS
 /// ([`tls::Tls`], with the `tools` feature).
-pub trait Handshake: Clone + Send + Sync + 'static {
+pub(crate) trait Handshake: Clone + Send + Sync + 'static {
     type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
     /// At most `within` (the header-read timeout): a peer that opens and
     /// stalls holds a connection slot only this long.
@@ -84,7 +84,7 @@ pub trait Handshake: Clone + Send + Sync + 'static {
 
 /// Plain HTTP.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Plain;
+pub(crate) struct Plain;
 
 impl Handshake for Plain {
     type Io = TcpStream;
@@ -112,7 +112,7 @@ pub async fn serve<H, F, B>(
 }
 
 /// [`serve`], with each connection first through `handshake` (TLS).
-pub async fn serve_with<S, H, F, B>(
+pub(crate) async fn serve_with<S, H, F, B>(
     name: &'static str,
     listeners: Vec<TcpListener>,
     handshake: S,
@@ -247,7 +247,7 @@ async fn accept_any(
 /// The handlers are installed when this is called, not when the future is
 /// first polled: call it before announcing readiness, so a signal that arrives
 /// in between is not the default action (death by SIGINT, exit code 130).
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -27,7 +27,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 /// How often the files are checked for a change.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// What identifies the content of one file without reading it.
 type Stamp = Option<(u64, u64, u64, SystemTime)>;
@@ -40,7 +40,7 @@ fn stamp(path: &Path) -> Stamp {
 }
 
 /// The certificate and key files, and the pair last loaded from them.
-pub struct Reloading {
+pub(crate) struct Reloading {
     cert_file: PathBuf,
     key_file: PathBuf,
     provider: Arc<CryptoProvider>,
@@ -79,7 +79,7 @@ impl Reloading {
 
     /// Reloads when either file changed: `Ok(true)` when a new pair was swapped
     /// in, `Err` (with the old pair kept) when the new files do not load.
-    pub fn reload_if_changed(&self) -> Result<bool, String> {
+    pub(crate) fn reload_if_changed(&self) -> Result<bool, String> {
         let now = (stamp(&self.cert_file), stamp(&self.key_file));
         let mut loaded = self
             .loaded
@@ -141,7 +141,7 @@ fn load_pair(
 
 /// The rustls server configuration: TLS 1.2 and 1.3 from aws-lc-rs, HTTP/1.1
 /// (the API server falls back to it), certificates from `resolver`.
-pub fn server_config(
+pub(crate) fn server_config(
     resolver: Arc<Reloading>,
     provider: Arc<CryptoProvider>,
 ) -> Result<rustls::ServerConfig, String> {
@@ -183,7 +183,7 @@ pub fn reloading_config(
 
 /// The TLS handshake, for [`super::serve_with`].
 #[derive(Clone)]
-pub struct Tls(pub tokio_rustls::TlsAcceptor);
+pub(crate) struct Tls(pub tokio_rustls::TlsAcceptor);
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

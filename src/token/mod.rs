@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 /// STS refuses web-identity tokens longer than this many characters; reading more
 /// than that from a file can only waste memory.
-pub const MAX_TOKEN_BYTES: usize = 20_000;
+pub(crate) const MAX_TOKEN_BYTES: usize = 20_000;
 
 /// A web-identity token read from disk. Its value is never formatted.
 #[derive(Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl Token {
     }
 
     /// The token itself, for the one place that sends it: the STS request.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
@@ -49,7 +49,7 @@ impl fmt::Debug for Token {
 
 /// Why the token file could not be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("token file {path}: cannot read it: {source}")]
     Io {
         path: PathBuf,
@@ -95,7 +95,7 @@ impl TokenError {
 /// calling it) until a writer appears, and a device could be read without end.
 /// Checking the handle rather than the path leaves no window for a swap between
 /// the check and the read.
-pub fn read_token(path: &Path) -> Result<Token, TokenError> {
+pub(crate) fn read_token(path: &Path) -> Result<Token, TokenError> {
     let io = |source| TokenError::Io {
         path: path.to_path_buf(),
         source,

@@ -41,7 +41,8 @@ impl ProjectedTokenDir {
     }
 
     /// The path readers are given: `root/token`.
-    pub fn token_path(&self) -> PathBuf {
+    #[cfg_attr(not(feature = "tools"), allow(dead_code))]
+    pub(crate) fn token_path(&self) -> PathBuf {
         self.root.join("token")
     }
 

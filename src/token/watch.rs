@@ -50,7 +50,7 @@ fn digest(path: &Path) -> Option<Vec<u8>> {
 }
 
 /// Watches the token and signals `rotated` on every change of its content.
-pub struct TokenWatcher {
+pub(crate) struct TokenWatcher {
     path: PathBuf,
     dir: PathBuf,
     metrics: Arc<Metrics>,
