@@ -143,23 +143,9 @@ impl ProxyUrl {
 }
 
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// `NO_PROXY`, checked and in the form the SDK's matcher reads (`*.corp` is
@@ -322,9 +308,6 @@ pub struct EgressSettings {
     pub use_fips: Option<bool>,
     pub use_dual_stack: Option<bool>,
     pub sts_endpoints: Option<StsEndpoints>,
-    /// Set by `dev` for its in-process emulator: no proxy, whatever the
-    /// environment says.
-    pub ignore_proxy_variables: bool,
 }
 
 impl EgressSettings {
@@ -357,15 +340,11 @@ impl EgressSettings {
             use_fips,
             use_dual_stack,
             sts_endpoints,
-            ignore_proxy_variables: false,
         }
     }
 
     /// The proxy for an endpoint with this scheme, before `NO_PROXY`.
     pub(crate) fn proxy_for_scheme(&self, scheme: &str) -> Option<&ProxyUrl> {
-        if self.ignore_proxy_variables {
-            return None;
-        }
         if scheme.eq_ignore_ascii_case("http") {
             self.http_proxy.as_ref()
         } else {
@@ -425,22 +404,27 @@ pub struct Route {
     pub proxy: Option<ProxyUrl>,
     /// Why there is no proxy although one is set (`NO_PROXY`).
     pub bypass: Option<String>,
-    /// `system trust roots` or the bundle.
-    pub trust: String,
+    /// The bundle that replaces the system trust roots, if any.
+    pub trust: Option<CaBundle>,
 }
 
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "endpoint: {} ({})", self.endpoint, self.resolved_from)?;
-        match (&self.proxy, &self.bypass) {
-            (Some(p), _) => writeln!(f, "proxy:    {p} (from {})", p.from)?,
-            (None, Some(why)) => writeln!(f, "proxy:    none: {why}")?,
-            (None, None) => writeln!(
+        writeln!(f, "proxy:    {}", self.proxy_description())?;
+        match &self.trust {
+            Some(b) => write!(
                 f,
-                "proxy:    none (no HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)"
-            )?,
+                "trust:    {}, instead of the system trust roots{}",
+                self.trust_roots(),
+                if b.skipped > 0 {
+                    format!("; {} unusable certificate(s) left out", b.skipped)
+                } else {
+                    String::new()
+                }
+            ),
+            None => write!(f, "trust:    {} (no AWS_CA_BUNDLE)", self.trust_roots()),
         }
-        write!(f, "trust:    {}", self.trust)
     }
 }
 
@@ -467,27 +451,36 @@ impl Route {
                 proxy = None;
             }
         }
-        let trust = match trust {
-            Some(b) => format!(
-                "{} certificate(s) from {} ({}), instead of the system trust roots{}",
-                b.certificates,
-                b.path.display(),
-                b.from,
-                if b.skipped > 0 {
-                    format!("; {} unusable certificate(s) left out", b.skipped)
-                } else {
-                    String::new()
-                }
-            ),
-            None => "the system trust roots (no AWS_CA_BUNDLE)".into(),
-        };
         Route {
             endpoint,
             region,
             resolved_from,
             proxy,
             bypass,
-            trust,
+            trust: trust.cloned(),
+        }
+    }
+
+    /// The proxy and where it came from, or why there is none.
+    pub(crate) fn proxy_description(&self) -> String {
+        match (&self.proxy, &self.bypass) {
+            (Some(p), _) => format!("{p} (from {})", p.from),
+            (None, Some(why)) => format!("none: {why}"),
+            (None, None) => "none (no HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)".into(),
+        }
+    }
+
+    /// What certificates are verified against: `N certificate(s) from PATH
+    /// (AWS_CA_BUNDLE)`, or `the system trust roots`.
+    pub(crate) fn trust_roots(&self) -> String {
+        match &self.trust {
+            Some(b) => format!(
+                "{} certificate(s) from {} ({})",
+                b.certificates,
+                b.path.display(),
+                b.from
+            ),
+            None => "the system trust roots".into(),
         }
     }
 
@@ -509,11 +502,11 @@ impl Route {
 }
 
 /// What an `http://` proxy answers to `CONNECT target`, as `403 Forbidden`:
-/// asked once by hand when a tunnel failed, because the SDK's client reports
-/// only "unsuccessful". `None` when the proxy cannot be asked (an `https://`
-/// proxy, no answer within 3 s).
+/// asked once, with hyper, when a tunnel failed, because the SDK's client
+/// reports only "unsuccessful". `None` when the proxy cannot be asked (an
+/// `https://` proxy, no answer within 3 s).
 pub(crate) async fn connect_status(proxy: &ProxyUrl, target: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use http_body_util::Empty;
     let uri: http::Uri = proxy.raw.parse().ok()?;
     if uri.scheme_str() != Some("http") {
         return None;
@@ -524,49 +517,46 @@ pub(crate) async fn connect_status(proxy: &ProxyUrl, target: &str) -> Option<Str
         .trim_end_matches(']')
         .to_string();
     let port = uri.port_u16().unwrap_or(80);
-    let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    let mut request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(target)
+        .header(http::header::HOST, target);
     if let Some(user) = &proxy.user {
         let pair = format!("{user}:{}", proxy.password.as_deref().unwrap_or(""));
         let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-        request.push_str(&format!("Proxy-Authorization: Basic {encoded}\r\n"));
+        request = request.header(
+            http::header::PROXY_AUTHORIZATION,
+            format!("Basic {encoded}"),
+        );
     }
-    request.push_str("\r\n");
+    let request = request.body(Empty::<bytes::Bytes>::new()).ok()?;
     let ask = async {
-        let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .ok()?;
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut buf = vec![0u8; 1024];
-        let mut len = 0;
-        while len < buf.len() {
-            let n = stream.read(&mut buf[len..]).await.ok()?;
-            if n == 0 {
-                break;
-            }
-            len += n;
-            if buf[..len].windows(2).any(|w| w == b"\r\n") {
-                break;
-            }
-        }
-        let head = String::from_utf8_lossy(&buf[..len]);
-        let line = head.lines().next()?;
-        let mut parts = line.splitn(3, ' ');
-        let version = parts.next()?;
-        let code = parts.next()?;
-        if !version.starts_with("HTTP/")
-            || code.len() != 3
-            || !code.bytes().all(|b| b.is_ascii_digit())
-        {
-            return None;
-        }
-        let reason: String = parts
-            .next()
-            .unwrap_or("")
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(80)
-            .collect();
-        Some(format!("{code} {reason}").trim_end().to_string())
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .ok()?;
+        let connection = tokio::spawn(connection);
+        let response = sender.send_request(request).await.ok();
+        connection.abort();
+        let response = response?;
+        let status = response.status();
+        // The proxy's own words when it chose some ("403 Access violation").
+        let reason = match response.extensions().get::<hyper::ext::ReasonPhrase>() {
+            Some(phrase) => String::from_utf8_lossy(phrase.as_bytes())
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(80)
+                .collect(),
+            None => status.canonical_reason().unwrap_or_default().to_string(),
+        };
+        Some(
+            format!("{} {reason}", status.as_u16())
+                .trim_end()
+                .to_string(),
+        )
     };
     tokio::time::timeout(std::time::Duration::from_secs(3), ask)
         .await
@@ -592,7 +582,6 @@ fn no_proxy_matches(rules: &str, host: &str) -> bool {
 pub(crate) fn http_client(
     route: &Route,
     egress: &EgressSettings,
-    trust: Option<&CaBundle>,
 ) -> Result<aws_sdk_sts::config::SharedHttpClient, String> {
     use aws_smithy_http_client::proxy::ProxyConfig;
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
@@ -614,7 +603,7 @@ pub(crate) fn http_client(
             c
         }
     };
-    let trust_store = match trust {
+    let trust_store = match &route.trust {
         Some(b) => TrustStore::empty().with_pem_certificate(b.pem.to_vec()),
         None => TrustStore::default(),
     };

@@ -58,8 +58,8 @@ pub async fn sts_client(settings: &ClientSettings) -> Result<SdkSts, Fatal> {
 pub fn log_route(route: &crate::egress::Route) {
     tracing::info!(
         endpoint = %route.endpoint,
-        proxy = %route.proxy.as_ref().map_or_else(|| route.bypass.clone().unwrap_or_else(|| "none".into()), |p| format!("{p} (from {})", p.from)),
-        trust = %route.trust,
+        proxy = %route.proxy_description(),
+        trust = %route.trust_roots(),
         "STS route"
     );
 }

@@ -258,7 +258,7 @@ impl SdkSts {
             &settings.egress,
             trust.as_ref(),
         );
-        let http = crate::egress::http_client(&route, &settings.egress, trust.as_ref())?;
+        let http = crate::egress::http_client(&route, &settings.egress)?;
         let sts_config = aws_sdk_sts::config::Builder::from(&config)
             .http_client(http)
             .endpoint_resolver(GlobalAware {
@@ -474,8 +474,8 @@ fn network_error(err: &(dyn std::error::Error + 'static), route: &Route) -> StsE
                 ErrorClass::Configuration,
                 format!(
                     "the TLS certificate of {host} does not verify against {} ({why:?}){}",
-                    trust_name(route),
-                    if route.trust.starts_with("the system") {
+                    route.trust_roots(),
+                    if route.trust.is_none() {
                         "; if a private CA re-signs TLS on the way out, set AWS_CA_BUNDLE to its PEM bundle"
                     } else {
                         ""
@@ -552,13 +552,6 @@ fn network_error(err: &(dyn std::error::Error + 'static), route: &Route) -> StsE
             via(route)
         ),
     )
-}
-
-fn trust_name(route: &Route) -> String {
-    match route.trust.split_once(", instead of") {
-        Some((bundle, _)) => bundle.to_string(),
-        None => "the system trust roots".into(),
-    }
 }
 
 /// The rustls error somewhere in the chain: as a source, or inside an

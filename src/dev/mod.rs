@@ -435,9 +435,8 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     config.duration = s.credential_ttl.max(Duration::from_secs(900));
     config.refresh_before = Duration::from_secs(1800).min(config.duration / 2);
     config.log_format = s.log_format;
-    // The emulator is in this process, on loopback: never through a proxy the
-    // caller's environment names.
-    config.egress.ignore_proxy_variables = true;
+    // `config.egress` is not read from the environment: the emulator is in
+    // this process, on loopback, never behind the caller's proxy.
     if let Some((ca, _)) = &tls {
         config.egress.ca_bundle = Some(
             crate::egress::CaBundle::load(ca, "dev --sts-tls".into())
