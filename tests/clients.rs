@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::clients::{clients_dir, python_with_boto3};
 use common::fake_sts::Failure;
 use common::{jwt, request, FakeSts, ProxyBuilder, ProxyProcess, TokenDir};
 
@@ -197,33 +198,8 @@ fn unix_now() -> u64 {
 // ---------------------------------------------------------------------------
 // The clients
 
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// The Python interpreter that has boto3, resolved with the caller's environment
-/// (version managers such as pyenv need it) so that it can then run with a
-/// cleared one.
-fn python_with_boto3() -> PathBuf {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import sys, boto3; print(sys.executable)"])
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => {
-            let exe = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            assert!(!exe.is_empty(), "python3 did not report sys.executable");
-            PathBuf::from(exe)
-        }
-        Ok(out) => panic!(
-            "boto3 is not importable by python3; install it with `pip install boto3`\n{}",
-            describe(&out)
-        ),
-        Err(e) => panic!("python3 not found ({e}); install Python 3 and then `pip install boto3`"),
-    }
-}
-
 fn boto3(f: &Fixture, vars: &[(&str, String)]) -> tokio::process::Command {
-    let mut c = f.client(&python_with_boto3(), vars);
+    let mut c = f.client(Path::new(&python_with_boto3()), vars);
     c.arg(clients_dir().join("boto3_credentials.py"));
     c
 }

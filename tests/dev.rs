@@ -6,20 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::clients::python_with_boto3;
 use common::proxy::clean_command;
-
-fn python_with_boto3() -> String {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys, boto3; print(sys.executable)"])
-        .output()
-        .expect("python3 not found: install Python 3, then `pip install boto3`");
-    assert!(
-        out.status.success(),
-        "boto3 is not importable: `pip install boto3`\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 #[test]
 fn boto3_should_survive_rotations_through_dev_for_70_seconds() {

@@ -8,29 +8,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::clients::{clients_dir, python_with_boto3};
 use common::proxy::clean_command;
-
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// The Python that has boto3 (CI puts its venv first on PATH).
-fn python_with_boto3() -> String {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys, boto3; print(sys.executable)"])
-        .output()
-        .expect("python3 not found: install Python 3, then `pip install boto3`");
-    assert!(
-        out.status.success(),
-        "boto3 is not importable: `pip install -r tests/requirements.txt`\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn node_with_sdk() -> &'static str {
     let sdk = clients_dir().join("node_modules/@aws-sdk/client-s3/package.json");

@@ -3,6 +3,7 @@
 //! started on 127.0.0.1:0 with its logs captured, and a raw HTTP/1.1 client.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod fake_sts;
 pub mod http;
 pub mod kubelet;
