@@ -364,7 +364,19 @@ async fn short_credentials_should_be_replaced_well_before_the_margin() {
     }
     // An hour of 9-10 s generations.
     assert!(switches >= 350, "{switches} generations in an hour");
-    assert_eq!(h.calls().len(), switches + 1, "one STS call per generation");
+    // Every call issued a generation, and every generation but one that may
+    // have come after the last look was seen being served.
+    let calls = h.calls().len();
+    assert_eq!(
+        calls as u64,
+        h.script().issued,
+        "one STS call per generation"
+    );
+    assert!(
+        calls == switches + 1 || calls == switches + 2,
+        "{calls} STS calls, {} generations seen",
+        switches + 1
+    );
 }
 
 // ---------------------------------------------------------------------------
