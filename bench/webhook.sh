@@ -65,9 +65,14 @@ done
 THREADS=$(( CONNECTIONS < 2 ? 1 : 2 ))
 # One warm-up second, then the measured run.
 BENCH_BODY_FILE="$WORK/review.json" taskset -c 1 wrk -t "$THREADS" -c "$CONNECTIONS" -d 1s -s bench/webhook.lua "https://127.0.0.1:$PORT" >/dev/null
+# The webhook's CPU time (user + system, in clock ticks) around the measured
+# run: CPU per review is steadier than throughput on a shared machine.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+CPU_BEFORE=$(cpu_ticks)
 OUT=$(BENCH_BODY_FILE="$WORK/review.json" taskset -c 1 wrk -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" --latency -s bench/webhook.lua "https://127.0.0.1:$PORT")
+CPU_TICKS=$(( $(cpu_ticks) - CPU_BEFORE ))
 LINE=$(printf '%s\n' "$OUT" | sed -n 's/^BENCHJSON //p')
-python3 - "$LINE" "$CONNECTIONS" "$DURATION" <<'PY'
+CLK_TCK=$(getconf CLK_TCK) CPU_TICKS="$CPU_TICKS" python3 - "$LINE" "$CONNECTIONS" "$DURATION" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
 errors = sum(r["errors"].values())
@@ -76,6 +81,8 @@ print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()
 print(f"webhook admission, {sys.argv[2]} connections, {sys.argv[3]} s, webhook on one core (taskset -c 0), wrk on another:")
 print(f"  throughput  {r['rps']:.0f} reviews/s ({r['requests']} requests)")
 print(f"  latency     p50 {r['p50_us']/1000:.2f} ms   p90 {r['p90_us']/1000:.2f} ms   p99 {r['p99_us']/1000:.2f} ms   p99.9 {r['p99_9_us']/1000:.2f} ms   max {r['max_us']/1000:.2f} ms")
+cpu_us = int(os.environ["CPU_TICKS"]) * 1e6 / int(os.environ["CLK_TCK"]) / max(r["requests"], 1)
+print(f"  cpu         {cpu_us:.0f} µs of webhook CPU per review (p99 <= 5 ms at 64 connections needs about 75)")
 print(f"  errors      {r['errors']}")
 target = r["p99_us"] <= 5000
 print(f"  target p99 <= 5 ms: {'met' if target else 'MISSED'}")

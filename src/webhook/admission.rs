@@ -12,7 +12,7 @@
 //!   the engine refuses). The webhook never denies a pod: the sidecar is an
 //!   addition, and a pod without it is better than no pod.
 
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use crate::cli::InjectArgs;
 use crate::config::RoleArn;
@@ -149,12 +149,12 @@ fn pod_label(pod: &Json, namespace: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-/// The patch (if any), the warnings, and the outcome for one pod.
+/// The patch (if any, as JSON text), the warnings, and the outcome for one pod.
 fn decide(
     pod: &Json,
     defaults: &InjectArgs,
     opt_in: OptIn,
-) -> (Option<Json>, Vec<String>, Outcome) {
+) -> (Option<Vec<u8>>, Vec<String>, Outcome) {
     let annotation =
         |key: &str| pod.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")));
     let label = pod
@@ -211,8 +211,9 @@ fn decide(
 
     match crate::inject::inject_pod(pod, &opts) {
         Ok(Some(mutated)) => {
+            // Straight to text: the patch is only ever sent.
             let patch = json_patch::diff(pod, &mutated);
-            match serde_json::to_value(patch) {
+            match serde_json::to_vec(&patch) {
                 Ok(p) => (Some(p), Vec::new(), Outcome::Mutated),
                 Err(e) => warn(vec![format!("{SIDECAR_NAME}: sidecar not added: {e}")]),
             }
@@ -332,26 +333,42 @@ fn with_annotations<'a>(
 
 fn answer(
     uid: &str,
-    patch: Option<Json>,
+    patch: Option<Vec<u8>>,
     warnings: Vec<String>,
     outcome: Outcome,
     pod: String,
 ) -> Answer {
     use base64::Engine;
-    let mut response = json!({ "uid": uid, "allowed": true });
-    if let Some(patch) = patch {
-        let bytes = serde_json::to_vec(&patch).unwrap_or_default();
-        response["patchType"] = json!("JSONPatch");
-        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+    // Serialised from borrowed fields: no intermediate JSON tree.
+    #[derive(serde::Serialize)]
+    struct Review<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'a str,
+        kind: &'a str,
+        response: Response<'a>,
     }
-    if !warnings.is_empty() {
-        response["warnings"] = json!(warnings);
+    #[derive(serde::Serialize)]
+    struct Response<'a> {
+        uid: &'a str,
+        allowed: bool,
+        #[serde(rename = "patchType", skip_serializing_if = "Option::is_none")]
+        patch_type: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        warnings: &'a [String],
     }
-    let review = json!({
-        "apiVersion": API_VERSION,
-        "kind": "AdmissionReview",
-        "response": response,
-    });
+    let review = Review {
+        api_version: API_VERSION,
+        kind: "AdmissionReview",
+        response: Response {
+            uid,
+            allowed: true,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch: patch.map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
+            warnings: &warnings,
+        },
+    };
     Answer {
         body: serde_json::to_vec(&review).unwrap_or_default(),
         outcome,
@@ -363,6 +380,7 @@ fn answer(
 mod tests {
     use super::*;
     use clap::Parser;
+    use serde_json::json;
 
     fn defaults() -> InjectArgs {
         #[derive(Parser)]
