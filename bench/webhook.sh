@@ -39,22 +39,19 @@ PID=""
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-# A serving certificate the way an operator without cert-manager makes one.
-"$BIN" webhook certs --service bench --namespace bench >"$WORK/secret.yaml"
+# A serving certificate, written as PEM files by `webhook certs --out-dir`.
+"$BIN" webhook certs --service bench --namespace bench --out-dir "$WORK" 2>/dev/null
 python3 - "$WORK" <<'PY'
-import base64, re, sys
+import sys
 work = sys.argv[1]
-text = open(f"{work}/secret.yaml").read()
-for key in ("tls.crt", "tls.key"):
-    value = re.search(rf"^  {re.escape(key)}: (\S+)$", text, re.M).group(1)
-    open(f"{work}/{key}", "wb").write(base64.b64decode(value))
 review = '''{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"5c1c8f9e-2b1f-4e55-9a0b-0c1d2e3f4a5b","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"apps","operation":"CREATE","userInfo":{"username":"system:serviceaccount:kube-system:replicaset-controller"},"object":{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"api-7d4b9c-","labels":{"app":"api","pod-template-hash":"7d4b9c"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"api-7d4b9c","uid":"1b2c3d4e","controller":true,"blockOwnerDeletion":true}]},"spec":{"serviceAccountName":"api","containers":[{"name":"api","image":"api:1","env":[{"name":"LOG_LEVEL","value":"info"}],"ports":[{"containerPort":8080}]},{"name":"log-shipper","image":"shipper:2"}]}},"oldObject":null,"dryRun":false}}'''
 open(f"{work}/review.json", "w").write(review)
 PY
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 RUST_LOG=warn taskset -c 0 "$BIN" webhook --listen "127.0.0.1:$PORT" \
-	--tls-cert-file "$WORK/tls.crt" --tls-key-file "$WORK/tls.key" >"$WORK/webhook.log" 2>&1 &
+	--tls-cert-file "$WORK/tls.crt" --tls-key-file "$WORK/tls.key" \
+	--image registry.example/irsa-proxy:bench >"$WORK/webhook.log" 2>&1 &
 PID=$!
 for _ in $(seq 100); do
 	python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT),0.2)" 2>/dev/null && break

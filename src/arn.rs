@@ -17,13 +17,30 @@ pub struct RoleArn {
     pub name: String,
 }
 
+/// The form of a role ARN.
+const FORM: &str = "arn:<partition>:iam::<12-digit account>:role/<optional/path/>name";
+
+/// Which part of a role ARN is wrong. Its `Display` is the form expected, a
+/// phrase that fits after "expected", naming the part when one is at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RoleArnError {
+    /// Not `arn:<partition>:iam::<account>:role/...` at all.
+    #[error("{}", FORM)]
+    Form,
+    #[error("{} (the partition is aws, aws-cn, aws-us-gov, ...)", FORM)]
+    Partition,
+    #[error("{} (the account is 12 digits)", FORM)]
+    Account,
+    #[error("{} (the name is 1-64 of [A-Za-z0-9+=,.@_-])", FORM)]
+    Name,
+}
+
 impl RoleArn {
     /// Parses `arn:<partition>:iam::<12 digits>:role/<path/>name`.
-    pub fn parse(s: &str) -> Result<RoleArn, String> {
-        const FORM: &str = "arn:<partition>:iam::<12-digit account>:role/<optional/path/>name";
+    pub fn parse(s: &str) -> Result<RoleArn, RoleArnError> {
         let parts: Vec<&str> = s.splitn(6, ':').collect();
         if parts.len() != 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[3].is_empty() {
-            return Err(FORM.into());
+            return Err(RoleArnError::Form);
         }
         let partition = parts[1];
         if partition.is_empty()
@@ -31,16 +48,14 @@ impl RoleArn {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            return Err(format!(
-                "{FORM} (the partition is aws, aws-cn, aws-us-gov, ...)"
-            ));
+            return Err(RoleArnError::Partition);
         }
         let account = parts[4];
         if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("{FORM} (the account is 12 digits)"));
+            return Err(RoleArnError::Account);
         }
         let Some(resource) = parts[5].strip_prefix("role/") else {
-            return Err(FORM.into());
+            return Err(RoleArnError::Form);
         };
         let name = resource.rsplit('/').next().unwrap_or_default();
         let name_ok = (1..=64).contains(&name.len())
@@ -51,7 +66,7 @@ impl RoleArn {
             .bytes()
             .all(|b| (0x21..0x7f).contains(&b));
         if !name_ok || !path_ok || resource.len() > 576 {
-            return Err(format!("{FORM} (the name is 1-64 of [A-Za-z0-9+=,.@_-])"));
+            return Err(RoleArnError::Name);
         }
         Ok(RoleArn {
             arn: s.to_string(),
@@ -95,6 +110,32 @@ mod tests {
             "arn:AWS:iam::123456789012:role/x",
         ] {
             assert!(RoleArn::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn errors_should_name_the_part_at_fault() {
+        for (bad, want, names) in [
+            ("arn:aws:iam::123456789012:user/x", RoleArnError::Form, ""),
+            (
+                "arn:AWS:iam::123456789012:role/x",
+                RoleArnError::Partition,
+                "(the partition is",
+            ),
+            (
+                "arn:aws:iam::12345678901:role/x",
+                RoleArnError::Account,
+                "(the account is 12 digits)",
+            ),
+            (
+                "arn:aws:iam::123456789012:role/bad name",
+                RoleArnError::Name,
+                "(the name is 1-64",
+            ),
+        ] {
+            assert_eq!(RoleArn::parse(bad), Err(want), "{bad}");
+            let line = want.to_string();
+            assert!(line.starts_with(FORM) && line.contains(names), "{line}");
         }
     }
 }

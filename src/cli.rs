@@ -46,7 +46,7 @@ pub enum Command {
     Probe(ProbeArgs),
     #[cfg(feature = "tools")]
     /// Mutating admission webhook: opted-in pods get the sidecar at creation (HTTPS; `webhook certs` makes a serving certificate)
-    Webhook(crate::webhook::WebhookArgs),
+    Webhook(WebhookArgs),
     /// Add the link-local credential addresses to this network namespace's loopback interface: the pod's init step for old SDKs (needs CAP_NET_ADMIN).
     LinkLocal(LinkLocalArgs),
 }
@@ -64,7 +64,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<String>,
 
-    /// Role session name, sanitised to [\w+=,.@-]{2,64} [env: AWS_ROLE_SESSION_NAME] [default: irsa-proxy-<hostname>]
+    /// Role session name, for the web-identity call and every hop: text, or a template over the token's kubernetes.io claims ({namespace}, {pod}, {pod-uid}, {service-account}) fixed for the pod's life; made to fit [\w+=,.@-]{2,64}, a shortened name keeping its end and a hash of the whole [env: AWS_ROLE_SESSION_NAME] [default: irsa-proxy-<hostname>]
     #[arg(long, value_name = "NAME")]
     pub session_name: Option<String>,
 
@@ -128,9 +128,62 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_connections: Option<String>,
 
+    #[command(flatten)]
+    pub chain: ChainArgs,
+
+    /// ExternalId sent with the last hop's AssumeRole (2-1224 of [\w+=,.@:/-]); never logged [env: IRSA_PROXY_CHAIN_EXTERNAL_ID]
+    #[arg(long, value_name = "ID")]
+    pub chain_external_id: Option<String>,
+
+    /// File holding the last hop's ExternalId, re-read before every call (a mounted Secret) [env: IRSA_PROXY_CHAIN_EXTERNAL_ID_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub chain_external_id_file: Option<String>,
+
+    /// Where credentials come from: web-identity (IRSA: --role-arn and --token-file), pod-identity (the EKS Pod Identity agent: --pod-identity-uri and --pod-identity-token-file) or auto (web-identity when a role or web-identity token is given, else pod-identity when the agent's URI is) [env: IRSA_PROXY_SOURCE] [default: auto]
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+
+    /// The EKS Pod Identity agent's credentials URL, as the EKS webhook sets it [env: AWS_CONTAINER_CREDENTIALS_FULL_URI]
+    #[arg(long, value_name = "URL")]
+    pub pod_identity_uri: Option<String>,
+
+    /// The Pod Identity token the EKS webhook mounts, re-read before every call [env: AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub pod_identity_token_file: Option<String>,
+
     /// Print the STS endpoint that would be called, through which proxy and with which trust roots (from --region, --sts-endpoint and HTTPS_PROXY, NO_PROXY, AWS_CA_BUNDLE, AWS_USE_FIPS_ENDPOINT, AWS_USE_DUALSTACK_ENDPOINT, AWS_STS_REGIONAL_ENDPOINTS), then exit; calls nothing
     #[arg(long)]
     pub print_endpoint: bool,
+}
+
+/// Role chaining and what the hops carry: the same flags for `serve` (each
+/// with its environment twin), `dev`, `doctor` and `inject` (which writes them
+/// as the sidecar's variables). Read and checked by `crate::sidecar::chain`.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ChainArgs {
+    /// After the web-identity role, assume this role with its credentials (role chaining, e.g. a role in another account); repeat for several hops, in order. Only the last role's credentials are served. AWS caps a chained session at 1h, so --duration is at most 1h with a chain [env: IRSA_PROXY_CHAIN_ROLE_ARN, comma-separated]
+    #[arg(long, value_name = "ARN")]
+    pub chain_role_arn: Vec<String>,
+
+    /// Session tags sent with the first hop's AssumeRole: pod-identity (the six EKS Pod Identity tags, from the token's kubernetes.io claims and --cluster-name/--cluster-arn; transitive) and KEY=VALUE; repeat or separate with commas [env: IRSA_PROXY_SESSION_TAGS]
+    #[arg(long, value_name = "TAGS")]
+    pub session_tags: Vec<String>,
+
+    /// Keys of --session-tags that are passed on to later hops, comma-separated [env: IRSA_PROXY_TRANSITIVE_TAG_KEYS]
+    #[arg(long, value_name = "KEYS")]
+    pub transitive_tag_keys: Option<String>,
+
+    /// SourceIdentity set on the first hop and kept by AWS for the rest of the chain; a template like --session-name, such as {namespace}.{pod} [env: IRSA_PROXY_SOURCE_IDENTITY]
+    #[arg(long, value_name = "TEMPLATE")]
+    pub source_identity: Option<String>,
+
+    /// The cluster's name, for the eks-cluster-name tag of --session-tags pod-identity [env: IRSA_PROXY_CLUSTER_NAME]
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+
+    /// The cluster's ARN, for the eks-cluster-arn tag of --session-tags pod-identity (left out without it: clusters outside EKS have none) [env: IRSA_PROXY_CLUSTER_ARN]
+    #[arg(long, value_name = "ARN")]
+    pub cluster_arn: Option<String>,
 }
 
 /// Flags of `dev`.
@@ -195,9 +248,20 @@ pub struct DevArgs {
     #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
     pub log_format: String,
 
+    #[command(flatten)]
+    pub chain: ChainArgs,
+
+    /// As serve's --session-name: text, or a template such as {namespace}.{pod} over the dev token's claims (namespace default, service account dev, a pod named app-<random>) [default: irsa-proxy-dev]
+    #[arg(long, value_name = "NAME")]
+    pub session_name: Option<String>,
+
     /// Also serve where the oldest SDKs look: 169.254.170.2:80 (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) and 169.254.169.254:80 (IMDS), added to lo of a network namespace with no route out. With a COMMAND, dev makes that namespace itself (as root, or as a user where unprivileged user namespaces are allowed); without one, run it in a namespace you made: `unshare --net -- sh -c 'ip link set lo up && irsa-proxy dev --link-local'`
     #[arg(long)]
     pub link_local: bool,
+
+    /// Where the proxy gets credentials: web-identity (the emulator plays STS) or pod-identity (the emulator plays the EKS Pod Identity agent, with an association for the dev service account and a token for audience pods.eks.amazonaws.com)
+    #[arg(long, value_name = "SOURCE", default_value = "web-identity")]
+    pub source: String,
 
     /// Serve the emulator (STS and S3) over HTTPS with a certificate from a CA made for this run; the proxy trusts it, and the app gets AWS_CA_BUNDLE and NODE_EXTRA_CA_CERTS pointing at it
     #[arg(long)]
@@ -231,6 +295,10 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "FILE")]
     pub trust_policy: Option<PathBuf>,
 
+    /// The trust policy (JSON) of a role that AssumeRole (a chained hop) may target, as ROLE_ARN=FILE; repeat for several. A role without one may be assumed by any session the emulator issued
+    #[arg(long, value_name = "ARN=FILE")]
+    pub role_trust_policy: Vec<String>,
+
     /// Longest lifetime of issued credentials
     #[arg(long, value_name = "DURATION", default_value = flags::emulator::DEFAULT_CREDENTIAL_TTL)]
     pub credential_ttl: String,
@@ -238,6 +306,18 @@ pub struct EmulatorArgs {
     /// Log format: text or json
     #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
     pub log_format: String,
+
+    /// Play the EKS Pod Identity agent on GET /v1/credentials too: the service account SA of namespace NS may have the role (repeat for several)
+    #[arg(long, value_name = "NS/SA=ROLE_ARN")]
+    pub pod_identity_association: Vec<String>,
+
+    /// The Pod Identity agent's limit: calls above this rate per second are answered 429, as the agent's rate limiter does
+    #[arg(long, value_name = "N")]
+    pub pod_identity_rate: Option<String>,
+
+    /// STS's limit: AssumeRoleWithWebIdentity calls above this rate per second are answered 400 Throttling "Rate exceeded"
+    #[arg(long, value_name = "N")]
+    pub sts_rate: Option<String>,
 
     /// Serve HTTPS with this PEM certificate chain (with --tls-key-file); reloaded when the file changes
     #[arg(long, value_name = "PEM")]
@@ -268,7 +348,7 @@ pub struct MintArgs {
     pub sub: String,
 
     /// The token's `aud`
-    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    #[arg(long, value_name = "AUD", default_value = flags::DEFAULT_AUDIENCE)]
     pub aud: String,
 
     /// How long the token is valid (90s, 20m, 1h or seconds)
@@ -298,6 +378,25 @@ pub struct DoctorArgs {
     /// Output: text for people, json for scripts
     #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
     pub output: String,
+
+    #[command(flatten)]
+    pub chain: ChainArgs,
+
+    /// The trust policy (JSON) of each --chain-role-arn, in the same order, evaluated for the AssumeRole by the hop before
+    #[arg(long, value_name = "FILE")]
+    pub chain_trust_policy: Vec<PathBuf>,
+
+    /// As serve's: the last hop's ExternalId; never printed [env: IRSA_PROXY_CHAIN_EXTERNAL_ID]
+    #[arg(long, value_name = "ID")]
+    pub chain_external_id: Option<String>,
+
+    /// As serve's [env: IRSA_PROXY_CHAIN_EXTERNAL_ID_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub chain_external_id_file: Option<String>,
+
+    /// As serve's --duration, checked against the 1h chained-session cap [env: IRSA_PROXY_DURATION]
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
 }
 
 /// Flags of `inject`.
@@ -316,6 +415,66 @@ pub struct InjectArgs {
     #[arg(value_name = "FILE", conflicts_with = "file")]
     pub path: Option<String>,
 
+    /// The sidecar: the flags `webhook` shares.
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+
+    /// Role to assume (sets AWS_ROLE_ARN on the sidecar; not needed with the EKS webhook)
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+
+    /// App container to configure; repeat for several [default: all]
+    #[arg(long, value_name = "NAME")]
+    pub container: Vec<String>,
+
+    /// Also remove a lone AWS_ROLE_ARN or AWS_WEB_IDENTITY_TOKEN_FILE from app containers (the pair is removed by default)
+    #[arg(long, conflicts_with = "keep_web_identity")]
+    pub strip_web_identity: bool,
+
+    /// Leave AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE in app containers that set both (by default they are removed, with a warning: with them an SDK assumes the role itself and bypasses the sidecar)
+    #[arg(long)]
+    pub keep_web_identity: bool,
+
+    /// Take the pod's authorization token from this existing Secret (key `token`) and emit none [default: emit an immutable Secret irsa-proxy-auth with a random token, unless the input has it]
+    #[arg(long, value_name = "NAME")]
+    pub auth_secret: Option<String>,
+
+    /// Also serve the oldest SDKs where they look: 169.254.170.2:80 (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) and 169.254.169.254:80 (IMDS). An init container with NET_ADMIN adds the addresses to the pod's lo and redirects their port 80 to the sidecar's --port, so the apps keep port 80
+    #[arg(long)]
+    pub link_local: bool,
+
+    #[command(flatten)]
+    pub chain: ChainArgs,
+
+    /// The Secret (key external-id) holding the last hop's ExternalId, read into the sidecar's IRSA_PROXY_CHAIN_EXTERNAL_ID
+    #[arg(long, value_name = "NAME")]
+    pub chain_external_id_secret: Option<String>,
+
+    /// The sidecar's role session name, text or a template such as {namespace}.{pod} (AWS_ROLE_SESSION_NAME)
+    #[arg(long, value_name = "NAME")]
+    pub session_name: Option<String>,
+}
+
+impl InjectArgs {
+    /// `inject` with no flag given but `sidecar`: what the webhook starts every
+    /// pod from before its annotations apply. The other flags take their
+    /// `inject` defaults from clap itself, so a flag added to `inject` reaches
+    /// the webhook with the same default; a setting that makes sense
+    /// cluster-wide belongs in [`SidecarArgs`], which makes it a webhook flag.
+    pub fn with_sidecar(sidecar: SidecarArgs) -> Result<InjectArgs, clap::Error> {
+        use clap::FromArgMatches;
+        let matches = InjectArgs::augment_args(clap::Command::new("inject"))
+            .try_get_matches_from(["inject"])?;
+        let mut args = InjectArgs::from_arg_matches(&matches)?;
+        args.sidecar = sidecar;
+        Ok(args)
+    }
+}
+
+/// The sidecar every pod gets: `inject`'s flags that `webhook` takes too, as
+/// the defaults its pod annotations override.
+#[derive(Debug, Clone, Args)]
+pub struct SidecarArgs {
     /// Sidecar image (required: none is published; build and push one from this repository's Dockerfile: docker build -t REGISTRY/irsa-proxy:TAG . && docker push REGISTRY/irsa-proxy:TAG)
     // No clap `required`: a missing --image is reported with the other bad flags,
     // one line each, by `inject::Options::from_args`.
@@ -327,10 +486,6 @@ pub struct InjectArgs {
     )]
     pub image: String,
 
-    /// Role to assume (sets AWS_ROLE_ARN on the sidecar; not needed with the EKS webhook)
-    #[arg(long, value_name = "ARN")]
-    pub role_arn: Option<String>,
-
     /// Add the sidecar as an ordinary container instead of a native sidecar (clusters before 1.29)
     #[arg(long)]
     pub classic_sidecar: bool,
@@ -339,10 +494,6 @@ pub struct InjectArgs {
     #[arg(long, value_name = "N", default_value_t = flags::inject::DEFAULT_PORT)]
     pub port: u16,
 
-    /// App container to configure; repeat for several [default: all]
-    #[arg(long, value_name = "NAME")]
-    pub container: Vec<String>,
-
     /// Audience of the projected token
     #[arg(long, value_name = "AUD", default_value = flags::inject::DEFAULT_TOKEN_AUDIENCE)]
     pub token_audience: String,
@@ -350,18 +501,87 @@ pub struct InjectArgs {
     /// Lifetime of the projected token, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = flags::inject::DEFAULT_TOKEN_EXPIRATION)]
     pub token_expiration: i64,
+}
 
-    /// Remove AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE from app containers
+/// Flags of `webhook`.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WebhookArgs {
+    #[command(subcommand)]
+    pub command: Option<WebhookCommand>,
+
+    #[command(flatten)]
+    pub serve: ServeWebhookArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum WebhookCommand {
+    /// Make a CA and a serving certificate: print them as a Secret with the caBundle patch (clusters without cert-manager), or write PEM files with --out-dir
+    Certs(WebhookCertsArgs),
+}
+
+/// Flags of the webhook server.
+#[derive(Debug, Clone, Args)]
+pub struct ServeWebhookArgs {
+    /// Address to serve HTTPS on
+    #[arg(long, value_name = "ADDR", default_value = flags::webhook::DEFAULT_LISTEN)]
+    pub listen: String,
+
+    /// PEM certificate chain, serving certificate first; reloaded when it changes
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of the certificate; reloaded when it changes
+    #[arg(long, value_name = "PATH")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// A request head (and the TLS handshake, and the body) must arrive within this long, 1s..10m
+    #[arg(long, value_name = "DURATION", default_value = flags::webhook::DEFAULT_HEADER_TIMEOUT)]
+    pub header_timeout: String,
+
+    /// Open connections at most, 8..65536
+    #[arg(long, value_name = "N", default_value_t = flags::webhook::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Log format: text or json; the level comes from RUST_LOG
+    #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
+    pub log_format: String,
+
+    /// The sidecar every pod gets, as `inject` adds it; the pod annotations irsa-proxy.io/image, /port and /audience override it per pod
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+}
+
+/// Flags of `webhook certs`.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookCertsArgs {
+    /// The webhook's Service name
+    #[arg(long, value_name = "NAME", default_value = flags::webhook_certs::DEFAULT_SERVICE)]
+    pub service: String,
+
+    /// The webhook's namespace
+    #[arg(long, value_name = "NS", default_value = flags::webhook_certs::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+
+    /// Name of the Secret to print (the Deployment mounts this one)
+    #[arg(long, value_name = "NAME", default_value = flags::webhook_certs::DEFAULT_SECRET)]
+    pub secret: String,
+
+    /// The MutatingWebhookConfiguration whose caBundle the patch sets
+    #[arg(long, value_name = "NAME", default_value = flags::webhook_certs::DEFAULT_CONFIGURATION)]
+    pub configuration: String,
+
+    /// Validity of the certificates in days, 1..=3650
+    #[arg(long, value_name = "DAYS", default_value_t = flags::webhook_certs::DEFAULT_DAYS)]
+    pub days: u32,
+
+    /// Write tls.crt, tls.key and ca.crt (PEM) into this directory, made if missing, instead of printing the Secret
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// Also name localhost, 127.0.0.1 and ::1 in the serving certificate, to try the webhook on this machine
     #[arg(long)]
-    pub strip_web_identity: bool,
-
-    /// Take the pod's authorization token from this existing Secret (key `token`) and emit none [default: emit an immutable Secret irsa-proxy-auth with a random token, unless the input has it]
-    #[arg(long, value_name = "NAME")]
-    pub auth_secret: Option<String>,
-
-    /// Also serve the oldest SDKs where they look: 169.254.170.2:80 (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) and 169.254.169.254:80 (IMDS), added to the pod's lo by an init container with NET_ADMIN
-    #[arg(long)]
-    pub link_local: bool,
+    pub localhost: bool,
 }
 
 /// Flags of `probe`.
@@ -390,4 +610,8 @@ pub struct LinkLocalArgs {
     /// The node's IP (downward API status.hostIP): equal to the pod's IP only for hostNetwork pods, which are refused [env: IRSA_PROXY_HOST_IP]
     #[arg(long, value_name = "IP")]
     pub host_ip: Option<String>,
+
+    /// Also redirect TCP to port 80 of each IPv4/IPv6 address to this port on the same address (an nftables nat rule in this network namespace), so that the sidecar serves old SDKs without taking port 80 from the apps [default: no redirect; the sidecar binds port 80]
+    #[arg(long, value_name = "PORT")]
+    pub redirect_port: Option<String>,
 }

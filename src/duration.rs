@@ -4,28 +4,33 @@
 
 use std::time::Duration;
 
-/// Parses a duration. The error is a phrase that fits after "expected":
-/// callers put it in a line that also names the flag and the value.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    const FORMS: &str = "a duration such as 90s, 20m, 1h, 1h30m or plain seconds";
+/// A text that is not a duration. Its `Display` is the forms that are, a phrase
+/// that fits after "expected": callers put it in a line that also names the
+/// flag and the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a duration such as 90s, 20m, 1h, 1h30m or plain seconds")]
+pub struct NotADuration;
+
+/// Parses a duration.
+pub fn parse_duration(input: &str) -> Result<Duration, NotADuration> {
     let s = input.trim();
     if s.is_empty() {
-        return Err(FORMS.to_string());
+        return Err(NotADuration);
     }
     if s.bytes().all(|b| b.is_ascii_digit()) {
         return s
             .parse::<u64>()
             .map(Duration::from_secs)
-            .map_err(|_| FORMS.to_string());
+            .map_err(|_| NotADuration);
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(FORMS.to_string());
+            return Err(NotADuration);
         }
-        let value: u64 = rest[..digits].parse().map_err(|_| FORMS.to_string())?;
+        let value: u64 = rest[..digits].parse().map_err(|_| NotADuration)?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
@@ -36,18 +41,18 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
             "m" => value
                 .checked_mul(60)
                 .map(Duration::from_secs)
-                .ok_or(FORMS)?,
+                .ok_or(NotADuration)?,
             "h" => value
                 .checked_mul(3600)
                 .map(Duration::from_secs)
-                .ok_or(FORMS)?,
+                .ok_or(NotADuration)?,
             "d" => value
                 .checked_mul(86400)
                 .map(Duration::from_secs)
-                .ok_or(FORMS)?,
-            _ => return Err(FORMS.to_string()),
+                .ok_or(NotADuration)?,
+            _ => return Err(NotADuration),
         };
-        total = total.checked_add(part).ok_or(FORMS)?;
+        total = total.checked_add(part).ok_or(NotADuration)?;
     }
     Ok(total)
 }

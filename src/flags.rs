@@ -288,7 +288,8 @@ pub(crate) fn duration_in(
     range: RangeInclusive<Duration>,
 ) -> impl Fn(&str) -> Result<Duration, Refusal> {
     move |s| {
-        let d = parse_duration(s).map_err(|forms| Refusal::new("is not a duration", forms))?;
+        let d = parse_duration(s)
+            .map_err(|forms| Refusal::new("is not a duration", forms.to_string()))?;
         in_range(d, &range, |d| format_duration(*d))
     }
 }
@@ -389,7 +390,8 @@ pub(crate) fn window(
 
 /// A role ARN.
 pub(crate) fn role_arn(s: &str) -> Result<crate::arn::RoleArn, Refusal> {
-    crate::arn::RoleArn::parse(s.trim()).map_err(|form| Refusal::new("is not a role ARN", form))
+    crate::arn::RoleArn::parse(s.trim())
+        .map_err(|form| Refusal::new("is not a role ARN", form.to_string()))
 }
 
 // ---------------------------------------------------------------------------
@@ -397,6 +399,11 @@ pub(crate) fn role_arn(s: &str) -> Result<crate::arn::RoleArn, Refusal> {
 
 /// `--log-format` and doctor's `--output`.
 pub(crate) const DEFAULT_FORMAT: &str = "text";
+
+/// The audience of a web-identity token for AWS STS: the projected token's
+/// (`inject`, `webhook`), the one STS expects (`doctor`, `sts-emulator`) and
+/// the one tokens are minted for (`mint`, `dev`).
+pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 
 /// `serve`. Every flag has an environment twin.
 pub mod serve {
@@ -409,6 +416,19 @@ pub mod serve {
     pub const TOKEN_FILE: Flag = Flag {
         name: "--token-file",
         env: &["AWS_WEB_IDENTITY_TOKEN_FILE"],
+    };
+    pub const SOURCE: Flag = Flag {
+        name: "--source",
+        env: &["IRSA_PROXY_SOURCE"],
+    };
+    /// Pod Identity: the variables the EKS webhook gives every container.
+    pub const POD_IDENTITY_URI: Flag = Flag {
+        name: "--pod-identity-uri",
+        env: &["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+    };
+    pub const POD_IDENTITY_TOKEN_FILE: Flag = Flag {
+        name: "--pod-identity-token-file",
+        env: &["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"],
     };
     pub const SESSION_NAME: Flag = Flag {
         name: "--session-name",
@@ -480,7 +500,46 @@ pub mod serve {
         env: &["IRSA_PROXY_MAX_CONNECTIONS"],
     };
 
-    // The way out to STS (crate::egress): the standard variables, no flags, so
+    // Role chaining (crate::sidecar::chain): hops after the web-identity role, and what
+    // the hops carry (session tags, SourceIdentity).
+    /// Repeatable, in order; comma-separated in the environment.
+    pub const CHAIN_ROLE_ARN: Flag = Flag {
+        name: "--chain-role-arn",
+        env: &["IRSA_PROXY_CHAIN_ROLE_ARN"],
+    };
+    /// The ExternalId of the last hop, as a value: refusals name only its length.
+    pub const CHAIN_EXTERNAL_ID: Flag = Flag {
+        name: "--chain-external-id",
+        env: &["IRSA_PROXY_CHAIN_EXTERNAL_ID"],
+    };
+    /// The ExternalId of the last hop, from a file re-read before every call.
+    pub const CHAIN_EXTERNAL_ID_FILE: Flag = Flag {
+        name: "--chain-external-id-file",
+        env: &["IRSA_PROXY_CHAIN_EXTERNAL_ID_FILE"],
+    };
+    /// `pod-identity` and `KEY=VALUE`, repeatable; comma-separated in the environment.
+    pub const SESSION_TAGS: Flag = Flag {
+        name: "--session-tags",
+        env: &["IRSA_PROXY_SESSION_TAGS"],
+    };
+    pub const TRANSITIVE_TAG_KEYS: Flag = Flag {
+        name: "--transitive-tag-keys",
+        env: &["IRSA_PROXY_TRANSITIVE_TAG_KEYS"],
+    };
+    pub const SOURCE_IDENTITY: Flag = Flag {
+        name: "--source-identity",
+        env: &["IRSA_PROXY_SOURCE_IDENTITY"],
+    };
+    pub const CLUSTER_NAME: Flag = Flag {
+        name: "--cluster-name",
+        env: &["IRSA_PROXY_CLUSTER_NAME"],
+    };
+    pub const CLUSTER_ARN: Flag = Flag {
+        name: "--cluster-arn",
+        env: &["IRSA_PROXY_CLUSTER_ARN"],
+    };
+
+    // The way out to STS (crate::sidecar::egress): the standard variables, no flags, so
     // that the sidecar takes a cluster's proxy settings like every other
     // container does.
     pub(crate) const HTTPS_PROXY: Flag = Flag {
@@ -526,6 +585,11 @@ pub mod serve {
     pub const REFRESH_BEFORE_RANGE: RangeInclusive<Duration> =
         Duration::from_secs(1)..=Duration::from_secs(12 * 3600);
     pub(crate) const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(1800);
+    /// AWS caps a session obtained by role chaining at one hour, and refuses a
+    /// longer `DurationSeconds` on such a hop.
+    pub const CHAINED_DURATION_CAP: Duration = Duration::from_secs(3600);
+    /// AWS's limit on session tags per call.
+    pub const MAX_SESSION_TAGS: usize = 50;
     pub const SHUTDOWN_DELAY_RANGE: RangeInclusive<Duration> =
         Duration::ZERO..=Duration::from_secs(600);
     pub(crate) const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
@@ -556,6 +620,7 @@ pub mod dev {
     pub const EXPIRED_TOKEN: Flag = Flag::bare("--expired-token");
     pub const EARLY_EXPIRY: Flag = Flag::bare("--early-expiry");
     pub const SCENARIO: Flag = Flag::bare("--scenario");
+    pub const SOURCE: Flag = Flag::bare("--source");
 
     pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
     pub(crate) const DEFAULT_CREDENTIAL_TTL: &str = "5m";
@@ -584,15 +649,20 @@ pub mod emulator {
     pub const LISTEN: Flag = Flag::bare("--listen");
     pub(crate) const ISSUER_KEY: Flag = Flag::bare("--issuer-key");
     pub const JWKS: Flag = Flag::bare("--jwks");
+    pub const POD_IDENTITY_ASSOCIATION: Flag = Flag::bare("--pod-identity-association");
+    pub const POD_IDENTITY_RATE: Flag = Flag::bare("--pod-identity-rate");
+    pub const STS_RATE: Flag = Flag::bare("--sts-rate");
+    pub(crate) const POD_IDENTITY_RATE_RANGE: RangeInclusive<u32> = 1..=100_000;
     pub(crate) const AUDIENCE: Flag = Flag::bare("--audience");
     pub const TRUST_POLICY: Flag = Flag::bare("--trust-policy");
+    pub const ROLE_TRUST_POLICY: Flag = Flag::bare("--role-trust-policy");
     pub const CREDENTIAL_TTL: Flag = Flag::bare("--credential-ttl");
     pub const LOG_FORMAT: Flag = Flag::bare("--log-format");
     pub(crate) const TLS_CERT_FILE: Flag = Flag::bare("--tls-cert-file");
     pub(crate) const TLS_KEY_FILE: Flag = Flag::bare("--tls-key-file");
 
     pub const DEFAULT_LISTEN: &str = "127.0.0.1:9912";
-    pub(crate) const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+    pub(crate) const DEFAULT_AUDIENCE: &str = super::DEFAULT_AUDIENCE;
     pub(crate) const DEFAULT_CREDENTIAL_TTL: &str = "1h";
     /// STS's bounds for `DurationSeconds`, lowered to 1s so that tests can watch
     /// credentials expire.
@@ -607,8 +677,9 @@ pub mod doctor {
     pub const TOKEN_FILE: Flag = serve::TOKEN_FILE;
     pub const ROLE_ARN: Flag = serve::ROLE_ARN;
     pub const TRUST_POLICY: Flag = Flag::bare("--trust-policy");
+    pub const CHAIN_TRUST_POLICY: Flag = Flag::bare("--chain-trust-policy");
     pub(crate) const OUTPUT: Flag = Flag::bare("--output");
-    pub(crate) const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+    pub(crate) const DEFAULT_AUDIENCE: &str = super::DEFAULT_AUDIENCE;
 }
 
 #[cfg_attr(not(feature = "tools"), allow(dead_code))]
@@ -619,17 +690,68 @@ pub mod inject {
     pub const IMAGE: Flag = Flag::bare("--image");
     pub const ROLE_ARN: Flag = Flag::bare("--role-arn");
     pub const PORT: Flag = Flag::bare("--port");
-    pub(crate) const TOKEN_AUDIENCE: Flag = Flag::bare("--token-audience");
-    pub(crate) const TOKEN_EXPIRATION: Flag = Flag::bare("--token-expiration");
+    pub const TOKEN_AUDIENCE: Flag = Flag::bare("--token-audience");
+    pub const TOKEN_EXPIRATION: Flag = Flag::bare("--token-expiration");
     pub(crate) const AUTH_SECRET: Flag = Flag::bare("--auth-secret");
     pub const CONTAINER: Flag = Flag::bare("--container");
 
     pub(crate) const DEFAULT_PORT: u16 = 9911;
     pub const PORT_RANGE: RangeInclusive<u16> = 1..=65535;
-    pub const DEFAULT_TOKEN_AUDIENCE: &str = "sts.amazonaws.com";
+    pub const DEFAULT_TOKEN_AUDIENCE: &str = super::DEFAULT_AUDIENCE;
     /// Kubernetes' bounds for a projected token's `expirationSeconds`.
     pub const TOKEN_EXPIRATION_RANGE: RangeInclusive<i64> = 600..=(1 << 32);
     pub(crate) const DEFAULT_TOKEN_EXPIRATION: i64 = 86400;
+}
+
+#[cfg_attr(not(feature = "tools"), allow(dead_code))]
+/// `webhook`: the server's own flags. The sidecar every pod gets is described
+/// by `inject`'s flags ([`inject`], `cli::SidecarArgs`), shared with `inject`.
+pub mod webhook {
+    use super::*;
+
+    pub const LISTEN: Flag = Flag::bare("--listen");
+    pub const TLS_CERT_FILE: Flag = Flag::bare("--tls-cert-file");
+    pub const TLS_KEY_FILE: Flag = Flag::bare("--tls-key-file");
+    pub const HEADER_TIMEOUT: Flag = Flag::bare("--header-timeout");
+    pub const MAX_CONNECTIONS: Flag = Flag::bare("--max-connections");
+    pub const LOG_FORMAT: Flag = Flag::bare("--log-format");
+
+    /// Every interface: the API server calls through the Service.
+    pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+    /// The API server's own timeout for a webhook call is 10 s at most.
+    pub const DEFAULT_HEADER_TIMEOUT: &str = "10s";
+    pub const HEADER_TIMEOUT_RANGE: RangeInclusive<Duration> =
+        Duration::from_secs(1)..=Duration::from_secs(600);
+    pub const DEFAULT_MAX_CONNECTIONS: usize = serve::DEFAULT_MAX_CONNECTIONS;
+    pub const MAX_CONNECTIONS_RANGE: RangeInclusive<usize> = serve::MAX_CONNECTIONS_RANGE;
+    /// How long the webhook keeps serving after SIGTERM, readiness failing: a
+    /// readiness period of the Deployment (5 s) for the endpoint to be removed.
+    pub const SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+    /// Then how long reviews in flight may take to finish.
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Largest request head (hyper's minimum is 8 KiB).
+    pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+}
+
+#[cfg_attr(not(feature = "tools"), allow(dead_code))]
+/// `webhook certs`.
+pub mod webhook_certs {
+    use super::*;
+
+    pub const SERVICE: Flag = Flag::bare("--service");
+    pub const NAMESPACE: Flag = Flag::bare("--namespace");
+    pub const SECRET: Flag = Flag::bare("--secret");
+    pub const CONFIGURATION: Flag = Flag::bare("--configuration");
+    pub const DAYS: Flag = Flag::bare("--days");
+    pub const OUT_DIR: Flag = Flag::bare("--out-dir");
+
+    /// The names of k8s/webhook/base.
+    pub const DEFAULT_SERVICE: &str = "irsa-proxy-webhook";
+    pub const DEFAULT_NAMESPACE: &str = "irsa-proxy-system";
+    pub const DEFAULT_SECRET: &str = "irsa-proxy-webhook-tls";
+    pub const DEFAULT_CONFIGURATION: &str = "irsa-proxy-webhook";
+    pub const DEFAULT_DAYS: u32 = 365;
+    pub const DAYS_RANGE: RangeInclusive<u32> = 1..=3650;
 }
 
 /// `link-local`.
@@ -645,6 +767,10 @@ pub mod link_local {
         name: "--host-ip",
         env: &["IRSA_PROXY_HOST_IP"],
     };
+    /// No default: without it nothing is redirected.
+    pub const REDIRECT_PORT: Flag = Flag::bare("--redirect-port");
+    /// Any port but 80, the one that is redirected (checked by `link-local`).
+    pub const REDIRECT_PORT_RANGE: RangeInclusive<u16> = 1..=65535;
 }
 
 #[cfg(test)]

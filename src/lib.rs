@@ -1,37 +1,77 @@
 //! irsa-proxy: a sidecar that turns a Kubernetes projected service-account token
 //! into AWS role credentials and serves them to the other containers of its pod.
 //!
-//! A tour of the crate, in the order a credential travels:
+//! # Two layers, one direction
 //!
-//! - [`cli`] parses flags; [`config`] turns `serve`'s flags and their environment
-//!   twins into a validated [`config::Config`] (every bad value named, exit 2).
-//! - [`token`] reads the projected web-identity token (never formatting it) and
-//!   decodes its claims for logs; [`token::watch`] follows kubelet's `..data`
-//!   symlink swap.
-//! - [`sts`] calls `AssumeRoleWithWebIdentity` through `aws-sdk-sts` behind a small
-//!   trait and classifies its errors.
-//! - [`credentials`] holds the credentials (redacted `Debug`), serialises each
-//!   generation once, and runs the single refresher task: refresh before expiry,
-//!   back off on failure, stop serving inside the safety margin.
-//! - [`server`] is the hyper listener: ECS (`/v1/credentials`), IMDS v1/v2, health,
-//!   readiness and metrics, with the DNS-rebinding `Host` check, header limits and
-//!   graceful shutdown.
-//! - [`serving`] is the server skeleton the sidecar and the emulator share:
-//!   accept loop, connection limit, header timeout, signal wait and drain.
-//! - [`metrics`] registers the Prometheus metrics whose names docs/contract.md §6
-//!   fixes.
-//! - [`emulator`] is the local STS; [`policy`] evaluates IAM trust policies for it
-//!   and for [`doctor`]; [`dev`] runs emulator, rotating token and proxy together;
-//!   [`inject`] adds the sidecar to Kubernetes manifests, whose exec probes run
-//!   [`probe`]; [`webhook`] applies the same engine at pod creation, as a
-//!   mutating admission webhook.
-//! - [`duration`] and [`clock`] are small seams shared by all of the above.
+//! - [`sidecar`] is what the image ships: built without cargo features, it must
+//!   compile and be clippy-clean alone (`.ci/run` proves it), so the core never
+//!   uses a tool.
+//! - [`tools`] (the default `tools` feature) is what a developer, CI or a
+//!   cluster admin runs beside it. A tool may use the sidecar, never the reverse.
+//! - The files at the root are nouns both layers need.
 //!
-//! The cargo feature `tools` (default) adds the tools: [`emulator`], [`mint`],
-//! [`dev`] and [`inject`]. The sidecar's core — serve, probe, link-local and
-//! doctor (kept so that `kubectl exec` can explain a failing pod from inside it,
-//! where the token and the role are) — builds without it, which is the proof that
-//! the core never uses a tool.
+//! One crate, with the layers as folders and the feature as the fence, rather
+//! than a workspace: across crates every `pub(crate)` item shared between the
+//! layers would have to become `pub`, and the dead-code lint would stop seeing
+//! what is unused; and on two cores one crate with fat LTO builds no slower.
+//!
+//! # The sidecar, in the order a credential travels
+//!
+//! - [`sidecar::config`] turns `serve`'s flags and their environment twins into
+//!   a validated [`sidecar::config::Config`] (every bad value named, exit 2).
+//! - [`sidecar::token`] reads the projected web-identity token (never formatting
+//!   it) and decodes its claims for logs; [`sidecar::token::watch`] follows
+//!   kubelet's `..data` symlink swap.
+//! - [`sidecar::sts`] calls `AssumeRoleWithWebIdentity` behind a small trait:
+//!   the SDK client ([`sidecar::sts::SdkSts`]) and the diagnosis of what went
+//!   wrong on the way out, through [`sidecar::egress`] (proxy, private CA, FIPS
+//!   and dual-stack endpoints).
+//! - [`sidecar::chain`] runs role chaining on top of it: one `AssumeRole` per
+//!   hop after the web-identity role, with session tags, SourceIdentity and a
+//!   session name from the token's claims; only the last role's credentials
+//!   come out.
+//! - [`sidecar::source`] is where the refresher gets base credentials: web
+//!   identity through `sts`, or the EKS Pod Identity agent (`source::pod_identity`).
+//! - [`sidecar::credentials`] is the secret itself (redacted `Debug`);
+//!   [`sidecar::cache`] holds it, serialises each generation once, and runs the
+//!   single refresher: refresh before expiry, back off on failure, stop serving
+//!   inside the safety margin.
+//! - [`sidecar::endpoints`] answers ECS (`/v1/credentials`), IMDS v1/v2, health,
+//!   readiness and metrics from the cache, with the DNS-rebinding `Host` check
+//!   and the authorization token; [`sidecar::http_server`] is the HTTP skeleton
+//!   it shares with the tools' servers: accept loop, connection limit, header
+//!   timeout, signal wait and drain.
+//! - [`sidecar::metrics`] registers the Prometheus metrics whose names
+//!   docs/contract.md §6 fixes.
+//! - [`sidecar::serve`] is the `serve` subcommand that wires all of the above.
+//! - [`sidecar::addresses`] names the link-local credential addresses;
+//!   [`sidecar::netns`] puts them on the pod's loopback over rtnetlink, and
+//!   [`sidecar::port_redirect`] sends their port 80 to the sidecar's port (an
+//!   nftables rule), for the `link-local` init step ([`sidecar::link_local`]).
+//! - [`sidecar::probe`] is the exec probe of the distroless image (no shell, no
+//!   curl); [`sidecar::doctor`] explains, from inside a pod, why a token cannot
+//!   assume a role, and what each chained role's trust policy refuses.
+//!
+//! # The tools
+//!
+//! - [`tools::emulator`] is a local STS (and a small S3) that checks tokens and
+//!   trust policies as AWS does (`AssumeRole` for a chain's hops too), and
+//!   records every call in a ledger.
+//! - [`tools::dev`] runs the emulator, a rotating token and the sidecar in one
+//!   process, runs the app, and reports whether it lived through refreshes.
+//! - [`tools::mint`] signs a service-account token for the emulator.
+//! - [`tools::inject`] adds the sidecar to Kubernetes manifests;
+//!   [`tools::webhook`] applies the same engine at pod creation, as a mutating
+//!   admission webhook; [`tools::tls`] is the HTTPS of the emulator and the
+//!   webhook, and the throwaway CA of `webhook certs` and `dev --sts-tls`.
+//!
+//! # Shared nouns
+//!
+//! [`cli`] (every subcommand's clap arguments), [`flags`] (every flag's name,
+//! variable, default and range, and the one error type for a refused value),
+//! [`arn`], [`duration`], [`clock`] (the time seam), [`id`] (stable ids from
+//! names), [`logging`], and [`policy`] (IAM trust-policy evaluation, for the
+//! emulator and for doctor).
 
 // Outside tests nothing may panic on a value that could come from outside;
 // tests unwrap freely (clippy.toml allows it in #[test] code).
@@ -40,35 +80,14 @@
 pub mod arn;
 pub mod cli;
 pub mod clock;
-pub mod config;
-pub mod credentials;
-#[cfg(feature = "tools")]
-pub mod dev;
-pub mod doctor;
 pub mod duration;
-pub mod egress;
-#[cfg(feature = "tools")]
-pub mod emulator;
 pub mod flags;
 pub mod id;
-#[cfg(feature = "tools")]
-pub mod inject;
-pub mod link_local;
 pub mod logging;
-pub mod metrics;
-#[cfg(feature = "tools")]
-pub mod mint;
-pub mod netns;
 pub mod policy;
-pub mod probe;
-pub mod role_credentials;
-pub mod serve;
-pub mod server;
-pub mod serving;
-pub mod sts;
-pub mod token;
+pub mod sidecar;
 #[cfg(feature = "tools")]
-pub mod webhook;
+pub mod tools;
 
 /// Why a subcommand stopped before doing its job; `main` turns it into an exit code.
 #[derive(Debug, thiserror::Error)]

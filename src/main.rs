@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     #[cfg(feature = "tools")]
     if let Command::Dev(args) = &cli.command {
         if args.link_local && !args.command.is_empty() {
-            if let Err(e) = irsa_proxy::netns::enter_own_namespace() {
+            if let Err(e) = irsa_proxy::sidecar::netns::enter_own_namespace() {
                 eprintln!("irsa-proxy: dev --link-local: cannot make a network namespace of its own ({e}); staying in this one");
             }
         }
@@ -43,21 +43,22 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => irsa_proxy::serve::run(args).await,
+            Command::Serve(args) => irsa_proxy::sidecar::serve::run(args).await,
             #[cfg(feature = "tools")]
-            Command::Dev(args) => irsa_proxy::dev::run(args).await,
+            Command::Dev(args) => irsa_proxy::tools::dev::run(args).await,
             #[cfg(feature = "tools")]
-            Command::StsEmulator(args) => irsa_proxy::emulator::run(args).await,
+            Command::StsEmulator(args) => irsa_proxy::tools::emulator::run(args).await,
             #[cfg(feature = "tools")]
-            Command::Mint(args) => irsa_proxy::mint::run(args).await,
-            Command::Doctor(args) => irsa_proxy::doctor::run(args).await,
+            Command::Mint(args) => irsa_proxy::tools::mint::run(args).await,
+            Command::Doctor(args) => irsa_proxy::sidecar::doctor::run(args).await,
             #[cfg(feature = "tools")]
-            Command::Inject(args) => irsa_proxy::inject::run(args).await,
+            Command::Inject(args) => irsa_proxy::tools::inject::run(args).await,
             #[cfg(feature = "tools")]
-            Command::Webhook(args) => irsa_proxy::webhook::run(args).await,
-            Command::Probe(args) => irsa_proxy::probe::run(args).await,
+            Command::Webhook(args) => irsa_proxy::tools::webhook::run(args).await,
+            Command::Probe(args) => irsa_proxy::sidecar::probe::run(args).await,
             Command::LinkLocal(args) => {
-                irsa_proxy::link_local::run(args, &irsa_proxy::config::ProcessEnv).await
+                irsa_proxy::sidecar::link_local::run(args, &irsa_proxy::sidecar::config::ProcessEnv)
+                    .await
             }
         }
     });

@@ -1,5 +1,7 @@
-//! IAM trust-policy evaluation for `sts:AssumeRoleWithWebIdentity`, shared by the
-//! emulator (which enforces it) and `doctor` (which explains it).
+//! IAM trust-policy evaluation for `sts:AssumeRoleWithWebIdentity`, and for the
+//! `sts:AssumeRole`, `sts:TagSession` and `sts:SetSourceIdentity` of a chained
+//! hop, shared by the emulator (which enforces it) and `doctor` (which explains
+//! it).
 //!
 //! What is evaluated, as IAM does for a web-identity request:
 //!
@@ -8,7 +10,9 @@
 //!   case-insensitive) against `sts:AssumeRoleWithWebIdentity`;
 //! - `Principal` `"*"` or `{"Federated": ARN | [ARN]}`, where the ARN must be
 //!   `arn:<partition>:iam::<account>:oidc-provider/<issuer host and path>` for the
-//!   token's issuer (without `https://`);
+//!   token's issuer (without `https://`); for a chained hop `{"AWS": ...}` naming
+//!   the calling role's ARN, its account (`123456789012` or
+//!   `arn:aws:iam::123456789012:root`) or its session's ARN;
 //! - `Condition` with `StringEquals`, `StringNotEquals`, `StringLike`,
 //!   `StringNotLike`, `StringEqualsIgnoreCase`, `StringNotEqualsIgnoreCase`, their
 //!   `ForAnyValue:`/`ForAllValues:` set forms and their `IfExists` forms. Condition
@@ -84,6 +88,8 @@ pub enum Principal {
     Anyone,
     /// `{"Federated": [...]}`: identity providers.
     Federated(Vec<String>),
+    /// `{"AWS": [...]}`: roles, accounts and sessions (a chained hop's caller).
+    Aws(Vec<String>),
     /// A principal that is never a web identity (`AWS`, `Service`, ...) or none at all.
     Other(String),
 }
@@ -325,6 +331,8 @@ impl Statement {
                     Principal::Federated(string_or_array(f, &format!("{at} Principal.Federated"))?)
                 } else if p.get("AWS").is_some_and(|a| a.as_str() == Some("*")) {
                     Principal::Anyone
+                } else if let Some(a) = p.get("AWS") {
+                    Principal::Aws(string_or_array(a, &format!("{at} Principal.AWS"))?)
                 } else {
                     let kinds: Vec<&str> = p.keys().map(String::as_str).collect();
                     Principal::Other(kinds.join(","))
@@ -396,6 +404,13 @@ pub struct RequestContext {
     pub account: Option<String>,
     /// Condition keys, lower-cased, to their values (`<issuer>:sub`, `:aud`, `:amr`).
     pub keys: BTreeMap<String, Vec<String>>,
+    /// The action evaluated; empty for `sts:AssumeRoleWithWebIdentity`.
+    pub action: String,
+    /// A chained hop's caller: the calling role's ARN
+    /// (`arn:aws:iam::<account>:role/<name>`); `None` for a web identity.
+    pub caller_role: Option<String>,
+    /// The caller's session ARN (`arn:aws:sts::<account>:assumed-role/...`).
+    pub caller_session: Option<String>,
 }
 
 impl RequestContext {
@@ -429,6 +444,59 @@ impl RequestContext {
             issuer: issuer.to_string(),
             account: account.map(str::to_string),
             keys,
+            ..RequestContext::default()
+        }
+    }
+
+    /// The context of a chained `AssumeRole` by the role session
+    /// `caller_session` (`arn:<p>:sts::<account>:assumed-role/<role>/<session>`),
+    /// evaluated for `action`, with these condition keys (names as IAM writes
+    /// them, such as `sts:ExternalId` or `aws:RequestTag/team`).
+    pub fn assume_role(
+        caller_session: &str,
+        action: &str,
+        keys: impl IntoIterator<Item = (String, Vec<String>)>,
+    ) -> RequestContext {
+        let parts: Vec<&str> = caller_session.splitn(6, ':').collect();
+        let (partition, account, resource) = match parts.as_slice() {
+            [_, p, _, _, a, r] => (*p, *a, *r),
+            _ => ("aws", "", ""),
+        };
+        let role = resource
+            .strip_prefix("assumed-role/")
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_default();
+        let caller_role = format!("arn:{partition}:iam::{account}:role/{role}");
+        let mut keys: BTreeMap<String, Vec<String>> = keys
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        keys.insert("aws:principalarn".into(), vec![caller_role.clone()]);
+        keys.insert("aws:principalaccount".into(), vec![account.to_string()]);
+        RequestContext {
+            issuer: String::new(),
+            account: Some(account.to_string()),
+            keys,
+            action: action.to_string(),
+            caller_role: Some(caller_role),
+            caller_session: Some(caller_session.to_string()),
+        }
+    }
+
+    /// The action evaluated.
+    pub fn action(&self) -> &str {
+        if self.action.is_empty() {
+            WEB_IDENTITY_ACTION
+        } else {
+            &self.action
+        }
+    }
+
+    /// The principal a statement must name, for messages.
+    pub(crate) fn expected_principal(&self) -> String {
+        match &self.caller_role {
+            Some(role) => role.clone(),
+            None => self.provider_arn(),
         }
     }
 
@@ -451,10 +519,12 @@ impl RequestContext {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Mismatch {
-    /// The statement's actions do not cover `sts:AssumeRoleWithWebIdentity`.
+    /// The statement's actions do not cover the action asked
+    /// (`sts:AssumeRoleWithWebIdentity`, or a chained hop's).
     Action {
         actions: Vec<String>,
         not_action: bool,
+        action: String,
     },
     /// The statement's principal is not the token's identity provider.
     Principal {
@@ -478,11 +548,16 @@ impl fmt::Display for Mismatch {
             Mismatch::Action {
                 actions,
                 not_action,
+                action,
             } => write!(
                 f,
-                "{} {:?} does not cover {WEB_IDENTITY_ACTION}",
+                "{} {:?} does not cover {action}",
                 if *not_action { "NotAction" } else { "Action" },
                 actions
+            ),
+            Mismatch::Principal { expected, found } if expected.contains(":role/") => write!(
+                f,
+                "Principal {found:?} is not the calling role {expected:?} or its account"
             ),
             Mismatch::Principal { expected, found } => write!(
                 f,
@@ -617,30 +692,33 @@ impl Policy {
 impl Statement {
     fn mismatches(&self, ctx: &RequestContext) -> Vec<Mismatch> {
         let mut out = Vec::new();
+        let action = ctx.action();
         let covered = self
             .actions
             .iter()
-            .any(|a| glob_match_ignore_case(a, WEB_IDENTITY_ACTION));
+            .any(|a| glob_match_ignore_case(a, action));
         if covered == self.not_action {
             out.push(Mismatch::Action {
                 actions: self.actions.clone(),
                 not_action: self.not_action,
+                action: action.to_string(),
             });
         }
-        match &self.principal {
-            Principal::Anyone => {}
-            Principal::Federated(arns) => {
-                if !arns.iter().any(|a| federated_matches(a, ctx)) {
-                    out.push(Mismatch::Principal {
-                        expected: ctx.provider_arn(),
-                        found: arns.clone(),
-                    });
-                }
+        let named = match &self.principal {
+            Principal::Anyone => None,
+            Principal::Federated(arns) => (ctx.caller_role.is_some()
+                || !arns.iter().any(|a| federated_matches(a, ctx)))
+            .then(|| arns.clone()),
+            Principal::Aws(arns) => {
+                (!arns.iter().any(|a| aws_principal_matches(a, ctx))).then(|| arns.clone())
             }
-            Principal::Other(kind) => out.push(Mismatch::Principal {
-                expected: ctx.provider_arn(),
-                found: vec![kind.clone()],
-            }),
+            Principal::Other(kind) => Some(vec![kind.clone()]),
+        };
+        if let Some(found) = named {
+            out.push(Mismatch::Principal {
+                expected: ctx.expected_principal(),
+                found,
+            });
         }
         for c in &self.conditions {
             let actual = ctx.values(&c.key);
@@ -680,6 +758,19 @@ fn federated_matches(arn: &str, ctx: &RequestContext) -> bool {
     let (host, path) = split_host(provider);
     // Host names are case-insensitive; the path (EKS's cluster id) is not.
     host.eq_ignore_ascii_case(want_host) && path == want_path
+}
+
+/// Whether an `AWS` principal names a chained hop's caller: its role's ARN, its
+/// session's ARN, or its account (as the 12 digits or `...:root`).
+fn aws_principal_matches(principal: &str, ctx: &RequestContext) -> bool {
+    let (Some(role), Some(account)) = (&ctx.caller_role, &ctx.account) else {
+        return false;
+    };
+    let p = principal.trim();
+    p == role
+        || Some(p) == ctx.caller_session.as_deref()
+        || p == account
+        || (p.starts_with("arn:") && p.ends_with(&format!(":iam::{account}:root")))
 }
 
 fn split_host(s: &str) -> (&str, &str) {

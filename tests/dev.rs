@@ -202,3 +202,139 @@ fn dev_should_exit_127_with_one_line_for_a_command_that_does_not_exist() {
         "{stderr}"
     );
 }
+
+/// `dev --chain-role-arn`: boto3 gets the chained role's credentials, its
+/// GetCallerIdentity answers the last role with the templated session name at
+/// every refresh, and the report names the role and says the principal never
+/// changed.
+#[test]
+fn dev_should_run_a_chain_and_report_a_stable_principal() {
+    let home = tempfile::tempdir().unwrap();
+    let script = "import boto3, sys, time\n\
+                  sts = boto3.client('sts')\n\
+                  arns = []\n\
+                  end = time.time() + float(sys.argv[1])\n\
+                  while time.time() < end:\n\
+                  \x20   arn = sts.get_caller_identity()['Arn']\n\
+                  \x20   arns.append(arn) if arn not in arns else None\n\
+                  \x20   time.sleep(0.5)\n\
+                  print('ARNS', ' '.join(arns))\n";
+    let out = clean_command(home.path())
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--credential-ttl",
+            "10s",
+            "--token-ttl",
+            "20s",
+            "--chain-role-arn",
+            "arn:aws:iam::444455556666:role/target",
+            "--session-name",
+            "{namespace}.{pod}",
+            "--session-tags",
+            "pod-identity",
+            "--source-identity",
+            "{pod}",
+            "--report",
+            "json",
+            "--",
+            &python_with_boto3(),
+            "-c",
+            script,
+            "25",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let arns: Vec<&str> = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ARNS "))
+        .unwrap_or_else(|| panic!("no ARNS line in {stdout}"))
+        .split(' ')
+        .collect();
+    assert_eq!(arns.len(), 1, "one principal for the whole run: {arns:?}");
+    assert!(
+        arns[0].starts_with("arn:aws:sts::444455556666:assumed-role/target/default.app-"),
+        "{arns:?}"
+    );
+    assert!(
+        stderr.matches("obtained credentials from STS").count() >= 3,
+        "{stderr}"
+    );
+    let json_start = stderr.find("{\n").unwrap();
+    let report: serde_json::Value = serde_json::from_str(stderr[json_start..].trim_end())
+        .unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(report["verdict"], "passed");
+    assert_eq!(
+        report["served_role"],
+        "arn:aws:iam::444455556666:role/target"
+    );
+    assert_eq!(report["principal_stable"], true);
+    assert_eq!(report["served_principals"], serde_json::json!([arns[0]]));
+}
+
+/// README, "On EKS Pod Identity": `dev --source pod-identity -- aws sts
+/// get-caller-identity` runs the whole Pod Identity chain on one machine: the
+/// emulator plays the agent, the proxy uses it, the CLI gets a Pod Identity
+/// session (named `eks-<cluster>-<pod>-...`) through the proxy.
+#[test]
+fn dev_should_run_the_pod_identity_chain_for_the_aws_cli() {
+    let (stdout, stderr) = pod_identity_caller(&[]);
+    assert!(
+        stdout.contains(":assumed-role/irsa-proxy-dev/eks-irsa-proxy-dev-"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("obtained credentials from the EKS Pod Identity agent"),
+        "{stderr}"
+    );
+}
+
+/// `dev --source pod-identity EXTRA... -- aws sts get-caller-identity`, which
+/// must succeed and say it uses the agent: its stdout and stderr.
+fn pod_identity_caller(extra: &[&str]) -> (String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let out = clean_command(home.path())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["dev", "--source", "pod-identity"])
+        .args(extra)
+        .args(["--listen", "127.0.0.1:0", "--"])
+        .args(["aws", "sts", "get-caller-identity"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout:
+{stdout}
+stderr:
+{stderr}"
+    );
+    assert!(
+        stderr.contains("credential source: EKS Pod Identity agent"),
+        "{stderr}"
+    );
+    (stdout, stderr)
+}
+
+/// Chaining on top of the Pod Identity source (issue 17): the agent's role is
+/// the first, `AssumeRole` signed with its credentials the hop, and the CLI
+/// sees only the last role, its session named from the Pod Identity token's
+/// claims.
+#[test]
+fn dev_should_run_a_chain_on_the_pod_identity_source() {
+    let (stdout, _) = pod_identity_caller(&[
+        "--chain-role-arn",
+        "arn:aws:iam::444455556666:role/target",
+        "--session-name",
+        "{namespace}.{pod}",
+    ]);
+    assert!(
+        stdout.contains("arn:aws:sts::444455556666:assumed-role/target/default.app-"),
+        "{stdout}"
+    );
+}

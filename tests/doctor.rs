@@ -386,3 +386,268 @@ fn json_output_should_carry_the_verdict_and_the_findings() {
     assert_eq!(v["verdict"], "allowed");
     assert_eq!(v["findings"].as_array().unwrap().len(), 0);
 }
+
+// ---------------------------------------------------------------------------
+// A role chain: each chained role's trust policy, evaluated for the AssumeRole
+// the hop before it makes, with what serve would send.
+
+const TARGET: &str = "arn:aws:iam::444455556666:role/target";
+const MIDDLE: &str = "arn:aws:iam::222233334444:role/middle";
+
+fn policy_file(dir: &Path, principal: &str, actions: &[&str], condition: Value) -> String {
+    let mut statement =
+        json!({"Effect": "Allow", "Principal": {"AWS": principal}, "Action": actions});
+    if !condition.is_null() {
+        statement["Condition"] = condition;
+    }
+    let path = dir.join(format!("policy-{}.json", rand_suffix()));
+    std::fs::write(
+        &path,
+        json!({"Version": "2012-10-17", "Statement": [statement]}).to_string(),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// A case, its arguments, the exit code, the finding code and words its
+/// message and hint must have.
+type ChainCase<'a> = (&'a str, Vec<String>, i32, Option<&'a str>, &'a [&'a str]);
+
+#[test]
+fn each_chain_mistake_should_be_named_with_its_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token = token_file(
+        d,
+        json!({"kubernetes.io": {"namespace": "demo", "pod": {"name": "app-7d9f8-x2x4z", "uid": "u-1"},
+               "serviceaccount": {"name": "app"}}}),
+    );
+    let token = token.display().to_string();
+    let all = ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"];
+    let ext = json!({"StringEquals": {"sts:ExternalId": "ext-1234"}});
+    let good = policy_file(d, ROLE, &all, ext.clone());
+    let no_tag_session = policy_file(
+        d,
+        ROLE,
+        &["sts:AssumeRole", "sts:SetSourceIdentity"],
+        json!(null),
+    );
+    let no_source = policy_file(d, ROLE, &["sts:AssumeRole", "sts:TagSession"], json!(null));
+    let wrong_principal = policy_file(d, "arn:aws:iam::111122223333:role/other", &all, json!(null));
+    let by_account = policy_file(d, "111122223333", &["sts:AssumeRole"], json!(null));
+    let from_middle = policy_file(d, MIDDLE, &["sts:AssumeRole"], ext.clone());
+    let from_web = policy_file(d, ROLE, &["sts:AssumeRole"], ext.clone());
+    let middle_with_ext = policy_file(d, ROLE, &all, ext.clone());
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--token-file",
+            &token,
+            "--role-arn",
+            ROLE,
+            "--output",
+            "json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let tagged = [
+        "--session-tags",
+        "pod-identity",
+        "--cluster-name",
+        "prod",
+        "--source-identity",
+        "{pod}",
+    ];
+    let cases: Vec<ChainCase> = vec![
+        (
+            "everything allowed",
+            base(
+                &[
+                    &[
+                        "--chain-role-arn",
+                        TARGET,
+                        "--chain-trust-policy",
+                        &good,
+                        "--chain-external-id",
+                        "ext-1234",
+                    ][..],
+                    &tagged[..],
+                ]
+                .concat(),
+            ),
+            0,
+            None,
+            &[],
+        ),
+        (
+            "tags without sts:TagSession",
+            base(
+                &[
+                    &[
+                        "--chain-role-arn",
+                        TARGET,
+                        "--chain-trust-policy",
+                        &no_tag_session,
+                    ][..],
+                    &tagged[..],
+                ]
+                .concat(),
+            ),
+            1,
+            Some("chain_tag_session_missing"),
+            &["sts:TagSession", "not AssumeRole", "intermittent"],
+        ),
+        (
+            "SourceIdentity without sts:SetSourceIdentity",
+            base(
+                &[
+                    &[
+                        "--chain-role-arn",
+                        TARGET,
+                        "--chain-trust-policy",
+                        &no_source,
+                    ][..],
+                    &tagged[..],
+                ]
+                .concat(),
+            ),
+            1,
+            Some("chain_set_source_identity_missing"),
+            &["sts:SetSourceIdentity"],
+        ),
+        (
+            "an ExternalId condition and none configured",
+            base(&["--chain-role-arn", TARGET, "--chain-trust-policy", &good]),
+            1,
+            Some("chain_external_id_mismatch"),
+            &["no ExternalId is configured"],
+        ),
+        (
+            "another ExternalId",
+            base(&[
+                "--chain-role-arn",
+                TARGET,
+                "--chain-trust-policy",
+                &good,
+                "--chain-external-id",
+                "SECRET-ext-9999",
+            ]),
+            1,
+            Some("chain_external_id_mismatch"),
+            &["none of the 1 value(s)"],
+        ),
+        (
+            "an ExternalId condition on a hop that is not the last",
+            base(&[
+                "--chain-role-arn",
+                MIDDLE,
+                "--chain-role-arn",
+                TARGET,
+                "--chain-trust-policy",
+                &middle_with_ext,
+                "--chain-trust-policy",
+                &from_middle,
+                "--chain-external-id",
+                "ext-1234",
+            ]),
+            1,
+            Some("chain_external_id_mismatch"),
+            &["only with the last hop", "hop 2"],
+        ),
+        (
+            "a principal that is not the previous role",
+            base(&[
+                "--chain-role-arn",
+                TARGET,
+                "--chain-trust-policy",
+                &wrong_principal,
+            ]),
+            1,
+            Some("chain_principal_not_previous_role"),
+            &["role/other", ROLE],
+        ),
+        (
+            "the second hop trusting the web-identity role, not the middle one",
+            base(&[
+                "--chain-role-arn",
+                MIDDLE,
+                "--chain-role-arn",
+                TARGET,
+                "--chain-trust-policy",
+                &by_account,
+                "--chain-trust-policy",
+                &from_web,
+                "--chain-external-id",
+                "ext-1234",
+            ]),
+            1,
+            Some("chain_principal_not_previous_role"),
+            &["hop 3", MIDDLE],
+        ),
+        (
+            "a duration over the chained cap",
+            base(&[
+                "--chain-role-arn",
+                TARGET,
+                "--chain-trust-policy",
+                &by_account,
+                "--duration",
+                "2h",
+            ]),
+            1,
+            Some("chain_duration_over_cap"),
+            &["1 hour session limit"],
+        ),
+    ];
+    for (case, args, code, finding, words) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = doctor(&args);
+        assert_eq!(run.code, code, "{case}: {}{}", run.stdout, run.stderr);
+        assert!(
+            !run.stdout.contains("SECRET"),
+            "{case}: the ExternalId is never printed"
+        );
+        let report: Value = serde_json::from_str(&run.stdout).unwrap();
+        let findings = report["findings"].as_array().unwrap();
+        match finding {
+            None => assert!(
+                findings.iter().all(|f| f["severity"] != "error"),
+                "{case}: {findings:?}"
+            ),
+            Some(wanted) => {
+                let f = findings
+                    .iter()
+                    .find(|f| f["code"] == wanted)
+                    .unwrap_or_else(|| panic!("{case}: no {wanted} in {findings:#?}"));
+                let text = format!("{} {}", f["message"], f["hint"]);
+                for w in words {
+                    assert!(text.contains(w), "{case}: {w:?} not in {text}");
+                }
+            }
+        }
+    }
+    // The text report shows each hop's verdict.
+    let run = doctor(&[
+        "--token-file",
+        &token,
+        "--role-arn",
+        ROLE,
+        "--chain-role-arn",
+        TARGET,
+        "--chain-trust-policy",
+        &no_tag_session,
+        "--session-tags",
+        "team=payments",
+    ]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .contains(&format!("AssumeRole {TARGET} by {ROLE}"))
+            && run.stdout.contains("sts:TagSession DENIED"),
+        "{}",
+        run.stdout
+    );
+}

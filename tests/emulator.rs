@@ -11,10 +11,10 @@ use aws_sdk_sts::config::retry::RetryConfig;
 use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use irsa_proxy::clock::OffsetClock;
-use irsa_proxy::emulator::{
+use irsa_proxy::policy::Policy;
+use irsa_proxy::tools::emulator::{
     self, EmulatorHandle, EmulatorSettings, Issuer, ServiceAccountToken, VerifyingKeys,
 };
-use irsa_proxy::policy::Policy;
 use serde_json::json;
 
 const ISSUER: &str = "https://oidc.eks.us-east-2.amazonaws.com/id/EXAMPLE0123456789";
@@ -730,6 +730,24 @@ fn binary_should_refuse_bad_flags_with_exit_2() {
             vec!["--issuer-key", not_pem.as_str(), "--credential-ttl", "13h"],
             "--credential-ttl: \"13h\" is out of range; expected 1s to 12h",
         ),
+        (
+            vec![
+                "--issuer-key",
+                not_pem.as_str(),
+                "--role-trust-policy",
+                "nope",
+            ],
+            "--role-trust-policy: \"nope\" is not ARN=FILE",
+        ),
+        (
+            vec![
+                "--issuer-key",
+                not_pem.as_str(),
+                "--role-trust-policy",
+                &format!("arn:aws:iam::444455556666:role/target={bad_policy}"),
+            ],
+            "is not usable: not valid JSON",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_irsa-proxy"))
             .arg("sts-emulator")
@@ -918,4 +936,311 @@ fn mint_should_name_every_bad_flag_at_once() {
         stderr.contains("--issuer-key: \"/nonexistent/key.pem\" cannot be read"),
         "{stderr}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// AssumeRole: the hop of a role chain
+
+const TARGET: &str = "arn:aws:iam::444455556666:role/target";
+const THIRD: &str = "arn:aws:iam::777788889999:role/third";
+const WEB_SESSION: &str = "arn:aws:sts::111122223333:assumed-role/demo-role/web";
+
+type HopResult = Result<aws_sdk_sts::operation::assume_role::AssumeRoleOutput, (String, String)>;
+
+/// `AssumeRole` of `role`, signed with `creds`, as an app's SDK sends it.
+async fn hop(
+    endpoint: &str,
+    creds: &aws_sdk_sts::types::Credentials,
+    role: &str,
+    customize: impl FnOnce(
+        aws_sdk_sts::operation::assume_role::builders::AssumeRoleFluentBuilder,
+    )
+        -> aws_sdk_sts::operation::assume_role::builders::AssumeRoleFluentBuilder,
+) -> HopResult {
+    let call = client(endpoint, Some(sdk_credentials(creds)))
+        .assume_role()
+        .role_arn(role)
+        .role_session_name("hop");
+    customize(call).send().await.map_err(|e| {
+        (
+            e.code().unwrap_or("no code").to_string(),
+            e.message().unwrap_or_default().to_string(),
+        )
+    })
+}
+
+fn tag(k: &str, v: &str) -> aws_sdk_sts::types::Tag {
+    aws_sdk_sts::types::Tag::builder()
+        .key(k)
+        .value(v)
+        .build()
+        .unwrap()
+}
+
+/// A trust policy of one Allow statement for `principal` and `actions`.
+fn trust(principal: serde_json::Value, actions: &[&str], condition: serde_json::Value) -> Policy {
+    let mut statement =
+        json!({"Effect": "Allow", "Principal": {"AWS": principal}, "Action": actions});
+    if !condition.is_null() {
+        statement["Condition"] = condition;
+    }
+    Policy::parse(&json!({"Version": "2012-10-17", "Statement": [statement]}).to_string()).unwrap()
+}
+
+/// The web-identity session every hop below starts from.
+async fn web_session(f: &Fixture) -> aws_sdk_sts::types::Credentials {
+    let token = sa_token(&f.issuer, "demo", "sts.amazonaws.com");
+    assume(&f.sts.endpoint_url(), &token, "web", None)
+        .await
+        .unwrap()
+        .credentials()
+        .unwrap()
+        .clone()
+}
+
+type Customize = fn(
+    aws_sdk_sts::operation::assume_role::builders::AssumeRoleFluentBuilder,
+) -> aws_sdk_sts::operation::assume_role::builders::AssumeRoleFluentBuilder;
+
+/// The final assumed-role ARN, or the STS error code and message.
+type Expected = Result<String, (String, String)>;
+
+/// Each case: the target's trust policy, the request, and what the app sees:
+/// the final assumed-role ARN, or the STS error code and its message.
+#[tokio::test]
+async fn assume_role_should_follow_the_target_trust_policy_like_sts() {
+    let denied = |action: &str| {
+        Err((
+            "AccessDenied".to_string(),
+            format!(
+                "User: {WEB_SESSION} is not authorized to perform: {action} on resource: {TARGET}"
+            ),
+        ))
+    };
+    let ok = Ok("arn:aws:sts::444455556666:assumed-role/target/hop".to_string());
+    let plain: Customize = |c| c;
+    let with_tags: Customize = |c| c.tags(tag("team", "payments"));
+    let with_source: Customize = |c| c.source_identity("pod-a");
+    let with_id: Customize = |c| c.external_id("ext-1234");
+    let wrong_id: Customize = |c| c.external_id("ext-9999");
+    let long: Customize = |c| c.duration_seconds(7200);
+    let other_team: Customize = |c| c.tags(tag("team", "other"));
+    let bad_transitive: Customize = |c| c.tags(tag("team", "payments")).transitive_tag_keys("nope");
+    let cases: Vec<(&str, Policy, Customize, Expected)> = vec![
+        ("the calling role's ARN", trust(json!(ROLE), &["sts:AssumeRole"], json!(null)), plain, ok.clone()),
+        ("the calling account", trust(json!("111122223333"), &["sts:AssumeRole"], json!(null)), plain, ok.clone()),
+        ("the calling account's root", trust(json!("arn:aws:iam::111122223333:root"), &["sts:AssumeRole"], json!(null)), plain, ok.clone()),
+        ("the calling session's ARN", trust(json!(WEB_SESSION), &["sts:AssumeRole"], json!(null)), plain, ok.clone()),
+        ("another role", trust(json!("arn:aws:iam::111122223333:role/other"), &["sts:AssumeRole"], json!(null)), plain, denied("sts:AssumeRole")),
+        ("another account", trust(json!("999999999999"), &["sts:AssumeRole"], json!(null)), plain, denied("sts:AssumeRole")),
+        ("the web-identity action only", trust(json!(ROLE), &["sts:AssumeRoleWithWebIdentity"], json!(null)), plain, denied("sts:AssumeRole")),
+        ("tags without sts:TagSession", trust(json!(ROLE), &["sts:AssumeRole"], json!(null)), with_tags, denied("sts:TagSession")),
+        ("tags with sts:TagSession", trust(json!(ROLE), &["sts:AssumeRole", "sts:TagSession"], json!(null)), with_tags, ok.clone()),
+        ("SourceIdentity without sts:SetSourceIdentity", trust(json!(ROLE), &["sts:AssumeRole"], json!(null)), with_source, denied("sts:SetSourceIdentity")),
+        ("SourceIdentity with sts:SetSourceIdentity", trust(json!(ROLE), &["sts:AssumeRole", "sts:SetSourceIdentity"], json!(null)), with_source, ok.clone()),
+        ("the ExternalId that matches", trust(json!(ROLE), &["sts:AssumeRole"], json!({"StringEquals": {"sts:ExternalId": "ext-1234"}})), with_id, ok.clone()),
+        ("another ExternalId", trust(json!(ROLE), &["sts:AssumeRole"], json!({"StringEquals": {"sts:ExternalId": "ext-1234"}})), wrong_id, denied("sts:AssumeRole")),
+        ("no ExternalId", trust(json!(ROLE), &["sts:AssumeRole"], json!({"StringEquals": {"sts:ExternalId": "ext-1234"}})), plain, denied("sts:AssumeRole")),
+        ("aws:RequestTag that matches", trust(json!(ROLE), &["sts:AssumeRole", "sts:TagSession"], json!({"StringEquals": {"aws:RequestTag/team": "payments"}})), with_tags, ok.clone()),
+        ("aws:RequestTag that does not", trust(json!(ROLE), &["sts:AssumeRole", "sts:TagSession"], json!({"StringEquals": {"aws:RequestTag/team": "payments"}})), other_team, denied("sts:AssumeRole")),
+        ("a duration over the chained cap", trust(json!(ROLE), &["sts:AssumeRole"], json!(null)), long, Err(("ValidationError".into(), "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.".into()))),
+        ("a transitive key that is not a tag", trust(json!(ROLE), &["sts:AssumeRole", "sts:TagSession"], json!(null)), bad_transitive, Err(("InvalidParameterValue".into(), "The specified transitive tag key must be included in the requested tags: nope".into()))),
+    ];
+    for (case, policy, customize, expected) in cases {
+        let f = start_with(|s| {
+            s.role_trust_policies.insert(TARGET.into(), policy);
+        })
+        .await;
+        let web = web_session(&f).await;
+        let got = hop(&f.sts.endpoint_url(), &web, TARGET, customize).await;
+        let got = match got {
+            Ok(out) => {
+                // What the app's GetCallerIdentity says with the new credentials.
+                let creds = out.credentials().unwrap();
+                let id = client(&f.sts.endpoint_url(), Some(sdk_credentials(creds)))
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(id.account(), Some("444455556666"), "{case}");
+                let left = creds.expiration().secs() - now_secs();
+                assert!(
+                    left <= 3600,
+                    "{case}: a chained session lives at most an hour ({left}s)"
+                );
+                Ok(id.arn().unwrap().to_string())
+            }
+            Err(e) => Err(e),
+        };
+        assert_eq!(got, expected, "{case}");
+    }
+}
+
+/// Three roles: transitive tags and the SourceIdentity of the first hop reach
+/// the second, where the trust policy can test them; neither can be replaced.
+#[tokio::test]
+async fn transitive_tags_and_source_identity_should_carry_down_the_chain() {
+    let f = start_with(|s| {
+        s.role_trust_policies.insert(
+            TARGET.into(),
+            trust(json!(ROLE), &["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"], json!(null)),
+        );
+        s.role_trust_policies.insert(
+            THIRD.into(),
+            trust(
+                json!(TARGET),
+                &["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+                json!({"StringEquals": {"aws:PrincipalTag/team": "payments", "sts:SourceIdentity": "pod-a"}}),
+            ),
+        );
+    })
+    .await;
+    let url = f.sts.endpoint_url();
+    let web = web_session(&f).await;
+    let second = hop(&url, &web, TARGET, |c| {
+        c.tags(tag("team", "payments"))
+            .tags(tag("local", "x"))
+            .transitive_tag_keys("team")
+            .source_identity("pod-a")
+    })
+    .await
+    .unwrap();
+    assert_eq!(second.source_identity(), Some("pod-a"));
+    let second = second.credentials().unwrap().clone();
+    let third = hop(&url, &second, THIRD, |c| c).await.unwrap();
+    assert_eq!(
+        third.source_identity(),
+        Some("pod-a"),
+        "kept without being sent"
+    );
+    assert_eq!(
+        third.assumed_role_user().unwrap().arn(),
+        "arn:aws:sts::777788889999:assumed-role/third/hop"
+    );
+    let (code, message) = hop(&url, &second, THIRD, |c| c.source_identity("pod-b"))
+        .await
+        .unwrap_err();
+    assert_eq!(code, "InvalidParameterValue");
+    assert!(message.contains("cannot be changed"), "{message}");
+    let (code, message) = hop(&url, &second, THIRD, |c| c.tags(tag("Team", "other")))
+        .await
+        .unwrap_err();
+    assert_eq!(code, "InvalidParameterValue");
+    assert!(
+        message.contains("transitive tag of the calling session"),
+        "{message}"
+    );
+    // Without the transitive tag the third role's condition fails.
+    let plain = hop(&url, &web, TARGET, |c| c.source_identity("pod-a"))
+        .await
+        .unwrap();
+    let (code, _) = hop(&url, plain.credentials().unwrap(), THIRD, |c| c)
+        .await
+        .unwrap_err();
+    assert_eq!(code, "AccessDenied");
+}
+
+#[tokio::test]
+async fn unsigned_assume_role_should_be_missing_authentication_token() {
+    let f = start().await;
+    let addr = f.sts.addr();
+    let body = "Action=AssumeRole&Version=2011-06-15&RoleArn=x&RoleSessionName=y";
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, answer) = tokio::task::spawn_blocking(move || raw_http(addr, &request))
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer.contains("<Code>MissingAuthenticationToken</Code>"),
+        "{answer}"
+    );
+}
+
+/// docs/cross-account.md's trust policy of role B, as the page shows it: the
+/// hop it describes (tags, SourceIdentity, its ExternalId) is allowed, and
+/// GetCallerIdentity answers what the page says.
+#[tokio::test]
+async fn the_cross_account_page_should_hold() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/cross-account.md"
+    ))
+    .unwrap();
+    let blocks: Vec<&str> = page
+        .split("```json\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    let target_policy = blocks
+        .iter()
+        .find(|b| b.contains("\"AWS\""))
+        .expect("role B's trust policy");
+    let target = "arn:aws:iam::444455556666:role/target";
+    let web_role = "arn:aws:iam::111122223333:role/irsa";
+    let f = start_with(|s| {
+        s.role_trust_policies
+            .insert(target.into(), Policy::parse(target_policy).unwrap());
+    })
+    .await;
+    let token = sa_token(&f.issuer, "payments", "sts.amazonaws.com");
+    let web = client(&f.sts.endpoint_url(), None)
+        .assume_role_with_web_identity()
+        .role_arn(web_role)
+        .role_session_name("payments.api-7d9f8-x2x4z")
+        .web_identity_token(token)
+        .send()
+        .await
+        .unwrap();
+    let hop_out = hop(
+        &f.sts.endpoint_url(),
+        web.credentials().unwrap(),
+        target,
+        |c| {
+            c.role_session_name("payments.api-7d9f8-x2x4z")
+                .external_id("payments-7f3a")
+                .tags(tag("kubernetes-namespace", "payments"))
+                .transitive_tag_keys("kubernetes-namespace")
+                .source_identity("api-7d9f8-x2x4z")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        hop_out.assumed_role_user().unwrap().arn(),
+        "arn:aws:sts::444455556666:assumed-role/target/payments.api-7d9f8-x2x4z"
+    );
+    let (code, message) = hop(
+        &f.sts.endpoint_url(),
+        web.credentials().unwrap(),
+        target,
+        |c| {
+            c.external_id("payments-7f3a")
+                .tags(tag("kubernetes-namespace", "other"))
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code, "AccessDenied", "{message}");
+}
+
+/// `--sts-rate`: above the rate, `AssumeRoleWithWebIdentity` is STS's
+/// `Throttling` ("Rate exceeded"), which the SDK classifies as throttling.
+#[tokio::test]
+async fn assume_role_should_be_throttled_above_the_rate() {
+    let f = start_with(|s| s.max_assume_per_second = Some(4)).await;
+    let token = sa_token(&f.issuer, "demo", "sts.amazonaws.com");
+    let mut codes = Vec::new();
+    for i in 0..4 {
+        let r = assume(&f.sts.endpoint_url(), &token, &format!("s{i}"), None).await;
+        codes.push(r.err().unwrap_or_else(|| "ok".into()));
+    }
+    // A bucket of rate / 2.
+    assert_eq!(codes, ["ok", "ok", "Throttling", "Throttling"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(assume(&f.sts.endpoint_url(), &token, "later", None)
+        .await
+        .is_ok());
 }

@@ -2,7 +2,7 @@
 //! The class of that bug, checked for every flag: a default never refuses a legal
 //! value of another flag, and a refusal names only values the user gave.
 //!
-//! Each case draws every flag of `serve` (and of `inject`) from its legal range,
+//! Each case draws every flag of `serve` (and of `inject` and `webhook`) from its legal range,
 //! leaves some at their defaults, and gives the rest either as a flag or as its
 //! environment twin. Legal draws must be accepted; a draw with one value pushed
 //! out of range must be refused naming that value, and nothing else.
@@ -11,10 +11,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use clap::Parser;
+use irsa_proxy::cli::WebhookArgs;
 use irsa_proxy::cli::{Cli, Command, ServeArgs};
-use irsa_proxy::config::Config;
-use irsa_proxy::flags::{inject as inj, serve as f, FlagError, Given};
-use irsa_proxy::inject::Options;
+use irsa_proxy::flags::{inject as inj, serve as f, webhook as wh, FlagError, Given};
+use irsa_proxy::sidecar::config::Config;
+use irsa_proxy::tools::inject::Options;
+use irsa_proxy::tools::webhook::Settings;
 use proptest::prelude::*;
 
 /// A value for one flag: left at its default, given as the flag, or given as
@@ -79,7 +81,8 @@ fn draw() -> impl Strategy<Value = Draw> {
             ),
             source(prop_oneof![Just("text"), Just("json")].prop_map(String::from)),
             source("[a-z]{2}-[a-z]{4,9}-[1-9]"),
-            source("[ -~]{0,80}"),
+            // Printable text; braces are the placeholders of a template.
+            source("[ -z|~]{0,80}"),
             source(prop_oneof![Just("true"), Just("false")].prop_map(String::from)),
             any::<bool>(),
         ),
@@ -292,5 +295,136 @@ proptest! {
             "{args:?} refused: {}",
             irsa_proxy::flags::lines(&result.err().unwrap_or_default())
         );
+    }
+
+    #[test]
+    fn legal_webhook_flags_should_be_accepted_whatever_the_defaults(
+        d in webhook_draw(),
+    ) {
+        let argv = webhook_argv(&d);
+        let args = parse_webhook(&argv)?;
+        let result = Settings::from_args(args.serve);
+        prop_assert!(
+            result.is_ok(),
+            "{argv:?} refused: {}",
+            irsa_proxy::flags::lines(&result.err().unwrap_or_default())
+        );
+    }
+
+    #[test]
+    fn an_out_of_range_webhook_flag_should_be_refused_naming_only_that_value(
+        d in webhook_draw(),
+        which in 0..4usize,
+    ) {
+        let (flag, bad) = match which {
+            0 => (wh::HEADER_TIMEOUT.name, "601s"),
+            1 => (wh::MAX_CONNECTIONS.name, "65537"),
+            2 => (inj::TOKEN_EXPIRATION.name, "599"),
+            _ => (wh::LOG_FORMAT.name, "yaml"),
+        };
+        let mut argv = webhook_argv(&d);
+        if let Some(at) = argv.iter().position(|a| a == flag) {
+            argv.drain(at..at + 2);
+        }
+        argv.extend([flag.to_string(), bad.to_string()]);
+        let args = parse_webhook(&argv)?;
+        let errors = Settings::from_args(args.serve).err().unwrap_or_default();
+        prop_assert_eq!(errors.len(), 1, "{}", irsa_proxy::flags::lines(&errors));
+        prop_assert_eq!(errors[0].flag, flag);
+        prop_assert_eq!(&errors[0].value, &Given::Value(bad.to_string()));
+    }
+}
+
+/// The webhook's flags given in one case, each drawn from its legal range
+/// (the others left at their defaults); the sidecar's are `inject`'s.
+#[derive(Debug, Clone)]
+struct WebhookDraw {
+    given: Vec<(&'static str, String)>,
+    classic: bool,
+}
+
+fn webhook_draw() -> impl Strategy<Value = WebhookDraw> {
+    let flag = |name: &'static str, values: BoxedStrategy<String>| {
+        proptest::option::of(values).prop_map(move |v| v.map(|v| (name, v)))
+    };
+    (
+        vec![
+            flag(
+                wh::LISTEN.name,
+                prop_oneof![
+                    (1u16..).prop_map(|p| format!("0.0.0.0:{p}")),
+                    (1u16..).prop_map(|p| format!("127.0.0.1:{p}")),
+                    (1u16..).prop_map(|p| format!("[::]:{p}")),
+                ]
+                .boxed(),
+            ),
+            flag(
+                wh::HEADER_TIMEOUT.name,
+                seconds(wh::HEADER_TIMEOUT_RANGE).boxed(),
+            ),
+            flag(
+                wh::MAX_CONNECTIONS.name,
+                (*wh::MAX_CONNECTIONS_RANGE.start()..=*wh::MAX_CONNECTIONS_RANGE.end())
+                    .prop_map(|n| n.to_string())
+                    .boxed(),
+            ),
+            flag(
+                wh::LOG_FORMAT.name,
+                prop_oneof![Just("text"), Just("json")]
+                    .prop_map(String::from)
+                    .boxed(),
+            ),
+            flag(
+                inj::PORT.name,
+                (*inj::PORT_RANGE.start()..=*inj::PORT_RANGE.end())
+                    .prop_map(|p| p.to_string())
+                    .boxed(),
+            ),
+            flag(
+                inj::TOKEN_EXPIRATION.name,
+                (*inj::TOKEN_EXPIRATION_RANGE.start()..=*inj::TOKEN_EXPIRATION_RANGE.end())
+                    .prop_map(|e| e.to_string())
+                    .boxed(),
+            ),
+            flag(inj::TOKEN_AUDIENCE.name, "[a-z][a-z0-9.:/-]{0,30}".boxed()),
+        ],
+        any::<bool>(),
+    )
+        .prop_map(|(given, classic)| WebhookDraw {
+            given: given.into_iter().flatten().collect(),
+            classic,
+        })
+}
+
+/// The command line of a draw; the certificate files and --image, which
+/// have no default, always given.
+fn webhook_argv(d: &WebhookDraw) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        "irsa-proxy",
+        "webhook",
+        "--tls-cert-file",
+        "/etc/webhook/tls.crt",
+        "--tls-key-file",
+        "/etc/webhook/tls.key",
+        "--image",
+        "registry.example/irsa-proxy:1",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (flag, value) in &d.given {
+        argv.extend([flag.to_string(), value.clone()]);
+    }
+    if d.classic {
+        argv.push("--classic-sidecar".into());
+    }
+    argv
+}
+
+fn parse_webhook(argv: &[String]) -> Result<WebhookArgs, TestCaseError> {
+    match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Webhook(args),
+        }) => Ok(args),
+        _ => Err(TestCaseError::fail(format!("clap refused {argv:?}"))),
     }
 }

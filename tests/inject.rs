@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 
 use clap::Parser;
 use irsa_proxy::cli::{Cli, Command as Sub};
-use irsa_proxy::config::{Config, DEFAULT_LISTEN};
+use irsa_proxy::sidecar::config::{Config, DEFAULT_LISTEN};
 use serde::Deserialize;
 use serde_norway::Value;
 
@@ -106,8 +106,15 @@ fn mask_tokens(text: &str) -> String {
 }
 
 /// Injects `input` (a fixture) with `args`, checks the golden `<name>.out.yaml`,
-/// and checks that injecting the output again changes nothing.
+/// and checks that injecting the output again changes nothing. Nothing may be
+/// written to stderr.
 fn golden(name: &str, input: &str, args: &[&str]) -> TestResult {
+    golden_warning(name, input, args, &[])
+}
+
+/// [`golden`], where stderr must be one warning line per entry of `warnings`,
+/// each containing every string of its entry.
+fn golden_warning(name: &str, input: &str, args: &[&str], warnings: &[&[&str]]) -> TestResult {
     let input_path = fixture(input);
     let mut full: Vec<&str> = args.to_vec();
     let input_arg = input_path.to_string_lossy().into_owned();
@@ -116,7 +123,14 @@ fn golden(name: &str, input: &str, args: &[&str]) -> TestResult {
     let stdout = String::from_utf8(out.stdout)?;
     let stderr = String::from_utf8(out.stderr)?;
     assert!(out.status.success(), "inject {full:?} failed: {stderr}");
-    assert_eq!(stderr, "", "inject wrote to stderr");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), warnings.len(), "inject's stderr: {stderr}");
+    for (line, needles) in lines.iter().zip(warnings) {
+        assert!(line.starts_with("irsa-proxy: warning: "), "{line}");
+        for needle in *needles {
+            assert!(line.contains(needle), "{needle:?} not in {line:?}");
+        }
+    }
     assert_golden(&fixture(&format!("{name}.out.yaml")), &mask_tokens(&stdout))?;
 
     let mut again_args = args.to_vec();
@@ -127,6 +141,7 @@ fn golden(name: &str, input: &str, args: &[&str]) -> TestResult {
         "second inject failed: {}",
         String::from_utf8_lossy(&again.stderr)
     );
+    assert!(again.stderr.is_empty(), "second inject warned again");
     assert!(
         again.stdout == stdout.as_bytes(),
         "second inject changed {name}:\n{}",
@@ -180,14 +195,112 @@ fn list_items_should_be_injected() -> TestResult {
     golden("list", "list.yaml", &[])
 }
 
+/// The pair would make the app's SDK assume the role itself: it is removed by
+/// default, with a warning naming the container, the variables and the flag.
 #[test]
-fn webhook_token_volume_should_be_reused() -> TestResult {
-    golden("webhook", "webhook.yaml", &[])
+fn webhook_token_volume_should_be_reused_and_web_identity_removed() -> TestResult {
+    let warning: &[&str] = &[
+        "document 1 (Pod/legacy-app)",
+        "container \"app\"",
+        "removed AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE",
+        "--keep-web-identity",
+    ];
+    golden_warning("webhook", "webhook.yaml", &[], &[warning])?;
+    // The old flag still works, and means the same for the pair.
+    golden_warning(
+        "webhook",
+        "webhook.yaml",
+        &["--strip-web-identity"],
+        &[warning],
+    )
+}
+
+/// A pod the EKS Pod Identity webhook mutated first: the app gets our
+/// variables in place of the agent's; the sidecar gets the agent's variables
+/// and mounts the webhook's token volume.
+#[test]
+fn a_pod_identity_pod_should_give_the_agent_to_the_sidecar_and_the_sidecar_to_the_app() -> TestResult
+{
+    // The two replaced variables are named (never their values).
+    golden_warning(
+        "pod-identity",
+        "pod-identity.yaml",
+        &[],
+        &[
+            &["\"app\"", "AWS_CONTAINER_CREDENTIALS_FULL_URI is replaced"],
+            &[
+                "\"app\"",
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is replaced",
+            ],
+        ],
+    )?;
+    let out = std::fs::read_to_string(fixture("pod-identity.out.yaml"))?;
+    // The Secret first, then the pod.
+    let pod = out.split("\n---\n").last().unwrap_or_default();
+    let doc: Value = serde_norway::from_str(pod)?;
+    let spec = &doc["spec"];
+    let env_of = |c: &Value, name: &str| -> Option<String> {
+        c["env"]
+            .as_sequence()?
+            .iter()
+            .find(|e| e["name"].as_str() == Some(name))
+            .and_then(|e| e["value"].as_str().map(String::from))
+    };
+    let sidecar = &containers(spec, "initContainers")[0];
+    assert_eq!(
+        env_of(sidecar, "AWS_CONTAINER_CREDENTIALS_FULL_URI").as_deref(),
+        Some("http://169.254.170.23/v1/credentials")
+    );
+    assert_eq!(
+        env_of(sidecar, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").as_deref(),
+        Some("/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token")
+    );
+    assert!(sidecar["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|m| m["name"].as_str() == Some("eks-pod-identity-token")));
+    let app = &containers(spec, "containers")[0];
+    assert_eq!(
+        env_of(app, "AWS_CONTAINER_CREDENTIALS_FULL_URI").as_deref(),
+        Some("http://127.0.0.1:9911/v1/credentials")
+    );
+    assert_eq!(
+        env_of(app, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").as_deref(),
+        Some("/var/run/irsa-proxy/auth-token")
+    );
+    Ok(())
 }
 
 #[test]
-fn strip_web_identity_should_remove_the_pair_from_app_containers() -> TestResult {
-    golden("webhook-strip", "webhook.yaml", &["--strip-web-identity"])
+fn keep_web_identity_should_leave_the_pair_without_a_warning() -> TestResult {
+    golden("webhook-keep", "webhook.yaml", &["--keep-web-identity"])
+}
+
+/// Endpoint variables an app set itself are replaced, each with a warning that
+/// names the container and the variable but never the value.
+#[test]
+fn replaced_endpoint_variables_should_be_named_on_stderr() -> TestResult {
+    golden_warning(
+        "own-endpoints",
+        "own-endpoints.yaml",
+        &[],
+        &[
+            &["container \"api\"", "AWS_CONTAINER_AUTHORIZATION_TOKEN is"],
+            &["container \"api\"", "AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+            &["container \"api\"", "AWS_EC2_METADATA_SERVICE_ENDPOINT"],
+        ],
+    )?;
+    let out = inject(
+        &["-f", &fixture("own-endpoints.yaml").to_string_lossy()],
+        b"",
+    )?;
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(
+        !stderr.contains("SECRET-MARKER"),
+        "a value was printed: {stderr}"
+    );
+    Ok(())
 }
 
 #[test]
@@ -229,8 +342,19 @@ fn every_option_should_reach_the_manifest() -> TestResult {
 }
 
 #[test]
-fn link_local_should_add_the_init_step_the_sysctl_and_the_listeners() -> TestResult {
+fn link_local_should_add_the_init_step_with_the_redirect_and_the_listeners() -> TestResult {
     golden("pod-link-local", "pod.yaml", &["--link-local"])
+}
+
+/// An app on port 80 keeps it: the sidecar serves the link-local addresses on
+/// its own port, where the init step redirects their port 80.
+#[test]
+fn link_local_should_leave_port_80_to_the_app() -> TestResult {
+    golden(
+        "deployment-link-local",
+        "deployment.yaml",
+        &["--link-local"],
+    )
 }
 
 #[test]
@@ -321,6 +445,7 @@ fn injecting_twice_should_equal_injecting_once_for_every_golden() -> TestResult 
         "deployment-classic.out.yaml",
         "multi-document.out.yaml",
         "list.out.yaml",
+        "pod-identity.out.yaml",
     ] {
         let text = std::fs::read(fixture(golden))?;
         let out = inject(&["-f", "-"], &text)?;
@@ -356,6 +481,9 @@ fn bad_input_should_be_refused_with_one_line() -> TestResult {
     let port_in_app = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: busy\nspec:\n  containers:\n  - name: app\n    image: x\n    ports:\n    - containerPort: 9911\n";
     let port_in_other = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: busy\nspec:\n  initContainers:\n  - name: mesh\n    image: x\n    restartPolicy: Always\n    ports:\n    - containerPort: 9920\n  containers:\n  - name: app\n    image: x\n";
     let host_network = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: host\nspec:\n  hostNetwork: true\n  containers:\n  - name: app\n    image: x\n";
+    let windows_os = std::fs::read_to_string(fixture("windows.yaml"))?;
+    let windows_selector = std::fs::read_to_string(fixture("windows-node-selector.yaml"))?;
+    let windows_affinity = std::fs::read_to_string(fixture("windows-node-affinity.yaml"))?;
     let no_spec = "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: broken\nspec:\n  schedule: '* * * * *'\n";
     let cases: &[(&str, &str, &[&str], &[&str])] = &[
         (
@@ -377,10 +505,22 @@ fn bad_input_should_be_refused_with_one_line() -> TestResult {
             &["document 2", "Deployment/empty", "no containers"],
         ),
         (
-            "port 80 with --link-local",
-            &deployment,
+            "Windows by spec.os",
+            &windows_os,
+            &[],
+            &["document 1", "Deployment/iis", "Windows", "spec.os.name"],
+        ),
+        (
+            "Windows by nodeSelector",
+            &windows_selector,
             &["--link-local"],
-            &["document 1", "Deployment/api", "\"api\" uses port 80"],
+            &["document 2", "Deployment/iis", "Windows", "nodeSelector"],
+        ),
+        (
+            "Windows by nodeAffinity",
+            &windows_affinity,
+            &[],
+            &["document 1", "Job/report", "Windows", "nodeAffinity"],
         ),
         (
             "a Secret name that is not one",
@@ -600,7 +740,7 @@ fn the_default_port_should_be_serves_default() -> TestResult {
         return Err("not inject".into());
     };
     let default_listen: SocketAddr = DEFAULT_LISTEN.parse()?;
-    assert_eq!(args.port, default_listen.port());
+    assert_eq!(args.sidecar.port, default_listen.port());
     Ok(())
 }
 
@@ -655,6 +795,14 @@ fn k8s_classic_deployment_should_be_inject_of_the_plain_one() -> TestResult {
     check_k8s_generated(
         "deployment-classic.yaml",
         &["--classic-sidecar", "--auth-secret", "irsa-proxy-auth"],
+    )
+}
+
+#[test]
+fn k8s_link_local_deployment_should_be_inject_of_the_plain_one() -> TestResult {
+    check_k8s_generated(
+        "deployment-link-local.yaml",
+        &["--link-local", "--auth-secret", "irsa-proxy-auth"],
     )
 }
 
@@ -864,5 +1012,75 @@ fn inject_with_a_terminal_on_stdin_should_say_so_instead_of_waiting() -> TestRes
     let stderr = String::from_utf8(out.stderr)?;
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("no manifest: give a FILE"), "{stderr}");
+    Ok(())
+}
+
+/// A chain: the sidecar gets the chain's variables (the ExternalId from its
+/// Secret), the apps get nothing new, and a second inject changes nothing.
+#[test]
+fn a_chain_should_reach_the_sidecar_as_its_variables() -> TestResult {
+    golden(
+        "pod-chain",
+        "pod.yaml",
+        &[
+            "--role-arn",
+            "arn:aws:iam::111122223333:role/api",
+            "--chain-role-arn",
+            "arn:aws:iam::444455556666:role/target",
+            "--chain-external-id-secret",
+            "target-external-id",
+            "--session-name",
+            "{namespace}.{pod}",
+            "--session-tags",
+            "pod-identity,team=payments",
+            "--cluster-name",
+            "prod",
+            "--source-identity",
+            "{pod}",
+        ],
+    )
+}
+
+#[test]
+fn chain_flags_that_serve_would_refuse_should_be_refused_here() -> TestResult {
+    let out = inject(
+        &[
+            "--chain-role-arn",
+            "arn:aws:iam::1:role/x",
+            "--session-tags",
+            "pod-identity",
+            "--session-name",
+            "{node}",
+        ],
+        b"",
+    )?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    for needle in [
+        "--chain-role-arn: \"arn:aws:iam::1:role/x\" is not a role ARN",
+        "--cluster-name (IRSA_PROXY_CLUSTER_NAME) is required",
+        "--session-name: \"{node}\" has an unknown placeholder {node}",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+    let out = inject(
+        &[
+            "--chain-external-id-secret",
+            "s",
+            "--source-identity",
+            "{pod}",
+        ],
+        b"",
+    )?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(
+        stderr.contains("--chain-external-id-secret: \"s\" needs a chain"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--source-identity: \"{pod}\" needs a chain"),
+        "{stderr}"
+    );
     Ok(())
 }

@@ -26,7 +26,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::podrunner::{client_argv, describe, describe_pod, require_root, run, run_pod, IMAGE};
+use common::podrunner::{
+    client_argv, describe, describe_pod, require_root, run, run_pod, run_pod_with_emulator, IMAGE,
+    POD_STS_PORT,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_irsa-proxy");
 const ROLE: &str = "arn:aws:iam::111122223333:role/legacy-app";
@@ -60,6 +63,17 @@ fn assert_client_ok(lines: &[serde_json::Value], client: &str, role_name: &str, 
     assert!(
         arn.starts_with("arn:aws:sts::") && arn.contains(&format!(":assumed-role/{role_name}/")),
         "{client}: arn {arn:?}\n{context}"
+    );
+}
+
+/// The session is one the Pod Identity agent made (EKS names it
+/// `eks-<cluster>-<pod>-...`), not a web-identity one.
+fn assert_pod_identity_session(lines: &[serde_json::Value], client: &str, context: &str) {
+    let line = lines.iter().find(|v| v["client"] == client).unwrap();
+    let arn = line["arn"].as_str().unwrap_or_default();
+    assert!(
+        arn.contains("/eks-irsa-proxy-dev-"),
+        "{client}: not a Pod Identity session: {arn:?}\n{context}"
     );
 }
 
@@ -100,8 +114,13 @@ fn token_value_clients_should_get_credentials_through_dev() {
 
 /// `dev --link-local` in a namespace of its own, as the README shows it.
 fn dev_link_local(script: &str) -> Output {
+    dev_link_local_with("", script)
+}
+
+/// [`dev_link_local`] with more dev flags.
+fn dev_link_local_with(dev_flags: &str, script: &str) -> Output {
     let inner = format!(
-        "ip link set lo up && exec {BIN} dev --link-local --listen 127.0.0.1:0 -- sh -c {}",
+        "ip link set lo up && exec {BIN} dev --link-local {dev_flags} --listen 127.0.0.1:0 -- sh -c {}",
         shell_quote(script)
     );
     let mut c = Command::new("unshare");
@@ -145,6 +164,53 @@ fn imds_only_clients_should_get_credentials_through_dev_link_local() {
     let lines = client_lines(&String::from_utf8_lossy(&out.stdout));
     for client in ["boto2", "ruby-v3-debian", "botocore-2019"] {
         assert_client_ok(&lines, client, "irsa-proxy-dev", &context);
+    }
+}
+
+/// EKS Pod Identity for SDKs that cannot use it: `dev --source pod-identity`
+/// makes the emulator the node's agent and the proxy its client; the old SDKs
+/// get the Pod Identity role's credentials from the proxy on every route.
+#[test]
+fn old_sdks_should_get_pod_identity_credentials_through_dev() {
+    let script = client_script(&["js-v2-2017", "botocore-debian"], "");
+    let out = run(
+        dev_command(&["--source", "pod-identity"], &script),
+        Duration::from_secs(90),
+    );
+    let context = describe(&out);
+    assert!(out.status.success(), "{context}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("credential source: EKS Pod Identity agent"),
+        "{context}"
+    );
+    let lines = client_lines(&String::from_utf8_lossy(&out.stdout));
+    for client in ["js-v2-2017", "botocore-debian"] {
+        assert_client_ok(&lines, client, "irsa-proxy-dev", &context);
+        assert_pod_identity_session(&lines, client, &context);
+    }
+}
+
+#[test]
+fn link_local_sdks_should_get_pod_identity_credentials_through_dev() {
+    require_root();
+    let script = format!(
+        "{} {}",
+        client_script(
+            &["botocore-2019"],
+            "unset AWS_CONTAINER_CREDENTIALS_FULL_URI;",
+        ),
+        client_script(
+            &["boto2", "ruby-v3-debian"],
+            "unset AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_AUTHORIZATION_TOKEN AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;",
+        )
+    );
+    let out = dev_link_local_with("--source pod-identity", &script);
+    let context = describe(&out);
+    assert!(out.status.success(), "{context}");
+    let lines = client_lines(&String::from_utf8_lossy(&out.stdout));
+    for client in ["botocore-2019", "boto2", "ruby-v3-debian"] {
+        assert_client_ok(&lines, client, "irsa-proxy-dev", &context);
+        assert_pod_identity_session(&lines, client, &context);
     }
 }
 
@@ -296,8 +362,8 @@ fn token_value_clients_should_get_credentials_from_injected_manifests() {
     );
 }
 
-/// `inject --link-local`: the init step adds the addresses, the non-root
-/// sidecar binds port 80 through the pod sysctl. The configured container
+/// `inject --link-local`: the init step adds the addresses and redirects their
+/// port 80 to the non-root sidecar's port on the same address. The configured container
 /// takes the relative URI; the two left unconfigured (`--container`) find
 /// IMDS at 169.254.169.254 by themselves, as a legacy app nobody touched would.
 #[test]
@@ -332,6 +398,59 @@ fn link_local_clients_should_get_credentials_from_injected_manifests() {
             ("boto2", "boto2"),
             ("ruby", "ruby-v3-debian"),
         ],
+    );
+}
+
+/// The seed's own Deployment (`k8s/deployment-plain.yaml`: an app on port 80)
+/// with `inject --link-local`: the app binds `0.0.0.0:80` and answers there,
+/// while in the same container an old SDK that knows only IMDS (boto 2) gets
+/// the role's credentials from `169.254.169.254:80`. The init step redirects
+/// that port to the sidecar's own, so the two never compete for port 80.
+#[test]
+fn an_app_on_port_80_and_an_imds_only_sdk_should_share_the_pod() {
+    require_root();
+    let work = tempfile::tempdir().expect("tempdir");
+    let plain = std::fs::read_to_string(root().join("k8s/deployment-plain.yaml")).expect("k8s");
+    assert!(plain.contains("containerPort: 80"), "{plain}");
+    let manifest = inject(&["--role-arn", ROLE, "--link-local"], &plain, work.path());
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    assert!(!text.contains("ip_unprivileged_port_start"), "{text}");
+    // The app: a server on 0.0.0.0:80, then the old SDK, then the server again.
+    let app = format!(
+        r#"
+import http.server, json, socket, subprocess, sys, threading, urllib.request
+class App(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"the app")
+    def log_message(self, *a): pass
+server = http.server.HTTPServer(("0.0.0.0", 80), App)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+def app_answers(host):
+    return urllib.request.urlopen("http://%s:80/" % host, timeout=5).read() == b"the app"
+assert app_answers("127.0.0.1"), "the app does not answer on 127.0.0.1:80"
+sdk = subprocess.run([{run_client:?}, "boto2"], capture_output=True, text=True, timeout=60)
+sys.stdout.write(sdk.stdout); sys.stderr.write(sdk.stderr)
+assert sdk.returncode == 0, "boto2 failed"
+ip = socket.gethostbyname(socket.gethostname())
+assert app_answers("127.0.0.1") and app_answers(ip), "the app lost port 80"
+print("app-on-port-80-ok", ip)
+"#,
+        run_client = run_client()
+    );
+    let (out, logs) = run_pod(
+        &[&manifest],
+        &[("api", vec!["python3".to_string(), "-c".to_string(), app])],
+        &[],
+        &work.path().join("pod"),
+    );
+    check_pod(&out, &logs, &[("api", "boto2")]);
+    let context = describe_pod(&out, &logs);
+    assert!(
+        logs[0]
+            .1
+            .lines()
+            .any(|l| l.starts_with("app-on-port-80-ok")),
+        "{context}"
     );
 }
 
@@ -393,5 +512,172 @@ fn the_eks_webhook_should_leave_injected_app_containers_to_the_sidecar() {
     assert!(
         listed("skipped", "current") && listed("skipped", "old-js"),
         "{context}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Role chaining: every route carries the last role of the chain
+
+const TARGET: &str = "arn:aws:iam::444455556666:role/legacy-target";
+
+/// `dev --chain-role-arn` in a namespace of its own: FULL_URI with the token
+/// as a value, the relative URI and IMDS each reach their old clients, and
+/// every GetCallerIdentity answers the chained role, not the first one.
+#[test]
+fn every_route_should_carry_the_chained_role_through_dev() {
+    require_root();
+    let routes = [
+        ("js-v2-2017", ""),
+        ("botocore-debian", ""),
+        (
+            "botocore-2019",
+            "unset AWS_CONTAINER_CREDENTIALS_FULL_URI;",
+        ),
+        (
+            "boto2",
+            "unset AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_AUTHORIZATION_TOKEN AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;",
+        ),
+        (
+            "ruby-v3-debian",
+            "unset AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_AUTHORIZATION_TOKEN AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;",
+        ),
+    ];
+    let mut script = String::from("set -e; export IRSA_TEST_STS_ENDPOINT=$AWS_ENDPOINT_URL_STS; ");
+    for (client, unset) in routes {
+        script.push_str(&format!("({unset} exec {} {client}); ", run_client()));
+    }
+    let inner = format!(
+        "ip link set lo up && exec {BIN} dev --link-local --listen 127.0.0.1:0 --chain-role-arn {TARGET} --session-name '{{namespace}}.{{pod}}' -- sh -c {}",
+        shell_quote(&script)
+    );
+    let mut c = Command::new("unshare");
+    c.args(["--net", "--", "sh", "-c", &inner]);
+    let out = run(c, Duration::from_secs(120));
+    let context = describe(&out);
+    assert!(out.status.success(), "{context}");
+    let lines = client_lines(&String::from_utf8_lossy(&out.stdout));
+    for (client, _) in routes {
+        assert_client_ok(&lines, client, "legacy-target", &context);
+        let arn = lines.iter().find(|v| v["client"] == client).unwrap()["arn"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            arn.starts_with("arn:aws:sts::444455556666:assumed-role/legacy-target/default.app-"),
+            "{client}: {arn}\n{context}"
+        );
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("served role:             {TARGET}")),
+        "{stderr}"
+    );
+}
+
+/// `inject --chain-role-arn` run by the pod runner as kubelet would: the
+/// sidecar chains from the web-identity role to the target, and the old SDKs
+/// on FULL_URI, the relative URI and IMDS all get the target.
+#[test]
+fn every_route_should_carry_the_chained_role_from_injected_manifests() {
+    require_root();
+    let work = tempfile::tempdir().expect("tempdir");
+    let manifest = inject(
+        &[
+            "--role-arn",
+            ROLE,
+            "--chain-role-arn",
+            TARGET,
+            "--link-local",
+            "--container",
+            "js",
+            "--container",
+            "py2019",
+        ],
+        &pod_yaml(&["js", "py2019", "boto2", "ruby"]),
+        work.path(),
+    );
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    assert!(text.contains("IRSA_PROXY_CHAIN_ROLE_ARN"), "{text}");
+    let (out, logs) = run_pod(
+        &[&manifest],
+        &[
+            ("js", client_argv("js-v2-2017")),
+            ("py2019", client_argv("botocore-2019")),
+            ("boto2", client_argv("boto2")),
+            ("ruby", client_argv("ruby-v3-debian")),
+        ],
+        &[],
+        &work.path().join("pod"),
+    );
+    let context = describe_pod(&out, &logs);
+    assert!(out.status.success(), "{context}");
+    for (container, client) in [
+        ("js", "js-v2-2017"),
+        ("py2019", "botocore-2019"),
+        ("boto2", "boto2"),
+        ("ruby", "ruby-v3-debian"),
+    ] {
+        let log = logs
+            .iter()
+            .find(|(n, _)| n == container)
+            .map(|(_, l)| l.as_str())
+            .unwrap_or_default();
+        assert_client_ok(&client_lines(log), client, "legacy-target", &context);
+    }
+}
+
+/// On an EKS Pod Identity cluster: `inject`'s manifest, then the EKS webhook's
+/// Pod Identity mutation at admission (the pod runner's simulation). The
+/// `skip-containers` annotation keeps the agent's variables away from the
+/// apps; the sidecar gets them with the token volume, and the old SDKs get the
+/// Pod Identity role's credentials from the sidecar (the emulator plays the
+/// agent on the pod's loopback, with the association for the pod's service
+/// account).
+#[test]
+fn old_sdks_should_get_pod_identity_credentials_in_an_injected_pod() {
+    require_root();
+    let work = tempfile::tempdir().expect("tempdir");
+    let manifest = inject(&[], &pod_yaml(&["js", "debian-boto3"]), work.path());
+    let agent = format!("http://127.0.0.1:{POD_STS_PORT}/v1/credentials");
+    let association = format!("apps/legacy-sa={ROLE}");
+    let (out, logs) = run_pod_with_emulator(
+        &[&manifest],
+        &[
+            ("js", client_argv("js-v2-2017")),
+            ("debian-boto3", client_argv("botocore-debian")),
+        ],
+        &[
+            "--eks-pod-identity",
+            &agent,
+            "--eks-webhook-region",
+            "us-east-1",
+        ],
+        &["--pod-identity-association", &association],
+        &work.path().join("pod"),
+    );
+    let context = describe_pod(&out, &logs);
+    check_pod(
+        &out,
+        &logs,
+        &[("js", "js-v2-2017"), ("debian-boto3", "botocore-debian")],
+    );
+    for (container, client) in [("js", "js-v2-2017"), ("debian-boto3", "botocore-debian")] {
+        let log = &logs.iter().find(|(n, _)| n == container).unwrap().1;
+        let lines = client_lines(log);
+        let arn = lines
+            .iter()
+            .find(|v| v["client"] == client)
+            .and_then(|v| v["arn"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            arn.contains("/eks-"),
+            "{client}: not a Pod Identity session: {arn}\n{context}"
+        );
+    }
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("pod-identity"),
+        "the mutation was not simulated: {context}"
     );
 }

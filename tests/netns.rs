@@ -1,4 +1,4 @@
-//! `irsa_proxy::netns` against the real kernel, inside network namespaces that this
+//! `irsa_proxy::sidecar::netns` against the real kernel, inside network namespaces that this
 //! test creates, never the machine's own: on a cloud VM 169.254.169.254 is the
 //! real metadata service.
 //!
@@ -16,9 +16,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use irsa_proxy::netns::{
-    add_to_loopback, is_on_loopback, routes_out, NetnsError, ECS_ADDR, IMDS_V4, IMDS_V6,
-};
+use irsa_proxy::sidecar::addresses::{ECS_ADDR, IMDS_V4, IMDS_V6};
+use irsa_proxy::sidecar::netns::{add_to_loopback, is_on_loopback, routes_out, NetnsError};
+use irsa_proxy::sidecar::port_redirect::{redirect_port_80, redirect_rules};
 
 /// Set in the re-executed copy: which child body to run.
 const CHILD: &str = "IRSA_PROXY_TEST_NETNS_CHILD";
@@ -67,16 +67,104 @@ fn without_net_admin() {
     in_new_netns("unprivileged", "without_net_admin", child_unprivileged);
 }
 
+/// The nftables redirect: port 80 of each address reaches a listener on
+/// another port of the same address while an app holds `0.0.0.0:80`;
+/// installing it twice leaves one rule per address.
+#[test]
+fn port_80_redirect_leaves_port_80_to_the_app() {
+    in_new_netns(
+        "redirect",
+        "port_80_redirect_leaves_port_80_to_the_app",
+        child_redirect,
+    );
+}
+
+/// Without CAP_NET_ADMIN the redirect is refused with the NET_ADMIN message.
+#[test]
+fn port_80_redirect_needs_net_admin() {
+    in_new_netns(
+        "redirect-unprivileged",
+        "port_80_redirect_needs_net_admin",
+        child_redirect_unprivileged,
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Child bodies: each runs inside its own new network namespace.
 
-fn child_loopback() {
-    let ipv6 = ipv6_available();
-    let mut addrs = vec![IpAddr::V4(IMDS_V4), IpAddr::V4(ECS_ADDR)];
-    if ipv6 {
-        addrs.push(IpAddr::V6(IMDS_V6));
+/// The sidecar's port on the link-local addresses in these tests.
+const SIDECAR_PORT: u16 = 9911;
+
+fn child_redirect() {
+    let (_, addrs) = credential_addresses();
+    assert_eq!(redirect_rules().unwrap(), vec![], "rules before any");
+    runtime().block_on(add_to_loopback(&addrs)).unwrap();
+    redirect_port_80(&addrs, SIDECAR_PORT).unwrap();
+    redirect_port_80(&addrs, SIDECAR_PORT).unwrap();
+    let expected: Vec<(IpAddr, u16)> = addrs.iter().map(|a| (*a, SIDECAR_PORT)).collect();
+    assert_eq!(
+        redirect_rules().unwrap(),
+        expected,
+        "after installing twice"
+    );
+    // Changing the port replaces the rules, it does not add to them.
+    redirect_port_80(&addrs, 9920).unwrap();
+    let moved: Vec<(IpAddr, u16)> = addrs.iter().map(|a| (*a, 9920)).collect();
+    assert_eq!(redirect_rules().unwrap(), moved);
+    redirect_port_80(&addrs, SIDECAR_PORT).unwrap();
+
+    // The app of the pod takes port 80 on every address.
+    let app = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 80)).expect("the app binds 0.0.0.0:80");
+    for &addr in &addrs {
+        let sidecar = TcpListener::bind((addr, SIDECAR_PORT)).unwrap();
+        let mut client =
+            TcpStream::connect_timeout(&SocketAddr::new(addr, 80), Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("connecting to {addr}:80: {e}"));
+        let (mut server, _) = sidecar.accept().unwrap();
+        // The address still tells which route it was; the port is the sidecar's.
+        assert_eq!(
+            server.local_addr().unwrap(),
+            SocketAddr::new(addr, SIDECAR_PORT)
+        );
+        client.write_all(b"ping\n").unwrap();
+        let mut buf = [0u8; 5];
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        server.read_exact(&mut buf).unwrap();
+        server.write_all(b"pong\n").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"pong\n");
+        // The client sees the address and port it dialled.
+        assert_eq!(client.peer_addr().unwrap(), SocketAddr::new(addr, 80));
+        println!("{addr}:80 reached the listener on port {SIDECAR_PORT}");
     }
-    println!("IPv6 in the namespace: {ipv6}");
+    // Port 80 of any other address is the app's.
+    let _to_app = TcpStream::connect_timeout(
+        &SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 80),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let (conn, _) = app.accept().expect("127.0.0.1:80 reaches the app");
+    assert_eq!(conn.local_addr().unwrap().port(), 80);
+}
+
+fn child_redirect_unprivileged() {
+    runtime()
+        .block_on(add_to_loopback(&[IMDS_V4.into()]))
+        .unwrap();
+    become_nobody();
+    assert_needs_net_admin(
+        redirect_port_80(&[IMDS_V4.into()], SIDECAR_PORT).unwrap_err(),
+        "installing the nftables rule that redirects port 80 to port 9911",
+    );
+}
+
+fn child_loopback() {
+    let (ipv6, addrs) = credential_addresses();
 
     let rt = runtime();
     for &addr in &addrs {
@@ -193,14 +281,7 @@ fn child_unprivileged() {
     // A pod lets its non-root containers bind port 80 with this (namespaced) sysctl.
     std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "80").unwrap();
 
-    // Become nobody: with every uid non-zero the kernel clears the capabilities.
-    // SAFETY: plain syscalls; glibc applies them to every thread of the process.
-    unsafe {
-        assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
-        assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
-        assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
-        assert_eq!(libc::geteuid(), 65534);
-    }
+    become_nobody();
 
     assert!(rt.block_on(is_on_loopback(IMDS_V4.into())).unwrap());
     assert!(!rt.block_on(is_on_loopback(ECS_ADDR.into())).unwrap());
@@ -208,17 +289,10 @@ fn child_unprivileged() {
     // Nothing missing: nothing to change, so no privilege needed.
     rt.block_on(add_to_loopback(&[IMDS_V4.into()])).unwrap();
 
-    let error = rt
-        .block_on(add_to_loopback(&[ECS_ADDR.into()]))
-        .unwrap_err();
-    println!("{error}");
-    assert!(
-        matches!(error, NetnsError::NeedsNetAdmin { .. }),
-        "{error:?}"
-    );
-    assert_eq!(
-        error.to_string(),
-        "adding 169.254.170.2/32 to lo needs CAP_NET_ADMIN (the init container must keep NET_ADMIN)"
+    assert_needs_net_admin(
+        rt.block_on(add_to_loopback(&[ECS_ADDR.into()]))
+            .unwrap_err(),
+        "adding 169.254.170.2/32 to lo",
     );
 
     // The non-root sidecar can bind what the init container added.
@@ -309,6 +383,41 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// The credential addresses to try here: the IPv6 one only where IPv6 works.
+fn credential_addresses() -> (bool, Vec<IpAddr>) {
+    let ipv6 = ipv6_available();
+    let mut addrs = vec![IpAddr::V4(ECS_ADDR), IpAddr::V4(IMDS_V4)];
+    if ipv6 {
+        addrs.push(IpAddr::V6(IMDS_V6));
+    }
+    println!("IPv6 in the namespace: {ipv6}");
+    (ipv6, addrs)
+}
+
+/// Becomes nobody: with every uid non-zero the kernel clears the capabilities.
+fn become_nobody() {
+    // SAFETY: plain syscalls; glibc applies them to every thread of the process.
+    unsafe {
+        assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
+        assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
+        assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
+        assert_eq!(libc::geteuid(), 65534);
+    }
+}
+
+/// `error` is the NET_ADMIN refusal of `action`, in its one-line form.
+fn assert_needs_net_admin(error: NetnsError, action: &str) {
+    println!("{error}");
+    assert!(
+        matches!(error, NetnsError::NeedsNetAdmin { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!("{action} needs CAP_NET_ADMIN (the init container must keep NET_ADMIN)")
+    );
 }
 
 /// IPv6 works in this namespace: the kernel has it and lo does not disable it.

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{request, ProxyBuilder, ProxyProcess, TokenDir};
-use irsa_proxy::emulator::{self, EmulatorHandle, EmulatorSettings, Issuer, ServiceAccountToken};
+use irsa_proxy::tools::emulator::{
+    self, EmulatorHandle, EmulatorSettings, Issuer, ServiceAccountToken,
+};
 
 /// Resolved by the proxy only.
 const HOST: &str = "sts.private.test";
@@ -31,7 +33,7 @@ impl Pki {
     /// A test CA, and a certificate it signs for HOST and 127.0.0.1.
     fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        let issued = irsa_proxy::webhook::certs::issue(
+        let issued = irsa_proxy::tools::tls::ca::issue(
             "irsa-proxy test CA",
             vec![HOST.to_string(), "127.0.0.1".to_string()],
             1,
@@ -62,12 +64,9 @@ struct Sts {
 async fn sts(pki: Arc<Pki>) -> Sts {
     let issuer = Issuer::generate_rsa(ISSUER).unwrap();
     let settings = EmulatorSettings::new(issuer.verifying_keys().unwrap());
-    let tls = irsa_proxy::serving::tls::reloading_config(
-        pki.path("tls.crt"),
-        pki.path("tls.key"),
-        |_| {},
-    )
-    .unwrap();
+    let tls =
+        irsa_proxy::tools::tls::reloading_config(pki.path("tls.crt"), pki.path("tls.key"), |_| {})
+            .unwrap();
     let handle = emulator::spawn_with("127.0.0.1:0".parse().unwrap(), settings, Some(tls))
         .await
         .unwrap();

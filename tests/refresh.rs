@@ -2,7 +2,7 @@
 //! timings (the jittered window, the safety margin, back-off from 1 s to 60 s,
 //! single flight, rotation cutting the back-off short, cold start) are asserted
 //! exactly, hours of them, in process on paused time in
-//! `src/credentials/refresher/tests.rs`. These tests prove that the binary runs
+//! `src/sidecar/cache/refresher/tests.rs`. These tests prove that the binary runs
 //! that policy against a real STS wire: credentials 4 s long so that events come
 //! quickly, waits for events rather than for fixed times, and bounds far beyond
 //! what a loaded two-core machine needs.

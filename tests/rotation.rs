@@ -109,7 +109,7 @@ async fn replacing_the_whole_token_directory_should_keep_rotations_noticed() {
     let parent = tempfile::tempdir().unwrap();
     let root = parent.path().join("serviceaccount");
     std::fs::create_dir(&root).unwrap();
-    let _first_writer = irsa_proxy::token::projected::ProjectedTokenDir::create(
+    let _first_writer = irsa_proxy::sidecar::token::projected::ProjectedTokenDir::create(
         &root,
         &jwt("system:serviceaccount:default:app", 3600, "0"),
     )
@@ -120,7 +120,7 @@ async fn replacing_the_whole_token_directory_should_keep_rotations_noticed() {
 
     let fresh = parent.path().join("serviceaccount.new");
     std::fs::create_dir(&fresh).unwrap();
-    let _fresh_writer = irsa_proxy::token::projected::ProjectedTokenDir::create(
+    let _fresh_writer = irsa_proxy::sidecar::token::projected::ProjectedTokenDir::create(
         &fresh,
         &jwt("system:serviceaccount:default:app", 3600, "1"),
     )
@@ -131,7 +131,7 @@ async fn replacing_the_whole_token_directory_should_keep_rotations_noticed() {
     std::fs::remove_dir_all(&old).unwrap();
     assert!(count(1).await, "directory replacement; logs:\n{}", p.logs());
     // A writer for the new directory, as kubelet would have after a remount.
-    let mut writer = irsa_proxy::token::projected::ProjectedTokenDir::create(
+    let mut writer = irsa_proxy::sidecar::token::projected::ProjectedTokenDir::create(
         &root,
         &jwt("system:serviceaccount:default:app", 3600, "2"),
     )

@@ -34,6 +34,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_irsa-proxy");
 const HOST: &str = "irsa-proxy-webhook.irsa-proxy-system.svc";
 const ROLE: &str = "arn:aws:iam::111122223333:role/legacy-app";
 const KUBERNETES_VERSION: &str = "1.33.0";
+/// The sidecar image injected pods get (required: none is published): the
+/// one the pod runner knows how to run.
+const IMAGE: &str = common::podrunner::IMAGE;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -122,6 +125,7 @@ fn start(dir: &Path, ca: &TestCa, extra: &[&str]) -> Webhook {
         .arg(dir.join("tls.crt"))
         .arg("--tls-key-file")
         .arg(dir.join("tls.key"))
+        .args(["--image", IMAGE])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -511,7 +515,8 @@ fn the_eks_webhook_after_ours_should_give_the_role_to_the_sidecar() {
 
 /// Order 2: the EKS webhook ran first (the pod carries its volume, mount and
 /// variables, as tests/fixtures/inject/webhook.yaml). The sidecar reads the
-/// EKS token volume and inherits the role; the pod runs.
+/// EKS token volume and inherits the role, the app loses the web-identity
+/// pair; the pod runs.
 #[test]
 fn a_pod_the_eks_webhook_mutated_first_should_run_through_the_sidecar() {
     require_root();
@@ -531,6 +536,12 @@ fn a_pod_the_eks_webhook_mutated_first_should_run_through_the_sidecar() {
         {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
     ]}}]);
     let (mutated, path) = admit_and_write(&w, &pod, dir.path(), "legacy-5c9d7b8f6-eks02");
+    // The app loses the pair (its SDK would bypass the sidecar), the sidecar
+    // keeps the role.
+    let app = &mutated["spec"]["containers"][0];
+    for name in ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"] {
+        assert!(env_of(app, name).is_none(), "{name} left in {app}");
+    }
     let side = sidecar(&mutated);
     assert!(
         env_of(side, "AWS_ROLE_ARN").is_some_and(|e| e["value"] == ROLE),
@@ -561,6 +572,10 @@ fn pod_creation_should_never_break_for_the_wrong_reason() {
     let plain = replicaset_pod(json!({}), &["app"]);
     let mut host_network = plain.clone();
     host_network["spec"]["hostNetwork"] = json!(true);
+    let mut windows = plain.clone();
+    windows["spec"]["os"] = json!({"name": "windows"});
+    let mut windows_selector = plain.clone();
+    windows_selector["spec"]["nodeSelector"] = json!({"kubernetes.io/os": "windows"});
     let mut injected = plain.clone();
     {
         let (_, body) = call(
@@ -596,6 +611,18 @@ fn pod_creation_should_never_break_for_the_wrong_reason() {
             "/mutate",
             review(host_network, "CREATE", "Pod"),
             Some("hostNetwork"),
+        ),
+        (
+            "a Windows pod (spec.os.name), which the API server would refuse with the sidecar",
+            "/mutate",
+            review(windows, "CREATE", "Pod"),
+            Some("Windows nodes (spec.os.name is windows)"),
+        ),
+        (
+            "a pod for Windows nodes (nodeSelector), where the sidecar could not start",
+            "/mutate",
+            review(windows_selector, "CREATE", "Pod"),
+            Some("Windows nodes (its nodeSelector"),
         ),
         (
             "a Deployment",
@@ -692,22 +719,111 @@ fn oversized(w: &Webhook) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let connector = tls_connector(&w.ca);
     runtime().block_on(async {
-        let tcp = tokio::net::TcpStream::connect(w.addr).await.expect("connect");
-        let mut tls = connector
-            .connect(ServerName::try_from(HOST).expect("name"), tcp)
-            .await
-            .expect("handshake");
-        let head = format!(
-            "POST /mutate HTTP/1.1\r\nhost: {HOST}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            4 * 1024 * 1024
-        );
-        let _ = tls.write_all(head.as_bytes()).await;
+        let mut tls = post_head(w.addr, &connector, 4 * 1024 * 1024).await;
         let _ = tls.write_all(&[b' '; 64 * 1024]).await;
         let _ = tls.flush().await;
         let mut out = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
         String::from_utf8_lossy(&out).into_owned()
     })
+}
+
+/// A raw TLS stream on which the head of `POST /mutate` announcing
+/// `content_length` bytes was sent (not flushed), for writing the body by hand.
+async fn post_head(
+    addr: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+    content_length: usize,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut tls = connector
+        .connect(ServerName::try_from(HOST).expect("name"), tcp)
+        .await
+        .expect("handshake");
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nhost: {HOST}\r\ncontent-type: application/json\r\ncontent-length: {content_length}\r\n\r\n"
+    );
+    let _ = tls.write_all(head.as_bytes()).await;
+    tls
+}
+
+/// Issue 21: a review whose body is still arriving when SIGTERM comes (head
+/// and part of the body before it, the rest 6.5 s after, past the 5 s of
+/// serving on) gets its 200 with a patch, while a kept-alive connection is
+/// open too; readiness is 503 meanwhile; the process then exits 0.
+#[test]
+fn a_review_in_flight_at_sigterm_should_get_its_answer_then_exit_0() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, _ca, mut w) = setup();
+    let body = review(
+        replicaset_pod(json!({"irsa-proxy.io/role-arn": ROLE}), &["app"]),
+        "CREATE",
+        "Pod",
+    );
+    let connector = tls_connector(&w.ca);
+    let (status, answer) = runtime().block_on(async {
+        // The kept-alive connection: one answered request, then idle.
+        let (mut idle, _) = connect(w.addr, &connector).await.expect("connect");
+        assert_eq!(
+            send(&mut idle, "GET", "/healthz", Vec::new())
+                .await
+                .expect("healthz")
+                .0,
+            200
+        );
+        let mut tls = post_head(w.addr, &connector, body.len()).await;
+        let (first, rest) = body.split_at(body.len() / 2);
+        tls.write_all(first).await.expect("first half");
+        tls.flush().await.expect("flush");
+        // Let the server read the head, so the review is in flight.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pid = i32::try_from(w.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid, with a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+        let sigterm = Instant::now();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (mut fresh, _) = connect(w.addr, &connector)
+            .await
+            .expect("still accepting during the delay");
+        assert_eq!(
+            send(&mut fresh, "GET", "/readyz", Vec::new())
+                .await
+                .expect("readyz")
+                .0,
+            503,
+            "readiness fails once SIGTERM arrived"
+        );
+        drop(fresh);
+        tokio::time::sleep_until((sigterm + Duration::from_millis(6500)).into()).await;
+        tls.write_all(rest).await.expect("the rest of the body");
+        tls.flush().await.expect("flush");
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(15), tls.read_to_end(&mut out)).await;
+        drop(idle);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text.split(' ').nth(1).unwrap_or("").to_string();
+        let answer = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.as_bytes().to_vec())
+            .unwrap_or_default();
+        (status, answer)
+    });
+    assert_eq!(status, "200", "{}", String::from_utf8_lossy(&answer));
+    let (_, patch) = response(&answer);
+    assert!(patch.is_some(), "the review in flight got its patch");
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(status) = w.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the webhook did not exit after its drain"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
 }
 
 /// cert-manager renews, kubelet swaps `..data`: requests keep succeeding on
@@ -844,6 +960,125 @@ fn webhook_certs_should_print_a_secret_the_webhook_can_serve() {
     assert_eq!(call(&w, "GET", "/readyz", Vec::new()).0, 200);
 }
 
+/// The README's "Try it on your machine" block, exactly as written there: its
+/// lines run in one shell (as when pasted), inside a network namespace and a
+/// private /tmp of their own, so port 8443 and the files are this test's.
+/// The patch printed must add the sidecar with the image given and the role of
+/// the review's annotation.
+#[test]
+fn the_try_it_block_of_the_readme_should_work_as_pasted() {
+    require_root();
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let section = readme
+        .split_once("### Try it on your machine")
+        .expect("the section")
+        .1;
+    let block = section
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a sh block")
+        .0;
+    assert_eq!(block.lines().count(), 5, "five lines: {block}");
+    let bin_dir = Path::new(BIN).parent().expect("bin dir");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // lo up (a new namespace has it down), a private /tmp, then the block
+    // in a shell that stops at its first failure.
+    let setup =
+        r#"ip link set lo up && mount -t tmpfs tmpfs /tmp && exec bash -euo pipefail -c "$BLOCK""#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--mount", "--", "bash", "-c", setup])
+        .current_dir(root())
+        .env("PATH", path)
+        .env("BLOCK", block)
+        .env("RUST_LOG", "warn");
+    let out = common::podrunner::run(cmd, Duration::from_secs(60));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "{block}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    let patch: Value = serde_json::from_str(&stdout).expect("the patch, as JSON");
+    let sidecar = patch
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|op| op["path"] == "/spec/initContainers")
+        .map(|op| &op["value"][0])
+        .unwrap_or_else(|| panic!("no sidecar in the patch: {stdout}"));
+    assert_eq!(sidecar["name"], "irsa-proxy", "{sidecar}");
+    assert_eq!(sidecar["image"], "irsa-proxy:dev", "{sidecar}");
+    assert!(
+        env_of(sidecar, "AWS_ROLE_ARN")
+            .is_some_and(|e| e["value"] == "arn:aws:iam::111122223333:role/api"),
+        "{sidecar}"
+    );
+}
+
+/// `webhook certs --out-dir --localhost`: the three PEM files (the key
+/// readable by its owner only), and a certificate the webhook serves for
+/// `localhost` and `127.0.0.1`, trusted through ca.crt; bad flags exit 2.
+#[test]
+fn webhook_certs_should_write_pem_files_for_localhost() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().join("new/certs");
+    let out = Command::new(BIN)
+        .args(["webhook", "certs", "--localhost", "--out-dir"])
+        .arg(&out_dir)
+        .output()
+        .expect("certs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing printed with --out-dir");
+    assert!(stderr.contains("localhost, 127.0.0.1, ::1"), "{stderr}");
+    let mode = |f: &str| {
+        std::fs::metadata(out_dir.join(f))
+            .expect(f)
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("tls.key"), 0o600);
+    assert_eq!(mode("tls.crt"), 0o644);
+    let ca: CertificateDer<'static> =
+        rustls::pki_types::pem::PemObject::from_pem_file(out_dir.join("ca.crt"))
+            .expect("ca.crt is PEM");
+    let mut w = start(&out_dir, &TestCa::new(), &[]);
+    w.ca = ca;
+    let connector = tls_connector(&w.ca);
+    runtime().block_on(async {
+        for name in ["localhost", "127.0.0.1"] {
+            let tcp = tokio::net::TcpStream::connect(w.addr)
+                .await
+                .expect("connect");
+            let server_name = ServerName::try_from(name).expect("name").to_owned();
+            connector
+                .connect(server_name, tcp)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    });
+    for (flag, value) in [("--days", "0"), ("--service", "Bad_Name")] {
+        let out = Command::new(BIN)
+            .args(["webhook", "certs", "--out-dir"])
+            .arg(dir.path().join("bad"))
+            .args([flag, value])
+            .output()
+            .expect("certs");
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{flag} not named: {err}");
+        assert!(!dir.path().join("bad").exists(), "nothing written");
+    }
+}
+
 fn start_raw(dir: &Path) -> Webhook {
     let throwaway = TestCa::new();
     start(dir, &throwaway, &[])
@@ -872,6 +1107,7 @@ fn bad_flags_should_exit_2_naming_each_flag() {
         "--tls-cert-file",
         "--tls-key-file",
         "--port",
+        "--image",
     ] {
         assert!(
             err.lines().any(|l| l.contains(flag)),

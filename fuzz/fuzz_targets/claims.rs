@@ -1,6 +1,6 @@
 //! The JWT claim decoder on any text, and its log summary: never panic.
 #![no_main]
-use irsa_proxy::token::Claims;
+use irsa_proxy::sidecar::token::Claims;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|s: &str| {

@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use irsa_proxy::clock::SystemClock;
-use irsa_proxy::credentials::{CredentialStore, Credentials, RoleInfo};
-use irsa_proxy::metrics::Metrics;
-use irsa_proxy::server::{handle, AppState, Peer, ServerSettings};
+use irsa_proxy::sidecar::cache::{CredentialStore, Credentials, RoleInfo};
+use irsa_proxy::sidecar::endpoints::{handle, AppState, Peer, ServerSettings};
+use irsa_proxy::sidecar::metrics::Metrics;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,7 +25,13 @@ fn state() -> Arc<AppState> {
             let store = Arc::new(CredentialStore::new(role, Arc::new(SystemClock)));
             let now = SystemTime::now();
             store.install(
-                Credentials::new("ASIAFUZZ", "secret", "token", now + Duration::from_secs(3600), None),
+                Credentials::new(
+                    "ASIAFUZZ",
+                    "secret",
+                    "token",
+                    now + Duration::from_secs(3600),
+                    None,
+                ),
                 now,
             );
             Arc::new(AppState::new(
@@ -82,7 +88,11 @@ fuzz_target!(|data: &[u8]| {
         let mut out = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(2), client.read_to_end(&mut out)).await;
         if !out.is_empty() {
-            assert!(out.starts_with(b"HTTP/1."), "{:?}", String::from_utf8_lossy(&out));
+            assert!(
+                out.starts_with(b"HTTP/1."),
+                "{:?}",
+                String::from_utf8_lossy(&out)
+            );
         }
         conn.abort();
     });

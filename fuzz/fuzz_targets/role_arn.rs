@@ -1,7 +1,7 @@
 //! `RoleArn::parse` on any text: never panics; what parses has the parts the
 //! endpoints rely on.
 #![no_main]
-use irsa_proxy::config::RoleArn;
+use irsa_proxy::sidecar::config::RoleArn;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|s: &str| {

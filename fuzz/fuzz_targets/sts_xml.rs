@@ -1,7 +1,7 @@
 //! The emulator's XML: whatever the text, an error document carries exactly the
 //! template's tags and only characters XML 1.0 allows.
 #![no_main]
-use irsa_proxy::emulator::xml::{escape, StsFault};
+use irsa_proxy::tools::emulator::xml::{escape, StsFault};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|s: &str| {

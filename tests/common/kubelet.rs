@@ -1,10 +1,10 @@
 //! A projected-token directory in a temporary directory, written and rotated
-//! exactly as kubelet does it (see `irsa_proxy::token::projected`).
+//! exactly as kubelet does it (see `irsa_proxy::sidecar::token::projected`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use irsa_proxy::token::projected::ProjectedTokenDir;
+use irsa_proxy::sidecar::token::projected::ProjectedTokenDir;
 
 pub struct TokenDir {
     pub dir: tempfile::TempDir,

@@ -82,21 +82,34 @@ pub fn run_pod(
     extra: &[&str],
     work: &Path,
 ) -> (Output, Vec<(String, String)>) {
+    run_pod_with_emulator(manifests, apps, extra, &[], work)
+}
+
+/// [`run_pod`] with more flags for the emulator (`sts-emulator`).
+pub fn run_pod_with_emulator(
+    manifests: &[&Path],
+    apps: &[(&str, Vec<String>)],
+    extra: &[&str],
+    emulator_flags: &[&str],
+    work: &Path,
+) -> (Output, Vec<(String, String)>) {
     let mut c = Command::new("python3");
     c.arg(root().join("tests/podrunner/podrunner.py"));
     for m in manifests {
         c.arg("--manifest").arg(m);
     }
-    let service = serde_json::json!([
-        BIN,
-        "sts-emulator",
-        "--listen",
+    let mut service = vec![
+        BIN.to_string(),
+        "sts-emulator".into(),
+        "--listen".into(),
         format!("127.0.0.1:{POD_STS_PORT}"),
-        "--issuer-key",
-        "{issuer_public_key}",
-        "--credential-ttl",
-        "15m"
-    ]);
+        "--issuer-key".into(),
+        "{issuer_public_key}".into(),
+        "--credential-ttl".into(),
+        "15m".into(),
+    ];
+    service.extend(emulator_flags.iter().map(|f| f.to_string()));
+    let service = serde_json::json!(service);
     c.args(["--binary", &format!("/irsa-proxy={BIN}")])
         .args(["--image", &format!("{IMAGE}=[\"/irsa-proxy\",\"serve\"]")])
         .args(["--service", &service.to_string()])

@@ -543,7 +543,8 @@ def pod_name_for(doc, meta):
 
 # ---------------------------------------------------------------------------
 # The EKS pod-identity webhook (aws/amazon-eks-pod-identity-webhook,
-# pkg/handler/handler.go and pkg/cache/cache.go), web-identity mode only.
+# pkg/handler/handler.go and pkg/cache/cache.go): web-identity mode, and
+# container-credentials mode (EKS Pod Identity) below it.
 # ---------------------------------------------------------------------------
 
 def _go_parse_bool(s):
@@ -559,6 +560,67 @@ def _go_parse_int(s):
         return int(str(s), 10)
     except ValueError:
         return None
+
+
+def _skip_containers(pod_ann, domain):
+    """The containers the webhook leaves alone: the pod annotation
+    <domain>/skip-containers as CSV, names not trimmed (getContainersToSkip);
+    unparsable means none, in either mode."""
+    if domain + "/skip-containers" not in pod_ann:
+        return set()
+    try:
+        return set(next(csv.reader(io.StringIO(pod_ann[domain + "/skip-containers"]))))
+    except (StopIteration, csv.Error):
+        return set()
+
+
+def _mutate_containers(spec, skip, credential_keys, credential_env, regional, region,
+                       vol_name, mount_path):
+    """addEnvToContainer over init and app containers not in skip, in either
+    mode: credential_env is added only when the container has none of
+    credential_keys; a container that has one of them, a region and the
+    regional-STS variable is left untouched (no mount either). Returns the names
+    of the containers changed."""
+    changed = []
+    for key in ("initContainers", "containers"):
+        for c in spec.get(key) or []:
+            if c.get("name") in skip:
+                continue
+            env = c.setdefault("env", [])
+            names = {e.get("name") for e in env}
+            has_credentials = bool(names & credential_keys)
+            reg = bool(names & {"AWS_REGION", "AWS_DEFAULT_REGION"})
+            sts = "AWS_STS_REGIONAL_ENDPOINTS" in names
+            if has_credentials and reg and sts:
+                if not env:
+                    c.pop("env", None)
+                continue
+            if not sts and regional:
+                env.append({"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"})
+            if not reg and region:
+                env.append({"name": "AWS_DEFAULT_REGION", "value": region})
+                env.append({"name": "AWS_REGION", "value": region})
+            if not has_credentials:
+                env.extend(dict(e) for e in credential_env)
+            if not env:
+                c.pop("env", None)
+            mounts = c.setdefault("volumeMounts", [])
+            if not any(m.get("name") == vol_name for m in mounts):
+                mounts.append({"name": vol_name, "readOnly": True, "mountPath": mount_path})
+            changed.append(c.get("name"))
+    return changed
+
+
+def _insert_volume(spec, volume):
+    """The token volume goes first in volumes, unless one of its name exists
+    (which is then left as it is, not patched)."""
+    vols = spec.get("volumes")
+    if any(v.get("name") == volume["name"] for v in vols or []):
+        return
+    if vols is None:
+        spec["volumes"] = [volume]
+    else:
+        vols.insert(0, volume)
 
 
 def eks_webhook_mutate(pod_meta, spec, namespace, service_accounts, region, regional_sts_default,
@@ -591,56 +653,64 @@ def eks_webhook_mutate(pod_meta, spec, namespace, service_accounts, region, regi
         v = _go_parse_int(pod_ann[domain + "/token-expiration"])
         if v is not None:
             expiration = max(v, 600)
-    skip = set()
-    if domain + "/skip-containers" in pod_ann:
-        try:
-            row = next(csv.reader(io.StringIO(pod_ann[domain + "/skip-containers"])))
-            skip = set(row)
-        except (StopIteration, csv.Error):
-            skip = set()
+    skip = _skip_containers(pod_ann, domain)
     mount_path = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
     vol_name = "aws-iam-token"
     token_file = mount_path + "/token"
-    changed = []
-    for key in ("initContainers", "containers"):
-        for c in spec.get(key) or []:
-            if c.get("name") in skip:
-                continue
-            env = c.setdefault("env", [])
-            names = {e.get("name") for e in env}
-            web = bool(names & {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"})
-            reg = bool(names & {"AWS_REGION", "AWS_DEFAULT_REGION"})
-            sts = "AWS_STS_REGIONAL_ENDPOINTS" in names
-            if web and reg and sts:
-                if not env:
-                    c.pop("env", None)
-                continue
-            if not sts and regional:
-                env.append({"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"})
-            if not reg and region:
-                env.append({"name": "AWS_DEFAULT_REGION", "value": region})
-                env.append({"name": "AWS_REGION", "value": region})
-            if not web:
-                env.append({"name": "AWS_ROLE_ARN", "value": role})
-                env.append({"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": token_file})
-            if not env:
-                c.pop("env", None)
-            mounts = c.setdefault("volumeMounts", [])
-            if not any(m.get("name") == vol_name for m in mounts):
-                mounts.append({"name": vol_name, "readOnly": True, "mountPath": mount_path})
-            changed.append(c.get("name"))
-    vols = spec.get("volumes")
-    if not any(v.get("name") == vol_name for v in vols or []):
-        volume = {"name": vol_name, "projected": {"sources": [{"serviceAccountToken": {
-            "audience": audience, "expirationSeconds": expiration, "path": "token"}}]}}
-        if vols is None:
-            spec["volumes"] = [volume]
-        else:
-            vols.insert(0, volume)
+    changed = _mutate_containers(
+        spec, skip, {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"},
+        [{"name": "AWS_ROLE_ARN", "value": role},
+         {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": token_file}],
+        regional, region, vol_name, mount_path)
+    _insert_volume(spec, {"name": vol_name, "projected": {"sources": [{"serviceAccountToken": {
+        "audience": audience, "expirationSeconds": expiration, "path": "token"}}]}})
     events.append(("webhook", "", "mutated containers %s (role %s, audience %s, expiration %ds)"
                    % (", ".join(changed) or "(none)", role, audience, expiration)))
     return {"mutated": True, "containers": changed, "role_arn": role, "audience": audience,
             "expiration_seconds": expiration, "skipped": sorted(skip)}
+
+
+def eks_pod_identity_mutate(pod_meta, spec, full_uri, region, regional_sts_default, events):
+    """The same webhook in container-credentials mode (EKS Pod Identity), which
+    it uses when the pod's service account has an association and which takes
+    precedence over web identity (pkg/handler/handler.go, buildPodPatchConfig).
+    Mutates spec and pod_meta in place. The facts, from that file:
+
+    - getPodSpecPatch: init and app containers alike, except those in the
+      eks.amazonaws.com/skip-containers annotation (parsePodAnnotations ->
+      getContainersToSkip, the same annotation as in web-identity mode);
+    - addEnvToContainer: AWS_CONTAINER_CREDENTIALS_FULL_URI and
+      AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE are added only if the container
+      has neither yet; AWS_STS_REGIONAL_ENDPOINTS and the region as in
+      web-identity mode; the token volume is mounted read-only whatever the env;
+    - the volume eks-pod-identity-token: a projected token for
+      pods.eks.amazonaws.com at path eks-pod-identity-token, mounted at
+      /var/run/secrets/pods.eks.amazonaws.com/serviceaccount (main.go flag
+      defaults container-credentials-*); its expiration is the default 86400 s
+      (the real webhook jitters it between 79200 and 86400 s);
+    - the pod label eks.amazonaws.com/pod-identity: enabled.
+
+    FULL_URI is http://169.254.170.23/v1/credentials on EKS; here it is
+    whatever the caller gives, as the agent runs on the pod's loopback."""
+    domain = "eks.amazonaws.com"
+    pod_ann = pod_meta.get("annotations") or {}
+    skip = _skip_containers(pod_ann, domain)
+    mount_path = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"
+    vol_name = "eks-pod-identity-token"
+    token_file = mount_path + "/eks-pod-identity-token"
+    changed = _mutate_containers(
+        spec, skip, {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"},
+        [{"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": full_uri},
+         {"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "value": token_file}],
+        regional_sts_default, region, vol_name, mount_path)
+    pod_meta.setdefault("labels", {})[domain + "/pod-identity"] = "enabled"
+    _insert_volume(spec, {"name": vol_name, "projected": {"sources": [{"serviceAccountToken": {
+        "audience": "pods.eks.amazonaws.com", "expirationSeconds": 86400,
+        "path": "eks-pod-identity-token"}}]}})
+    events.append(("webhook", "", "Pod Identity: mutated containers %s (agent %s)"
+                   % (", ".join(changed) or "(none)", full_uri)))
+    return {"mutated": True, "mode": "pod-identity", "containers": changed,
+            "full_uri": full_uri, "skipped": sorted(skip)}
 
 
 # ---------------------------------------------------------------------------
@@ -892,7 +962,12 @@ class Runner:
         if spec.get("hostNetwork"):
             raise ManifestError("hostNetwork: true: the pod would share the node's network "
                                 "namespace; podrunner does not run such pods")
-        if a.eks_webhook:
+        if a.eks_pod_identity:
+            self.webhook = eks_pod_identity_mutate(meta, spec, a.eks_pod_identity,
+                                                   a.eks_webhook_region,
+                                                   a.eks_webhook_regional_sts,
+                                                   _EventSink(self))
+        elif a.eks_webhook:
             self.webhook = eks_webhook_mutate(meta, spec, self.namespace, self.service_accounts,
                                               a.eks_webhook_region, a.eks_webhook_regional_sts,
                                               _EventSink(self))
@@ -2209,6 +2284,9 @@ def parse_args(argv):
                    help="wait until 127.0.0.1:PORT accepts inside the pod before starting containers")
     p.add_argument("--eks-webhook", action="store_true",
                    help="mutate the pod as the EKS pod-identity webhook would")
+    p.add_argument("--eks-pod-identity", default=None, metavar="FULL_URI",
+                   help="simulate the EKS webhook's Pod Identity mutation, with this agent URL "
+                        "(takes precedence over --eks-webhook, as the webhook does)")
     p.add_argument("--eks-webhook-region", default="", metavar="REGION",
                    help="the webhook's --aws-default-region (AWS_REGION/AWS_DEFAULT_REGION)")
     p.add_argument("--eks-webhook-regional-sts", action=argparse.BooleanOptionalAction, default=True,

@@ -724,6 +724,36 @@ def test_eks_webhook_unit_rules():
     assert spec2 == {"containers": [{"name": "c"}], "volumes": [{"name": "aws-iam-token", "emptyDir": {}}]}
 
 
+def test_eks_pod_identity_unit_rules():
+    events = []
+    meta = {"annotations": {"eks.amazonaws.com/skip-containers": "app"}}
+    spec = {"initContainers": [{"name": "irsa-proxy", "env": [{"name": "X", "value": "1"}]}],
+            "containers": [{"name": "app"},
+                           {"name": "mine", "env": [
+                               {"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "http://127.0.0.1:1/"}]}]}
+    out = podrunner.eks_pod_identity_mutate(meta, spec, "http://169.254.170.23/v1/credentials",
+                                            "eu-west-1", True, events)
+    sidecar = spec["initContainers"][0]
+    app, mine = spec["containers"]
+    # skip-containers applies in this mode too: the app is left alone
+    assert app == {"name": "app"} and out["skipped"] == ["app"]
+    # the sidecar gets the agent, the token file, region, regional STS and the mount
+    env = {e["name"]: e["value"] for e in sidecar["env"]}
+    assert env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == "http://169.254.170.23/v1/credentials"
+    assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] == \
+        "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"
+    assert env["AWS_REGION"] == "eu-west-1" and env["AWS_STS_REGIONAL_ENDPOINTS"] == "regional"
+    assert sidecar["volumeMounts"] == [{"name": "eks-pod-identity-token", "readOnly": True,
+                                        "mountPath": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"}]
+    # one of the pair already set: neither is added, the mount is
+    names = [e["name"] for e in mine["env"]]
+    assert "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" not in names
+    assert mine["volumeMounts"][0]["name"] == "eks-pod-identity-token"
+    assert spec["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"] == {
+        "audience": "pods.eks.amazonaws.com", "expirationSeconds": 86400, "path": "eks-pod-identity-token"}
+    assert meta["labels"] == {"eks.amazonaws.com/pod-identity": "enabled"}
+
+
 def test_expansion_rules():
     look = {"A": "1", "B": "2"}.get
     assert podrunner.expand("$(A)-$(B)", look) == "1-2"

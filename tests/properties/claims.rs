@@ -1,7 +1,7 @@
 //! Properties of the JWT claim decoder: never panics, round-trips, never quotes the payload.
 
 use base64::Engine;
-use irsa_proxy::token::{Claims, Token};
+use irsa_proxy::sidecar::token::{Claims, Token};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

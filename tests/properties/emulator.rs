@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use irsa_proxy::emulator::{self, EmulatorSettings, Issuer};
-use irsa_proxy::sts::{AssumeRequest, AssumeRole, ClientSettings, SdkSts};
-use irsa_proxy::token::Token;
+use irsa_proxy::sidecar::sts::{AssumeRequest, AssumeRole, ClientSettings, SdkSts};
+use irsa_proxy::sidecar::token::Token;
+use irsa_proxy::tools::emulator::{self, EmulatorSettings, Issuer};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use serde_json::json;

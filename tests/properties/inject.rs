@@ -1,7 +1,7 @@
 //! Properties of the YAML injector: never panics, idempotent, its output reads back.
 
-use irsa_proxy::cli::InjectArgs;
-use irsa_proxy::inject::{inject_documents, Options};
+use irsa_proxy::cli::{InjectArgs, SidecarArgs};
+use irsa_proxy::tools::inject::{inject_documents, Options};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -11,16 +11,22 @@ fn inject_options() -> Options {
     Options::from_args(&InjectArgs {
         file: "-".into(),
         path: None,
-        image: "ghcr.io/irsa-proxy/irsa-proxy:0.1.0".into(),
+        sidecar: SidecarArgs {
+            image: "registry.example/irsa-proxy:1".into(),
+            classic_sidecar: false,
+            port: 9911,
+            token_audience: "sts.amazonaws.com".into(),
+            token_expiration: 86400,
+        },
         role_arn: Some("arn:aws:iam::111122223333:role/app".into()),
-        classic_sidecar: false,
-        port: 9911,
         container: Vec::new(),
-        token_audience: "sts.amazonaws.com".into(),
-        token_expiration: 86400,
         strip_web_identity: false,
+        keep_web_identity: false,
         auth_secret: None,
         link_local: false,
+        chain: Default::default(),
+        chain_external_id_secret: None,
+        session_name: None,
     })
     .unwrap()
 }

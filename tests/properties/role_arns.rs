@@ -1,6 +1,6 @@
 //! Properties of role ARNs: parsing never panics, valid ones parse into their parts, mangled ones are refused.
 
-use irsa_proxy::config::RoleArn;
+use irsa_proxy::sidecar::config::RoleArn;
 use proptest::prelude::*;
 
 use crate::config;

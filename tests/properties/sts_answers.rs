@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use irsa_proxy::sts::{AssumeRequest, AssumeRole, ClientSettings, SdkSts};
-use irsa_proxy::token::Token;
+use irsa_proxy::sidecar::sts::{AssumeRequest, AssumeRole, ClientSettings, SdkSts};
+use irsa_proxy::sidecar::token::Token;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 

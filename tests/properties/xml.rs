@@ -1,6 +1,6 @@
 //! Properties of the emulator's XML: escaped text carries no markup, error documents hold one message.
 
-use irsa_proxy::emulator::xml::{escape, StsFault};
+use irsa_proxy::tools::emulator::xml::{escape, StsFault};
 use proptest::prelude::*;
 
 use crate::config;

@@ -1,0 +1,121 @@
+//! The text report: the token's claims, the policy's verdict, and each finding
+//! with its hint. (The JSON report is the `Serialize` of [`super::Report`].)
+
+use super::*;
+
+fn or_dash(s: &Option<String>) -> &str {
+    s.as_deref().unwrap_or("-")
+}
+
+/// The report for people.
+pub(crate) fn render_text(r: &Report) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("Token file   {}\n", r.token_file.display()));
+    match &r.token {
+        Some(t) => {
+            out.push_str(&format!("  issuer     {}\n", or_dash(&t.issuer)));
+            out.push_str(&format!("  subject    {}\n", or_dash(&t.subject)));
+            let aud = if t.audience.is_empty() {
+                "-".to_string()
+            } else {
+                t.audience.join(", ")
+            };
+            out.push_str(&format!("  audience   {aud}\n"));
+            out.push_str(&format!("  issued     {}\n", or_dash(&t.issued_at)));
+            let left = match t.seconds_left {
+                Some(s) if s > 0 => format!(" ({} left)", human(s)),
+                Some(s) => format!(" (expired {} ago)", human(-s)),
+                None => String::new(),
+            };
+            out.push_str(&format!("  expires    {}{left}\n", or_dash(&t.expires_at)));
+        }
+        None => out.push_str("  (not decodable)\n"),
+    }
+    out.push_str(&format!(
+        "Role         {}\n",
+        r.role_arn.as_deref().unwrap_or("- (not given)")
+    ));
+    out.push_str(&format!("Audience     {} (what STS expects)\n", r.audience));
+    match &r.trust_policy {
+        Some(p) => {
+            out.push_str(&format!(
+                "Trust policy {}: {}\n",
+                p.file.display(),
+                if p.allowed {
+                    "ALLOWS this token"
+                } else {
+                    "DENIES this token"
+                }
+            ));
+            for s in &p.evaluation.statements {
+                let sid = s
+                    .sid
+                    .as_deref()
+                    .map(|x| format!(" ({x:?})"))
+                    .unwrap_or_default();
+                let effect = match s.effect {
+                    Effect::Allow => "Allow",
+                    Effect::Deny => "Deny",
+                };
+                if s.applies() {
+                    out.push_str(&format!(
+                        "  statement {}{sid} {effect}: applies\n",
+                        s.number
+                    ));
+                } else {
+                    out.push_str(&format!(
+                        "  statement {}{sid} {effect}: does not apply\n",
+                        s.number
+                    ));
+                    for m in &s.mismatches {
+                        out.push_str(&format!("    - {m}\n"));
+                    }
+                }
+            }
+        }
+        None => {
+            out.push_str("Trust policy - (not given: only the token and the role were checked)\n")
+        }
+    }
+    for h in &r.chain {
+        let verdict = match (&h.trust_policy, h.actions.iter().all(|(_, ok)| *ok)) {
+            (None, _) => "trust policy not given (--chain-trust-policy)".to_string(),
+            (Some(file), allowed) => {
+                let actions: Vec<String> = h
+                    .actions
+                    .iter()
+                    .map(|(a, ok)| format!("{a} {}", if *ok { "allowed" } else { "DENIED" }))
+                    .collect();
+                format!(
+                    "{}: {} ({})",
+                    file.display(),
+                    if allowed { "ALLOWS" } else { "DENIES" },
+                    actions.join(", ")
+                )
+            }
+        };
+        out.push_str(&format!(
+            "Hop {}        AssumeRole {} by {}\n  trust policy {verdict}\n",
+            h.hop, h.role_arn, h.caller_role
+        ));
+    }
+    if !r.findings.is_empty() {
+        out.push_str("\nFindings\n");
+        for f in &r.findings {
+            let tag = match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            out.push_str(&format!("  {tag} [{}] {}\n", f.code, f.message));
+            if let Some(h) = &f.hint {
+                out.push_str(&format!("      hint: {h}\n"));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "\nResult: {} (exit {})\n",
+        r.verdict.sentence(),
+        r.exit_code()
+    ));
+    out
+}

@@ -1,0 +1,223 @@
+//! The pod's authorization token: the `Authorization` value of
+//! `/v1/credentials` and the path secret of `/v2/credentials/<token>`.
+//!
+//! Given as a value (`IRSA_PROXY_AUTH_TOKEN`, from a Secret shared with the app
+//! containers), it is also written to `--auth-token-file` when that is set. Else,
+//! if the file exists its trimmed content is the token; if not, it is created
+//! with 256 random bits as hex, no trailing newline (SDKs send the file's bytes
+//! as they are and refuse CR/LF), mode 0644 so the app container can read it from
+//! a shared `emptyDir`. Requests must present it exactly; the comparison is
+//! constant-time, and the presented value is never logged.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use subtle::ConstantTimeEq;
+
+/// The expected `Authorization` value. `Debug` does not show it.
+#[derive(Clone)]
+pub struct AuthToken(Vec<u8>);
+
+impl fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthToken(...)")
+    }
+}
+
+/// Longest token accepted.
+const MAX_LEN: usize = 4096;
+/// Shortest token accepted as a value: 128 bits of hex. (A file may hold a
+/// shorter one: it was there before us, and refusing it would break a pod.)
+const MIN_VALUE_LEN: usize = 32;
+
+/// Why `--auth-token-file` cannot be used: one line naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFileError {
+    #[error("--auth-token-file: {} is not text; expected a token of printable characters", .0.display())]
+    NotText(PathBuf),
+    #[error("--auth-token-file: {} must hold one token of 1 to {} printable characters", .0.display(), MAX_LEN)]
+    NotOneToken(PathBuf),
+    #[error("--auth-token-file: cannot read {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--auth-token-file: cannot create {}: {source}", .path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--auth-token-file: cannot write {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl AuthToken {
+    /// Reads the token file, creating it if it does not exist. Errors are one line
+    /// naming the file.
+    pub(crate) fn load_or_create(path: &Path) -> Result<AuthToken, AuthFileError> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let text =
+                    String::from_utf8(bytes).map_err(|_| AuthFileError::NotText(path.into()))?;
+                let token = text.trim();
+                if token.is_empty()
+                    || token.len() > MAX_LEN
+                    || token.chars().any(|c| c.is_control())
+                {
+                    return Err(AuthFileError::NotOneToken(path.into()));
+                }
+                Ok(AuthToken(token.as_bytes().to_vec()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let hex = random_token();
+                create_file(path, hex.as_bytes()).map_err(|source| AuthFileError::Create {
+                    path: path.into(),
+                    source,
+                })?;
+                tracing::info!(path = %path.display(), "created the authorization token file");
+                Ok(AuthToken(hex.into_bytes()))
+            }
+            Err(source) => Err(AuthFileError::Read {
+                path: path.into(),
+                source,
+            }),
+        }
+    }
+
+    /// The token given as a value (`IRSA_PROXY_AUTH_TOKEN`, from a Secret). It
+    /// must fit both places it is presented in: a header and a URL path segment.
+    /// The value itself is a secret: a refusal must name only its length
+    /// ([`crate::flags::Given::Secret`]).
+    pub fn from_value(value: &str) -> Result<AuthToken, crate::flags::Refusal> {
+        let v = value.trim();
+        let ok = (MIN_VALUE_LEN..=MAX_LEN).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        if !ok {
+            return Err(crate::flags::Refusal::new(
+                "is not allowed",
+                format!("{MIN_VALUE_LEN} to {MAX_LEN} of [A-Za-z0-9._~-] (e.g. 64 hex digits)"),
+            ));
+        }
+        Ok(AuthToken(v.as_bytes().to_vec()))
+    }
+
+    /// Writes the token to `path` (replacing what is there, atomically, mode
+    /// 0644), so that apps reading `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` and
+    /// apps given `AWS_CONTAINER_AUTHORIZATION_TOKEN` present the same bytes.
+    pub(crate) fn write_file(&self, path: &Path) -> Result<(), AuthFileError> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = dir.join(format!(".auth-token-{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        create_file(&tmp, &self.0)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|source| {
+                let _ = std::fs::remove_file(&tmp);
+                AuthFileError::Write {
+                    path: path.into(),
+                    source,
+                }
+            })
+    }
+
+    /// Constant-time comparison with a presented header value.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        // `ct_eq` on slices of different lengths is false without comparing bytes;
+        // the length of the expected token is not a secret worth hiding.
+        self.0.as_slice().ct_eq(presented).into()
+    }
+}
+
+/// A new token: 256 random bits as 64 lowercase hex digits, which fit a
+/// header, a URL path segment and a Secret alike.
+pub(crate) fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the file atomically-enough (create-new, then mode 0644), so a racing
+/// second proxy does not truncate a token the app already read.
+fn create_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o644);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(content)?;
+    f.sync_all()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The umask may have removed read bits; the app container needs them.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_should_be_created_with_64_hex_chars_and_mode_0644() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("auth-token");
+        let t = AuthToken::load_or_create(&p).unwrap();
+        let content = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(content.len(), 64);
+        assert!(!content.ends_with('\n'));
+        assert!(t.matches(content.as_bytes()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+        // A second load reads the same token.
+        assert!(AuthToken::load_or_create(&p)
+            .unwrap()
+            .matches(content.as_bytes()));
+    }
+
+    #[test]
+    fn a_value_should_be_path_safe_and_written_over_the_file() {
+        assert!(AuthToken::from_value("short").is_err());
+        assert!(AuthToken::from_value(&"a b".repeat(20)).is_err());
+        let err = AuthToken::from_value(&"x/".repeat(20))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("x/x/"), "the value leaked: {err}");
+        let value = "0123456789abcdef".repeat(4);
+        let t = AuthToken::from_value(&value).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("auth-token");
+        std::fs::write(&p, "an older token").unwrap();
+        t.write_file(&p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), value);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn existing_file_should_be_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("auth-token");
+        std::fs::write(&p, "abc\n").unwrap();
+        let t = AuthToken::load_or_create(&p).unwrap();
+        assert!(t.matches(b"abc"));
+        assert!(!t.matches(b"abc\n"));
+        assert!(!t.matches(b"ab"));
+        assert!(!format!("{t:?}").contains("abc"));
+        std::fs::write(&p, "\n").unwrap();
+        assert!(AuthToken::load_or_create(&p).is_err());
+    }
+}

@@ -1,0 +1,409 @@
+//! `irsa-proxy serve`: wires configuration, STS client, credential cache,
+//! refresher, token watcher and HTTP server together, and runs the shutdown
+//! sequence on SIGTERM/SIGINT: readiness 503 at once, keep serving for
+//! `--shutdown-delay`, stop accepting, let in-flight requests finish, exit 0.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::cli::ServeArgs;
+use crate::clock::SystemClock;
+use crate::sidecar::cache::{CredentialStore, RefreshSettings, Refresher, RoleInfo};
+use crate::sidecar::chain::{AssumeHop, Chained, ChainedSource};
+use crate::sidecar::config::{Config, ProcessEnv};
+use crate::sidecar::endpoints::{AppState, AuthToken, ServerSettings};
+use crate::sidecar::http_server::shutdown_signal;
+use crate::sidecar::metrics::Metrics;
+use crate::sidecar::source::pod_identity::PodIdentity;
+use crate::sidecar::source::{CredentialSource, SourceKind};
+use crate::sidecar::sts::{AssumeRole, ClientSettings, SdkSts};
+use crate::sidecar::token::watch::TokenWatcher;
+use crate::Fatal;
+
+/// How often the token is re-read when no file event arrives.
+pub const TOKEN_POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+pub async fn run(args: ServeArgs) -> Result<ExitCode, Fatal> {
+    if args.print_endpoint {
+        let settings = crate::sidecar::config::client_settings_from_args(&args, &ProcessEnv)
+            .map_err(Fatal::Flags)?;
+        let sts = SdkSts::new(&settings)
+            .await
+            .map_err(|e| Fatal::Usage(e.to_string()))?;
+        println!("{}", sts.route());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = Config::from_args(&args, &ProcessEnv).map_err(Fatal::Flags)?;
+    crate::logging::init(config.log_format);
+    let sts = sts_client(&config.client_settings()).await?;
+    let route = sts.route().clone();
+    let signal = shutdown_signal();
+    let proxy = start(&config, server_settings(&config), sts).await?;
+    if config.pod_identity.is_none() {
+        log_route(&route);
+    }
+    signal.await;
+    proxy.shutdown(config.shutdown_delay).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The STS client for these settings; a configuration that cannot work is a
+/// usage error (exit 2).
+pub async fn sts_client(settings: &ClientSettings) -> Result<SdkSts, Fatal> {
+    SdkSts::new(settings)
+        .await
+        .map_err(|e| Fatal::Usage(e.to_string()))
+}
+
+/// Logs which way the STS calls go, once the proxy has started: the endpoint,
+/// the proxy (never its password) and the trust roots.
+pub fn log_route(route: &crate::sidecar::egress::Route) {
+    tracing::info!(
+        endpoint = %route.endpoint,
+        proxy = %route.proxy_description(),
+        trust = %route.trust_roots(),
+        "STS route"
+    );
+}
+
+/// The server settings that follow from a configuration.
+pub fn server_settings(config: &Config) -> ServerSettings {
+    ServerSettings {
+        imds: config.imds,
+        imds_v1: config.imds_v1,
+        region: config.region.clone(),
+        header_read_timeout: config.header_timeout,
+        max_connections: fit_to_fd_limit(config.max_connections),
+        ..ServerSettings::default()
+    }
+}
+
+/// File descriptors needed besides the connections: listeners, the token watch,
+/// STS connections, the runtime.
+const RESERVED_FDS: usize = 64;
+
+/// Makes room for `wanted` connections in the open-files limit: raises the soft
+/// limit towards the hard one if needed (as Go and nginx do), and if even the
+/// hard limit is too low, lowers the connection limit with a warning. Without
+/// this a default soft limit of 1024 would make `accept` fail with EMFILE before
+/// the connection limit is reached, and the longest-idle connection would never
+/// be closed to make room.
+fn fit_to_fd_limit(wanted: usize) -> usize {
+    #[cfg(unix)]
+    {
+        use libc::{rlim_t, RLIM_INFINITY};
+        let need = rlim_t::try_from(wanted + RESERVED_FDS).unwrap_or(RLIM_INFINITY);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit into the valid pointer given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return wanted;
+        }
+        if lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need {
+            let raised = libc::rlimit {
+                rlim_cur: if lim.rlim_max == RLIM_INFINITY {
+                    need
+                } else {
+                    need.min(lim.rlim_max)
+                },
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: setrlimit reads one rlimit from the valid pointer given.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim = raised;
+            }
+        }
+        if lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need {
+            let limit = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+            let fit = limit.saturating_sub(RESERVED_FDS).max(8);
+            tracing::warn!(
+                max_connections = wanted,
+                open_files_limit = limit,
+                using = fit,
+                "the open-files limit is too low for --max-connections; serving fewer connections at once"
+            );
+            return fit;
+        }
+    }
+    wanted
+}
+
+/// A running proxy.
+pub struct Proxy {
+    /// The bound addresses (with the real ports when `:0` was asked).
+    pub addrs: Vec<SocketAddr>,
+    pub state: Arc<AppState>,
+    stop_server: Arc<Notify>,
+    server: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    /// Stops the refresher's thread.
+    stop_refresher: tokio::sync::oneshot::Sender<()>,
+    /// Makes the refresher call STS at once.
+    refresh_now: Arc<Notify>,
+}
+
+/// Binds, starts the refresher and the token watcher, and serves. Returns once
+/// the listeners are bound; the first STS call is already under way.
+pub async fn start<S: AssumeRole + AssumeHop>(
+    config: &Config,
+    settings: ServerSettings,
+    sts: S,
+) -> Result<Proxy, Fatal> {
+    check_claims(config)?;
+    let auth_token = match (&config.auth_token, &config.auth_token_file) {
+        (Some(token), Some(path)) => {
+            token
+                .write_file(path)
+                .map_err(|e| Fatal::Runtime(e.to_string()))?;
+            Some(token.clone())
+        }
+        (Some(token), None) => Some(token.clone()),
+        (None, Some(path)) => {
+            Some(AuthToken::load_or_create(path).map_err(|e| Fatal::usage(e.to_string()))?)
+        }
+        (None, None) => None,
+    };
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for addr in &config.listen {
+        check_credential_address(addr).await?;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| bind_error(addr, &e))?;
+        let bound = l
+            .local_addr()
+            .map_err(|e| Fatal::Runtime(format!("--listen: {addr}: {e}")))?;
+        addrs.push(bound);
+        listeners.push(l);
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    // With a chain, the endpoints name the last role: its credentials are the
+    // only ones served.
+    let served = config.served_role();
+    let store = Arc::new(CredentialStore::new(
+        RoleInfo {
+            role_arn: served.arn.clone(),
+            account: served.account.clone(),
+        },
+        Arc::new(SystemClock),
+    ));
+    let rotated = Arc::new(Notify::new());
+    let refresh_now = Arc::new(Notify::new());
+    let refresher = RefresherParts {
+        store: store.clone(),
+        settings: RefreshSettings {
+            role_arn: config.role_arn.arn.clone(),
+            session_name: config.session_name.clone(),
+            duration: config.duration,
+            refresh_before: config.refresh_before,
+            token_file: config.token_file.clone(),
+        },
+        metrics: metrics.clone(),
+        rotated: rotated.clone(),
+        refresh_now: refresh_now.clone(),
+    };
+    // Say once which source is in use, and what it reads.
+    let stop_refresher = match &config.pod_identity {
+        None => {
+            tracing::info!(
+                source = %SourceKind::WebIdentity,
+                role_arn = %config.role_arn,
+                token_file = %config.token_file.display(),
+                "credential source: web identity (STS AssumeRoleWithWebIdentity)"
+            );
+            spawn_refresher(refresher.with(Chained::new(sts, Arc::new(config.chain.clone()))))?
+        }
+        Some(uri) => {
+            tracing::info!(
+                source = %SourceKind::PodIdentity,
+                agent = %uri,
+                token_file = %config.token_file.display(),
+                "credential source: EKS Pod Identity agent"
+            );
+            spawn_refresher(refresher.with(ChainedSource::new(
+                PodIdentity::new(uri.clone()),
+                Chained::new(sts, Arc::new(config.chain.clone())),
+            )))?
+        }
+    };
+    let watcher = TokenWatcher::start(
+        config.token_file.clone(),
+        metrics.clone(),
+        rotated,
+        TOKEN_POLL_INTERVAL,
+    );
+    let background = vec![tokio::spawn(watcher.run())];
+
+    let state = Arc::new(AppState::new(
+        store,
+        metrics,
+        auth_token,
+        served.name.clone(),
+        settings,
+    ));
+    let stop_server = Arc::new(Notify::new());
+    let stop = stop_server.clone();
+    let server = tokio::spawn(crate::sidecar::endpoints::serve(
+        listeners,
+        state.clone(),
+        async move { stop.notified().await },
+    ));
+    for a in &addrs {
+        tracing::info!(
+            source = %config.source(),
+            role_arn = %config.role_arn,
+            served_role_arn = %served,
+            hops = config.chain.hops.len(),
+            session_name = %config.session_name,
+            imds = config.imds,
+            "listening on {a}"
+        );
+    }
+    Ok(Proxy {
+        addrs,
+        state,
+        stop_server,
+        server,
+        background,
+        stop_refresher,
+        refresh_now,
+    })
+}
+
+/// With a session name, SourceIdentity or tag over the token's claims, a token
+/// already there that lacks one is refused at start-up (exit 2), naming the
+/// claim; a token not there yet is checked at the first call, where a missing
+/// claim is a 503 `MissingClaim` that names it.
+fn check_claims(config: &Config) -> Result<(), Fatal> {
+    if !config.chain.needs_claims() {
+        return Ok(());
+    }
+    let Ok(token) = crate::sidecar::token::read_token(&config.token_file) else {
+        return Ok(());
+    };
+    let claims = token.claims().unwrap_or_default();
+    match config.chain.render(&claims) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Fatal::usage(format!(
+            "{e}; token file {}",
+            config.token_file.display()
+        ))),
+    }
+}
+
+/// A link-local credential address may be served only from this network
+/// namespace's loopback interface, where `irsa-proxy link-local` (an init
+/// container) puts it: there it is the pod's own. On any other interface it
+/// would be the node's network, or a real metadata service's address.
+async fn check_credential_address(addr: &SocketAddr) -> Result<(), Fatal> {
+    if addr.ip().is_loopback() || !crate::sidecar::addresses::is_credential_address(addr.ip()) {
+        return Ok(());
+    }
+    match crate::sidecar::netns::is_on_loopback(addr.ip()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Fatal::usage(format!(
+            "--listen: {addr}: {} is not on this network namespace's loopback interface; add it first with `irsa-proxy link-local` (an init container with NET_ADMIN; `irsa-proxy inject --link-local` writes it)",
+            addr.ip()
+        ))),
+        Err(e) => Err(Fatal::Runtime(format!("--listen: {addr}: {e}"))),
+    }
+}
+
+/// One line for a listener that cannot be bound, with the fix for the usual
+/// cause of each error.
+fn bind_error(addr: &SocketAddr, e: &std::io::Error) -> Fatal {
+    let hint = match e.kind() {
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            "; ports below 1024 need root or the pod sysctl net.ipv4.ip_unprivileged_port_start={} (in a pod, `inject --link-local` avoids both: the sidecar listens on its own port and `link-local --redirect-port` sends port 80 there)",
+            addr.port()
+        ),
+        std::io::ErrorKind::AddrInUse => "; another process serves this port (choose another with --listen)".to_string(),
+        _ => String::new(),
+    };
+    Fatal::Runtime(format!("--listen: cannot listen on {addr}: {e}{hint}"))
+}
+
+/// Everything a refresher needs but its source.
+struct RefresherParts {
+    store: Arc<CredentialStore>,
+    settings: RefreshSettings,
+    metrics: Arc<Metrics>,
+    rotated: Arc<Notify>,
+    refresh_now: Arc<Notify>,
+}
+
+impl RefresherParts {
+    fn with<S: CredentialSource>(self, source: S) -> Refresher<S> {
+        Refresher {
+            store: self.store,
+            sts: source,
+            settings: self.settings,
+            metrics: self.metrics,
+            rotated: self.rotated,
+            refresh_now: self.refresh_now,
+        }
+    }
+}
+
+/// Runs the refresher on its own thread with its own single-threaded runtime.
+///
+/// An STS call costs milliseconds of CPU in the SDK (endpoint resolution, the
+/// orchestrator, XML parsing). On the serving runtime, which is one thread, every
+/// request would wait behind it; on a thread of its own the kernel interleaves
+/// the two, so a refresh barely shows in request latency (measured in
+/// BENCHMARKS.md).
+fn spawn_refresher<S: CredentialSource>(
+    refresher: Refresher<S>,
+) -> Result<tokio::sync::oneshot::Sender<()>, Fatal> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal::Runtime(format!("cannot start the refresher's runtime: {e}")))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("irsa-proxy-sts".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = refresher.run() => {}
+                    _ = stopped => {}
+                }
+            })
+        })
+        .map_err(|e| Fatal::Runtime(format!("cannot start the refresher's thread: {e}")))?;
+    Ok(stop)
+}
+
+impl Proxy {
+    /// What makes the refresher call STS at once, whatever the cache holds.
+    pub fn refresh_trigger(&self) -> Arc<Notify> {
+        self.refresh_now.clone()
+    }
+
+    /// The shutdown sequence: not ready at once, serve for `delay`, drain, stop.
+    pub async fn shutdown(self, delay: Duration) {
+        self.state.shutting_down.store(true, Ordering::SeqCst);
+        tracing::info!(
+            delay_s = delay.as_secs_f64(),
+            "shutting down: readiness is 503; still serving during the shutdown delay"
+        );
+        tokio::time::sleep(delay).await;
+        self.stop_server.notify_one();
+        let _ = self.server.await;
+        for t in self.background {
+            t.abort();
+        }
+        let _ = self.stop_refresher.send(());
+        tracing::info!("stopped");
+    }
+}

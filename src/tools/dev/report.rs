@@ -1,0 +1,444 @@
+//! `dev`'s verdict: did the app live through credential and token refresh?
+//!
+//! Built from the emulator's [`LedgerSnapshot`] (what was issued, and every
+//! signed call classified) and what `dev` itself saw (token rotations, how the
+//! command ended). Rendered as text for people or JSON for CI; both carry access
+//! key ids only, never a secret or a session token.
+//!
+//! Exit codes (docs/contract.md):
+//!
+//! | code | verdict |
+//! | --- | --- |
+//! | 0 | passed: the command exited 0 (or ran until `--for`), no expired credentials |
+//! | 3 | `expired_credentials`: the app presented credentials after their `Expiration` (whatever the command's own exit) |
+//! | 4 | `command_failed`: the command exited non-zero or was killed, with no expired credentials |
+//! | 130 | `interrupted`: dev was stopped by SIGINT/SIGTERM before the verdict |
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::clock::format_timestamp;
+use crate::tools::emulator::ledger::{CallCounts, LedgerSnapshot, SetRecord};
+
+pub(crate) const EXIT_PASSED: u8 = 0;
+pub(crate) const EXIT_EXPIRED: u8 = 3;
+pub(crate) const EXIT_COMMAND_FAILED: u8 = 4;
+pub(crate) const EXIT_INTERRUPTED: u8 = 130;
+/// The served role's assumed-role ARN changed between refreshes: a client that
+/// re-authenticates with it (Kafka on MSK) is dropped.
+pub(crate) const EXIT_PRINCIPAL_CHANGED: u8 = 5;
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The command exited with this code.
+    Exited(i32),
+    /// The command was killed by this signal (not by dev).
+    Signaled(i32),
+    /// `--for` ran out and dev stopped the command; or, without a command,
+    /// `--for` ran out or dev got Ctrl-C.
+    TimeUp,
+    /// dev got SIGINT or SIGTERM while the command ran.
+    Interrupted,
+}
+
+/// The command, as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CommandOutcome {
+    /// The program (arguments are left out: they may carry anything).
+    pub program: Option<String>,
+    /// `exited`, `killed`, `stopped_at_time_limit`, `interrupted`, or `none`.
+    pub ended: &'static str,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// Faults that were set for the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct FaultSummary {
+    pub scenario: Option<String>,
+    pub sts_fail_percent: u8,
+    pub sts_outages: Vec<String>,
+    pub expired_tokens: Vec<String>,
+    pub early_expiry_percent: u8,
+    /// Rotations asked through SIGUSR1 or the control endpoint.
+    pub rotations_on_demand: u64,
+    /// "Expire now" asked through SIGUSR2 or the control endpoint.
+    pub expiries_on_demand: u64,
+}
+
+/// What dev itself counted during the run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunFacts {
+    pub program: Option<String>,
+    pub token_rotations: u64,
+    pub expired_tokens_written: u64,
+    pub elapsed: Duration,
+    pub faults: FaultSummary,
+    /// The role whose credentials the proxy served (the last of a chain).
+    pub served_role: Option<crate::arn::RoleArn>,
+}
+
+/// One credential set the app presented after its expiry.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ExpiredUse {
+    pub access_key_id: String,
+    pub expired_at: String,
+    pub calls: u64,
+    pub first_use: Option<String>,
+    pub last_use: Option<String>,
+}
+
+/// The report.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    /// `passed`, `expired_credentials`, `command_failed` or `interrupted`.
+    pub verdict: &'static str,
+    pub exit_code: u8,
+    pub command: CommandOutcome,
+    pub duration_seconds: u64,
+    pub credential_sets_issued: u64,
+    /// Fresh web-identity tokens written after the first.
+    pub token_rotations: u64,
+    /// Expired tokens written by `--expired-token`.
+    pub expired_tokens_written: u64,
+    /// Distinct credential sets with at least one accepted call.
+    pub credential_sets_used: usize,
+    /// `credential_sets_used - 1`: moves to a newer set the app made and kept working.
+    pub credential_refreshes: usize,
+    /// `AssumeRoleWithWebIdentity` refusals by code (the proxy's calls).
+    pub sts_refusals: BTreeMap<String, u64>,
+    pub signed_calls: CallCounts,
+    pub signed_calls_total: u64,
+    pub signed_calls_by_service: BTreeMap<String, u64>,
+    /// The sets presented after their `Expiration`: what made the verdict fail.
+    pub expired_credentials: Vec<ExpiredUse>,
+    /// Access key ids presented that the emulator never issued.
+    pub never_issued_keys: BTreeMap<String, u64>,
+    pub faults: FaultSummary,
+    /// The role the app was served (the last role of a chain).
+    pub served_role: Option<String>,
+    /// The distinct assumed-role ARNs issued for it, oldest first: one when the
+    /// principal stayed the same across every refresh.
+    pub served_principals: Vec<String>,
+    pub principal_stable: bool,
+    /// Every set: issued, expires, superseded and revoked at, calls by class
+    /// (JSON only; the text shows the expired ones).
+    pub credential_sets: Vec<SetRecord>,
+}
+
+fn ts(t: Option<SystemTime>) -> Option<String> {
+    t.map(format_timestamp)
+}
+
+pub(crate) fn build(snapshot: &LedgerSnapshot, facts: &RunFacts, ending: &Ending) -> Report {
+    let expired: Vec<ExpiredUse> = snapshot
+        .expired_sets()
+        .map(|s| ExpiredUse {
+            access_key_id: s.access_key_id.clone(),
+            expired_at: format_timestamp(s.expires_at),
+            calls: s.calls.expired,
+            first_use: ts(s.first_expired_use),
+            last_use: ts(s.last_expired_use),
+        })
+        .collect();
+    let command = match (ending, &facts.program) {
+        (Ending::Exited(code), Some(_)) => ("exited", Some(*code), None),
+        (Ending::Signaled(sig), _) => ("killed", None, Some(*sig)),
+        (Ending::TimeUp, Some(_)) => ("stopped_at_time_limit", None, None),
+        (Ending::Interrupted, Some(_)) => ("interrupted", None, None),
+        _ => ("none", None, None),
+    };
+    let failed = match ending {
+        Ending::Exited(code) => *code != 0,
+        Ending::Signaled(_) => true,
+        Ending::TimeUp | Ending::Interrupted => false,
+    };
+    let served_role = facts.served_role.as_ref();
+    let mut principals: Vec<String> = Vec::new();
+    if let Some(role) = served_role {
+        let prefix = format!(
+            "arn:{}:sts::{}:assumed-role/{}/",
+            role.partition, role.account, role.name
+        );
+        for s in snapshot
+            .sets
+            .iter()
+            .filter(|s| s.session.starts_with(&prefix))
+        {
+            if !principals.contains(&s.session) {
+                principals.push(s.session.clone());
+            }
+        }
+    }
+    let principal_stable = principals.len() <= 1;
+    let (verdict, exit_code) = if snapshot.calls.expired > 0 {
+        ("expired_credentials", EXIT_EXPIRED)
+    } else if !principal_stable {
+        ("principal_changed", EXIT_PRINCIPAL_CHANGED)
+    } else if *ending == Ending::Interrupted {
+        ("interrupted", EXIT_INTERRUPTED)
+    } else if failed {
+        ("command_failed", EXIT_COMMAND_FAILED)
+    } else {
+        ("passed", EXIT_PASSED)
+    };
+    let used = snapshot.sets_used();
+    Report {
+        verdict,
+        exit_code,
+        command: CommandOutcome {
+            program: facts.program.clone(),
+            ended: command.0,
+            exit_code: command.1,
+            signal: command.2,
+        },
+        duration_seconds: facts.elapsed.as_secs(),
+        credential_sets_issued: snapshot.sets_issued,
+        token_rotations: facts.token_rotations,
+        expired_tokens_written: facts.expired_tokens_written,
+        credential_sets_used: used,
+        credential_refreshes: used.saturating_sub(1),
+        sts_refusals: snapshot.assume_errors.clone(),
+        signed_calls: snapshot.calls,
+        signed_calls_total: snapshot.calls.total(),
+        signed_calls_by_service: snapshot.calls_by_service.clone(),
+        expired_credentials: expired,
+        never_issued_keys: snapshot.never_issued_keys.clone(),
+        faults: facts.faults.clone(),
+        served_role: served_role.map(|r| r.arn.clone()),
+        served_principals: principals,
+        principal_stable,
+        credential_sets: snapshot.sets.clone(),
+    }
+}
+
+impl Report {
+    pub(crate) fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    pub(crate) fn text(&self) -> String {
+        let mut out = String::new();
+        let mut line = |s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        let verdict = match self.verdict {
+            "passed" => "PASSED".to_string(),
+            "expired_credentials" => "FAILED: the app presented expired credentials".to_string(),
+            "command_failed" => "FAILED: the command failed".to_string(),
+            "principal_changed" => {
+                "FAILED: the served role's assumed-role ARN changed between refreshes".to_string()
+            }
+            other => other.to_uppercase(),
+        };
+        line(format!(
+            "irsa-proxy dev report: {verdict} (exit {})",
+            self.exit_code
+        ));
+        let program = self.command.program.as_deref().unwrap_or("-");
+        let ended = match (
+            self.command.ended,
+            self.command.exit_code,
+            self.command.signal,
+        ) {
+            ("exited", Some(c), _) => format!("{program} exited with {c}"),
+            ("killed", _, Some(s)) => format!("{program} was killed by signal {s}"),
+            ("stopped_at_time_limit", _, _) => {
+                format!("{program} was stopped at the --for time limit")
+            }
+            ("interrupted", _, _) => format!("{program} was interrupted"),
+            _ => "no command".to_string(),
+        };
+        line(format!(
+            "  command:                 {ended}, after {}s",
+            self.duration_seconds
+        ));
+        let refusals = if self.sts_refusals.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = self
+                .sts_refusals
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            format!("; STS refused {}", list.join(", "))
+        };
+        if let Some(role) = &self.served_role {
+            line(format!(
+                "  served role:             {role} as {}{}",
+                self.served_principals.join(", then "),
+                if self.principal_stable {
+                    " (the same at every refresh)"
+                } else {
+                    " (CHANGED: Kafka on MSK and others drop such a client)"
+                }
+            ));
+        }
+        line(format!(
+            "  credential sets issued:  {}{refusals}",
+            self.credential_sets_issued
+        ));
+        let expired_tokens = if self.expired_tokens_written > 0 {
+            format!(
+                " (and {} expired tokens written)",
+                self.expired_tokens_written
+            )
+        } else {
+            String::new()
+        };
+        line(format!(
+            "  token rotations:         {}{expired_tokens}",
+            self.token_rotations
+        ));
+        line(format!(
+            "  credential refreshes:    {} lived through (the app used {} sets)",
+            self.credential_refreshes, self.credential_sets_used
+        ));
+        let services: Vec<String> = self
+            .signed_calls_by_service
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        line(format!(
+            "  signed calls:            {}{}",
+            self.signed_calls_total,
+            if services.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", services.join(", "))
+            }
+        ));
+        let c = &self.signed_calls;
+        line(format!(
+            "    live {}, superseded {} (valid; a newer set existed), expired {}, revoked {}, never issued {}, rejected {}",
+            c.live, c.superseded, c.expired, c.revoked, c.never_issued, c.rejected
+        ));
+        for e in &self.expired_credentials {
+            line(format!(
+                "  EXPIRED: {} (expired {}) presented {} times after its expiry, {} to {}",
+                e.access_key_id,
+                e.expired_at,
+                e.calls,
+                e.first_use.as_deref().unwrap_or("?"),
+                e.last_use.as_deref().unwrap_or("?")
+            ));
+        }
+        for (k, n) in &self.never_issued_keys {
+            line(format!("  never issued: {k} presented {n} times"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::emulator::ledger::{CallClass, Ledger};
+    use crate::tools::emulator::IssuedCredentials;
+
+    fn ledger_with_expired_use() -> Ledger {
+        let ledger = Ledger::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for (i, key) in ["ASIAONE", "ASIATWO", "ASIATHREE"].iter().enumerate() {
+            let issued = t0 + Duration::from_secs(15 * i as u64);
+            ledger.issued(
+                &IssuedCredentials {
+                    access_key_id: key.to_string(),
+                    secret_access_key: "SECRET-MARKER".into(),
+                    session_token: "TOKEN-MARKER".into(),
+                    expiration: issued + Duration::from_secs(30),
+                    assumed_role_arn: "arn:aws:sts::111122223333:assumed-role/r/s".into(),
+                    assumed_role_id: "AROA:s".into(),
+                    account: "111122223333".into(),
+                    session: Default::default(),
+                    session_tags: Default::default(),
+                },
+                issued,
+            );
+            ledger.call(
+                "s3",
+                Some(key),
+                CallClass::Live,
+                issued + Duration::from_secs(1),
+            );
+        }
+        ledger
+    }
+
+    #[test]
+    fn the_verdict_and_exit_code_should_follow_the_calls_and_the_command() {
+        let ledger = ledger_with_expired_use();
+        let facts = RunFacts {
+            program: Some("app".into()),
+            ..RunFacts::default()
+        };
+        let r = build(&ledger.snapshot(), &facts, &Ending::Exited(0));
+        assert_eq!((r.verdict, r.exit_code), ("passed", 0));
+        assert_eq!((r.credential_sets_used, r.credential_refreshes), (3, 2));
+        let r = build(&ledger.snapshot(), &facts, &Ending::Exited(7));
+        assert_eq!((r.verdict, r.exit_code), ("command_failed", 4));
+        assert!(r.text().contains("app exited with 7"), "{}", r.text());
+        let r = build(&ledger.snapshot(), &facts, &Ending::TimeUp);
+        assert_eq!(r.exit_code, 0);
+
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        ledger.call("sts", Some("ASIAONE"), CallClass::Expired, t);
+        let r = build(&ledger.snapshot(), &facts, &Ending::Exited(0));
+        assert_eq!((r.verdict, r.exit_code), ("expired_credentials", 3));
+        let text = r.text();
+        assert!(text.contains("EXPIRED: ASIAONE"), "{text}");
+        let json = r.json();
+        assert!(json.contains("\"access_key_id\": \"ASIAONE\""), "{json}");
+        assert!(!json.contains("MARKER") && !text.contains("MARKER"));
+        let r = build(&ledger.snapshot(), &facts, &Ending::Interrupted);
+        assert_eq!(r.exit_code, 3);
+    }
+
+    /// The served role issued under two session names: the principal changed
+    /// between refreshes, which fails the verdict with exit 5 and names both.
+    #[test]
+    fn a_changed_principal_should_fail_the_verdict() {
+        let ledger = ledger_with_expired_use();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_050);
+        let mut facts = RunFacts {
+            program: Some("app".into()),
+            served_role: Some(
+                crate::arn::RoleArn::parse("arn:aws:iam::111122223333:role/r").unwrap(),
+            ),
+            ..RunFacts::default()
+        };
+        let r = build(&ledger.snapshot(), &facts, &Ending::Exited(0));
+        assert_eq!(
+            (r.verdict, r.exit_code, r.principal_stable),
+            ("passed", 0, true)
+        );
+        assert!(r.text().contains("served role:             arn:aws:iam::111122223333:role/r as arn:aws:sts::111122223333:assumed-role/r/s (the same at every refresh)"), "{}", r.text());
+        ledger.issued(
+            &IssuedCredentials {
+                access_key_id: "ASIAFOUR".into(),
+                secret_access_key: "s".into(),
+                session_token: "t".into(),
+                expiration: t + Duration::from_secs(30),
+                assumed_role_arn: "arn:aws:sts::111122223333:assumed-role/r/other".into(),
+                assumed_role_id: "AROA:other".into(),
+                account: "111122223333".into(),
+                session: Default::default(),
+                session_tags: Default::default(),
+            },
+            t,
+        );
+        let r = build(&ledger.snapshot(), &facts, &Ending::Exited(0));
+        assert_eq!((r.verdict, r.exit_code), ("principal_changed", 5));
+        assert_eq!(r.served_principals.len(), 2);
+        assert!(r.text().contains("CHANGED"), "{}", r.text());
+        // Another role's sessions (the first hop of a chain) do not count.
+        facts.served_role =
+            Some(crate::arn::RoleArn::parse("arn:aws:iam::111122223333:role/x").unwrap());
+        let r = build(&ledger.snapshot(), &facts, &Ending::Exited(0));
+        assert_eq!((r.verdict, r.principal_stable), ("passed", true));
+    }
+}

@@ -1,0 +1,398 @@
+//! `dev`'s flags, validated as every subcommand's are ([`crate::flags`]), and
+//! the one scenario, `hour-in-production`, which fills in the flags not given.
+
+use std::time::Duration;
+
+use crate::arn::RoleArn;
+use crate::cli::DevArgs;
+use crate::duration::format_duration;
+use crate::flags::{self, dev as f, FlagError, Flags, NoEnvironment, Refusal};
+use crate::logging::LogFormat;
+use crate::sidecar::source::{SourceChoice, SourceKind};
+use crate::tools::emulator::Window;
+
+/// The cluster name of `--session-tags pod-identity` in dev, unless
+/// `--cluster-name` is given.
+const CLUSTER: &str = "irsa-proxy-dev";
+
+/// `dev`'s validated flags, with `--scenario` filled in.
+pub(super) struct DevSettings {
+    pub listen: std::net::SocketAddr,
+    pub link_local: bool,
+    pub credential_ttl: Duration,
+    pub token_ttl: Duration,
+    pub role_arn: RoleArn,
+    pub log_format: LogFormat,
+    pub run_for: Option<Duration>,
+    pub report: LogFormat,
+    pub report_file: Option<std::path::PathBuf>,
+    pub scenario: Option<String>,
+    pub sts_fail_percent: u8,
+    pub sts_outages: Vec<Window>,
+    pub expired_tokens: Vec<Window>,
+    pub early_expiry_percent: u8,
+    /// `--chain-role-arn` and what the hops carry, as `serve` reads them.
+    pub chain: crate::sidecar::chain::Plan,
+    /// `--source`: what the proxy uses, and so what the emulator plays.
+    pub source: SourceKind,
+}
+
+/// What `--scenario` fills in for the flags not given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Scenario {
+    credential_ttl: Duration,
+    token_ttl: Duration,
+    sts_fail_percent: u8,
+    sts_outages: Vec<Window>,
+    expired_tokens: Vec<Window>,
+    run_for: Duration,
+}
+
+/// `hour-in-production`, scaled by T, the credential lifetime: the refreshes
+/// and rotations of an hour or more, an STS that fails one call in ten, one
+/// outage and one expired token, each short enough (T/10) that the proxy's
+/// cached credentials cover it (it refreshes with T/2 left and serves until
+/// T/4 is left), so that a well-behaved app passes.
+fn hour_in_production(credential_ttl: Duration) -> Scenario {
+    let t = credential_ttl;
+    let window = |length: f64, start: f64| Window {
+        start: t.mul_f64(start),
+        length: t.mul_f64(length).max(Duration::from_secs(1)),
+    };
+    Scenario {
+        credential_ttl: t,
+        token_ttl: t.mul_f64(1.5).max(*f::TOKEN_TTL_RANGE.start()),
+        sts_fail_percent: 10,
+        sts_outages: vec![window(0.1, 1.3)],
+        expired_tokens: vec![window(0.1, 2.2)],
+        run_for: t * 3,
+    }
+}
+
+pub(super) fn validate(args: &DevArgs) -> Result<DevSettings, Vec<FlagError>> {
+    let mut flags = Flags::new(&NoEnvironment);
+    let scenario_name = flags.parse(&f::SCENARIO, args.scenario.as_deref(), |v| match v.trim() {
+        "hour-in-production" => Ok(v.trim().to_string()),
+        _ => Err(Refusal::new("is not a scenario", f::SCENARIOS)),
+    });
+    let default_ttl = if scenario_name.is_some() {
+        "60s"
+    } else {
+        f::DEFAULT_CREDENTIAL_TTL
+    };
+    let credential_ttl = flags.parse(
+        &f::CREDENTIAL_TTL,
+        Some(args.credential_ttl.as_deref().unwrap_or(default_ttl)),
+        flags::duration_in(f::CREDENTIAL_TTL_RANGE),
+    );
+    let scenario = scenario_name
+        .as_ref()
+        .map(|_| hour_in_production(credential_ttl.unwrap_or(Duration::from_secs(60))));
+    let token_ttl = match (&args.token_ttl, &scenario) {
+        (None, Some(sc)) => Some(sc.token_ttl),
+        (given, _) => flags.parse(
+            &f::TOKEN_TTL,
+            Some(given.as_deref().unwrap_or(f::DEFAULT_TOKEN_TTL)),
+            flags::duration_in(f::TOKEN_TTL_RANGE),
+        ),
+    };
+    let listen = flags.parse(&f::LISTEN, Some(&args.listen), |v| {
+        flags::listen_address(v).and_then(|a| {
+            if a.ip().is_loopback() {
+                Ok(a)
+            } else {
+                Err(Refusal::new(
+                    "is not a loopback address",
+                    "127.0.0.1 or [::1]: dev serves on loopback only",
+                ))
+            }
+        })
+    });
+    let role_arn = flags.parse(&f::ROLE_ARN, Some(&args.role_arn), flags::role_arn);
+    // The chain's flags are serve's, read by the same code; the emulator caps
+    // a chained session at an hour, so no --duration is checked here.
+    let chain = crate::sidecar::chain::Plan::from_args(
+        &mut flags,
+        &crate::cli::ServeArgs {
+            chain: crate::cli::ChainArgs {
+                cluster_name: args.chain.cluster_name.clone().or(Some(CLUSTER.into())),
+                ..args.chain.clone()
+            },
+            session_name: args.session_name.clone(),
+            ..Default::default()
+        },
+        None,
+    );
+    let log_format = flags.parse(&f::LOG_FORMAT, Some(&args.log_format), flags::text_or_json);
+    let report = flags.parse(&f::REPORT, Some(&args.report), flags::text_or_json);
+    let report_file = flags.parse(&f::REPORT_FILE, args.report_file.as_deref(), |v| {
+        if v.trim().is_empty() {
+            Err(Refusal::new("is empty", "a file path"))
+        } else {
+            Ok(std::path::PathBuf::from(v))
+        }
+    });
+    let run_for = match (&args.run_for, &scenario) {
+        (None, Some(sc)) => Some(sc.run_for),
+        (given, _) => flags.parse(&f::FOR, given.as_deref(), flags::duration_in(f::FOR_RANGE)),
+    };
+    let sts_fail_percent = match (&args.sts_fail, &scenario) {
+        (None, Some(sc)) => sc.sts_fail_percent,
+        (given, _) => flags.parse_or(&f::STS_FAIL, given.as_deref(), 0, flags::percent),
+    };
+    let early_expiry_percent = flags.parse_or(
+        &f::EARLY_EXPIRY,
+        args.early_expiry.as_deref(),
+        0,
+        flags::percent,
+    );
+    let mut windows = |flag: &flags::Flag, given: &[String]| -> Vec<Window> {
+        given
+            .iter()
+            .filter_map(|v| flags.parse(flag, Some(v), flags::window(f::WINDOW_RANGE)))
+            .map(|(length, start)| Window { start, length })
+            .collect()
+    };
+    let sts_outages = match &scenario {
+        Some(sc) if args.sts_outage.is_empty() => sc.sts_outages.clone(),
+        _ => windows(&f::STS_OUTAGE, &args.sts_outage),
+    };
+    let expired_tokens = match &scenario {
+        Some(sc) if args.expired_token.is_empty() => sc.expired_tokens.clone(),
+        _ => windows(&f::EXPIRED_TOKEN, &args.expired_token),
+    };
+    let source = flags.parse(&f::SOURCE, Some(&args.source), |v| match v.parse() {
+        Ok(SourceChoice::Given(kind)) => Ok(kind),
+        _ => Err(Refusal::new(
+            "is not a credential source",
+            "web-identity or pod-identity",
+        )),
+    });
+    flags.finish(|| {
+        Some(DevSettings {
+            listen: listen?,
+            link_local: args.link_local,
+            credential_ttl: credential_ttl?,
+            token_ttl: token_ttl?,
+            role_arn: role_arn?,
+            log_format: log_format?,
+            run_for,
+            report: report?,
+            report_file,
+            scenario: scenario_name,
+            sts_fail_percent,
+            sts_outages,
+            expired_tokens,
+            early_expiry_percent,
+            chain,
+            source: source?,
+        })
+    })
+}
+
+/// The windows as the flags write them, `LENGTH@START`.
+pub(super) fn show_windows(windows: &[Window]) -> Vec<String> {
+    windows
+        .iter()
+        .map(|w| format!("{}@{}", format_duration(w.length), format_duration(w.start)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> DevArgs {
+        DevArgs {
+            listen: "127.0.0.1:0".into(),
+            credential_ttl: None,
+            token_ttl: None,
+            role_arn: "arn:aws:iam::111122223333:role/irsa-proxy-dev".into(),
+            log_format: "text".into(),
+            link_local: false,
+            sts_tls: false,
+            source: "web-identity".into(),
+            run_for: None,
+            report: "text".into(),
+            report_file: None,
+            sts_fail: None,
+            sts_outage: vec![],
+            expired_token: vec![],
+            early_expiry: None,
+            scenario: None,
+            chain: Default::default(),
+            session_name: None,
+            command: vec![],
+        }
+    }
+
+    #[test]
+    fn defaults_should_validate() {
+        assert!(validate(&args()).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Issue 10's class of defect, for dev: whatever legal values are given
+        /// (through clap, so its defaults fill the rest), nothing is refused;
+        /// one value out of range is refused naming only that value.
+        #[test]
+        fn legal_ttls_should_be_accepted_whatever_the_defaults(
+            credential in proptest::option::of(10u64..=43_200),
+            token in proptest::option::of(20u64..=86_400),
+            out_of_range in proptest::option::of(43_201u64..=10_000_000),
+            faults in proptest::option::of((
+                0u8..=100,
+                1u64..=86_400,
+                0u64..=1_000_000,
+                0u8..=100,
+                1u64..=604_800,
+                proptest::bool::ANY,
+            )),
+        ) {
+            use clap::Parser;
+            let mut argv = vec!["irsa-proxy".to_string(), "dev".to_string()];
+            if let Some(c) = credential {
+                argv.extend(["--credential-ttl".into(), format!("{c}s")]);
+            }
+            if let Some(t) = token {
+                argv.extend(["--token-ttl".into(), format!("{t}s")]);
+            }
+            // The fault flags and the scenario, from their legal ranges too.
+            if let Some((fail, length, start, early, run_for, scenario)) = faults {
+                argv.extend([
+                    "--sts-fail".into(), format!("{fail}%"),
+                    "--sts-outage".into(), format!("{length}s@{start}s"),
+                    "--expired-token".into(), format!("{length}s@{start}s"),
+                    "--early-expiry".into(), early.to_string(),
+                    "--for".into(), format!("{run_for}s"),
+                ]);
+                if scenario {
+                    argv.extend(["--scenario".into(), "hour-in-production".into()]);
+                }
+            }
+            let parse = |argv: &[String]| match crate::cli::Cli::try_parse_from(argv) {
+                Ok(crate::cli::Cli { command: crate::cli::Command::Dev(a) }) => a,
+                other => panic!("clap: {other:?}"),
+            };
+            proptest::prop_assert!(validate(&parse(&argv)).is_ok(), "{argv:?}");
+            if let Some(bad) = out_of_range {
+                let mut argv = vec!["irsa-proxy".to_string(), "dev".to_string()];
+                if let Some(t) = token {
+                    argv.extend(["--token-ttl".into(), format!("{t}s")]);
+                }
+                argv.extend(["--credential-ttl".into(), format!("{bad}s")]);
+                let errors = validate(&parse(&argv)).err().unwrap_or_default();
+                proptest::prop_assert_eq!(errors.len(), 1, "{:?}", errors);
+                let line = errors[0].to_string();
+                proptest::prop_assert!(line.starts_with("--credential-ttl: "), "{}", line);
+                proptest::prop_assert!(line.contains(&format!("{bad}s")), "{}", line);
+            }
+        }
+    }
+
+    #[test]
+    fn a_chain_should_run_on_either_source() {
+        let mut a = args();
+        a.chain.chain_role_arn = vec!["arn:aws:iam::444455556666:role/target".into()];
+        for source in ["web-identity", "pod-identity"] {
+            a.source = source.into();
+            let s = validate(&a).unwrap_or_else(|e| panic!("{source}: {e:?}"));
+            assert!(s.chain.is_chained(), "{source}");
+        }
+    }
+
+    #[test]
+    fn short_ttls_and_bad_values_should_be_named() {
+        let mut a = args();
+        a.credential_ttl = Some("5s".into());
+        a.token_ttl = Some("5s".into());
+        a.listen = "0.0.0.0:9911".into();
+        a.role_arn = "nope".into();
+        let errs = crate::flags::lines(&validate(&a).err().unwrap());
+        for needle in ["--credential-ttl", "--token-ttl", "--listen", "--role-arn"] {
+            assert!(errs.contains(needle), "{needle} missing: {errs}");
+        }
+    }
+
+    #[test]
+    fn fault_flags_should_parse_and_bad_values_be_named_one_line_each() {
+        let mut a = args();
+        a.sts_fail = Some("20%".into());
+        a.sts_outage = vec!["30s@2m".into(), "5s@10s".into()];
+        a.expired_token = vec!["20s@90s".into()];
+        a.early_expiry = Some("25".into());
+        a.run_for = Some("5m".into());
+        a.report = "json".into();
+        let s = validate(&a).unwrap();
+        assert_eq!(s.sts_fail_percent, 20);
+        assert_eq!(s.early_expiry_percent, 25);
+        assert_eq!(
+            s.sts_outages[0],
+            Window {
+                start: Duration::from_secs(120),
+                length: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(s.expired_tokens.len(), 1);
+        assert_eq!(s.run_for, Some(Duration::from_secs(300)));
+
+        let mut a = args();
+        a.sts_fail = Some("120%".into());
+        a.sts_outage = vec!["30s".into()];
+        a.expired_token = vec!["0s@1m".into()];
+        a.early_expiry = Some("lots".into());
+        a.run_for = Some("forever".into());
+        a.report = "yaml".into();
+        a.scenario = Some("monday".into());
+        let errors = validate(&a).err().unwrap();
+        let lines = crate::flags::lines(&errors);
+        assert_eq!(errors.len(), 7, "{lines}");
+        for needle in [
+            "--sts-fail: \"120%\" is not a percentage; expected a whole percentage from 0% to 100%",
+            "--sts-outage: \"30s\" is not a window; expected LENGTH@START",
+            "--expired-token: \"0s@1m\" has a LENGTH out of range",
+            "--early-expiry: \"lots\"",
+            "--for: \"forever\" is not a duration",
+            "--report: \"yaml\" is not a format; expected text or json",
+            "--scenario: \"monday\" is not a scenario; expected hour-in-production",
+        ] {
+            assert!(lines.contains(needle), "{needle} missing: {lines}");
+        }
+    }
+
+    #[test]
+    fn the_scenario_should_fill_only_what_was_not_given_and_stay_survivable() {
+        let mut a = args();
+        a.scenario = Some("hour-in-production".into());
+        let s = validate(&a).unwrap();
+        assert_eq!(s.credential_ttl, Duration::from_secs(60));
+        assert_eq!(s.token_ttl, Duration::from_secs(90));
+        assert_eq!(s.sts_fail_percent, 10);
+        assert_eq!(s.run_for, Some(Duration::from_secs(180)));
+        assert_eq!(s.sts_outages.len(), 1);
+        assert_eq!(s.expired_tokens.len(), 1);
+
+        a.credential_ttl = Some("10s".into());
+        a.sts_fail = Some("0%".into());
+        a.run_for = Some("1m".into());
+        let s = validate(&a).unwrap();
+        assert_eq!(s.sts_fail_percent, 0);
+        assert_eq!(s.run_for, Some(Duration::from_secs(60)));
+        // A token lifetime below --token-ttl's minimum is raised to it.
+        assert_eq!(s.token_ttl, Duration::from_secs(20));
+        // Every fault window is shorter than the slack of the proxy's cache:
+        // it refreshes with T/2 left and serves until T/4 is left.
+        for ttl in [10u64, 30, 60, 3600] {
+            let sc = hour_in_production(Duration::from_secs(ttl));
+            for w in sc.sts_outages.iter().chain(&sc.expired_tokens) {
+                assert!(
+                    w.length
+                        <= Duration::from_secs(ttl)
+                            .mul_f64(0.1)
+                            .max(Duration::from_secs(1))
+                );
+            }
+            assert!(f::TOKEN_TTL_RANGE.contains(&sc.token_ttl));
+        }
+    }
+}
