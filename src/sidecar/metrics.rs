@@ -148,6 +148,17 @@ impl Metrics {
             .inc();
     }
 
+    /// How many requests to `endpoint` were answered with `status` so far
+    /// (`dev`'s report counts the 503s of the credential endpoints).
+    pub fn http_answers(&self, endpoint: Endpoint, status: u16) -> u64 {
+        self.http_requests
+            .get(&HttpLabels {
+                endpoint: endpoint.as_str(),
+                status,
+            })
+            .map_or(0, |c| c.get())
+    }
+
     /// Encodes every metric, with readiness as of now.
     pub fn encode(&self, ready: bool) -> String {
         self.ready.set(i64::from(ready));
@@ -169,6 +180,8 @@ mod tests {
         m.sts_error("Throttling");
         m.token_rotated();
         m.http_request(Endpoint::Ecs, 200);
+        assert_eq!(m.http_answers(Endpoint::Ecs, 200), 1);
+        assert_eq!(m.http_answers(Endpoint::Imds, 503), 0);
         let text = m.encode(true);
         for needle in [
             "irsa_proxy_sts_requests_total{result=\"success\",error=\"\"} 1",
