@@ -307,6 +307,10 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "ARN=FILE")]
     pub role_trust_policy: Vec<String>,
 
+    /// A managed policy (JSON) that PolicyArns may name as a session policy, as POLICY_ARN=FILE; repeat for several. PolicyArns naming any other ARN is refused (MalformedPolicyDocument), as STS refuses one that does not exist
+    #[arg(long, value_name = "ARN=FILE")]
+    pub managed_policy: Vec<String>,
+
     /// Longest lifetime of issued credentials
     #[arg(long, value_name = "DURATION", default_value = flags::emulator::DEFAULT_CREDENTIAL_TTL)]
     pub credential_ttl: String,

@@ -667,6 +667,7 @@ pub mod emulator {
     pub(crate) const AUDIENCE: Flag = Flag::bare("--audience");
     pub const TRUST_POLICY: Flag = Flag::bare("--trust-policy");
     pub const ROLE_TRUST_POLICY: Flag = Flag::bare("--role-trust-policy");
+    pub const MANAGED_POLICY: Flag = Flag::bare("--managed-policy");
     pub const CREDENTIAL_TTL: Flag = Flag::bare("--credential-ttl");
     pub const LOG_FORMAT: Flag = Flag::bare("--log-format");
     pub(crate) const TLS_CERT_FILE: Flag = Flag::bare("--tls-cert-file");
