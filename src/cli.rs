@@ -267,6 +267,18 @@ pub struct DevArgs {
     #[arg(long)]
     pub link_local: bool,
 
+    /// As serve's: a session policy (JSON) sent on the role's last call; the emulator enforces it, so the app's calls outside it are AccessDenied and the report lists them
+    #[arg(long, value_name = "PATH")]
+    pub session_policy_file: Option<String>,
+
+    /// As serve's (repeatable); each needs a --managed-policy with its document
+    #[arg(long, value_name = "ARN")]
+    pub session_policy_arn: Vec<String>,
+
+    /// A managed policy the emulator holds, as POLICY_ARN=FILE (repeatable): what --session-policy-arn (or a role's session_policy_arns) may name
+    #[arg(long, value_name = "ARN=FILE")]
+    pub managed_policy: Vec<String>,
+
     /// Where the proxy gets credentials: web-identity (the emulator plays STS) or pod-identity (the emulator plays the EKS Pod Identity agent, with an association for the dev service account and a token for audience pods.eks.amazonaws.com)
     #[arg(long, value_name = "SOURCE", default_value = "web-identity")]
     pub source: String,

@@ -632,6 +632,8 @@ pub mod dev {
     pub const EARLY_EXPIRY: Flag = Flag::bare("--early-expiry");
     pub const SCENARIO: Flag = Flag::bare("--scenario");
     pub const SOURCE: Flag = Flag::bare("--source");
+    pub const MANAGED_POLICY: Flag = Flag::bare("--managed-policy");
+    pub const SESSION_POLICY_ARN: Flag = Flag::bare("--session-policy-arn");
 
     pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
     pub(crate) const DEFAULT_CREDENTIAL_TTL: &str = "5m";

@@ -338,3 +338,100 @@ fn dev_should_run_a_chain_on_the_pod_identity_source() {
         "{stdout}"
     );
 }
+
+/// A session policy under dev: the proxy sends it, the emulator enforces it,
+/// boto3's calls outside it are AccessDenied and the report lists them.
+#[test]
+fn dev_should_show_the_calls_a_session_policy_leaves_out() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inline = dir.path().join("inline.json");
+    std::fs::write(
+        &inline,
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::irsa-proxy-dev/*"}]}"#,
+    )
+    .unwrap();
+    let guard = dir.path().join("guard.json");
+    std::fs::write(
+        &guard,
+        r#"{"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::irsa-proxy-dev"},
+            {"Effect": "Deny", "Action": "s3:*", "Resource": "arn:aws:s3:::irsa-proxy-dev/private/*"}]}"#,
+    )
+    .unwrap();
+    let guard_arn = "arn:aws:iam::111122223333:policy/reports-guard";
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/session_policy_s3.py"
+    );
+    let out = clean_command(home.path())
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--report",
+            "json",
+            "--session-policy-file",
+            &inline.display().to_string(),
+            "--session-policy-arn",
+            guard_arn,
+            "--managed-policy",
+            &format!("{guard_arn}={}", guard.display()),
+            "--",
+            &python_with_boto3(),
+            script,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("because no session policy allows the s3:PutObject action"),
+        "{stdout}"
+    );
+    let json_start = stderr.find("{\n").expect("a JSON report");
+    let report: serde_json::Value = serde_json::from_str(&stderr[json_start..]).unwrap();
+    assert_eq!(report["verdict"], "passed");
+    let denied: Vec<String> = report["denied_by_session_policy"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no denials in {report}"))
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d["action"].as_str().unwrap(),
+                d["resource"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "s3:PutObject arn:aws:s3:::other-team/k",
+        "s3:DeleteObject arn:aws:s3:::irsa-proxy-dev/reports/q1.csv",
+        "s3:PutObject arn:aws:s3:::irsa-proxy-dev/private/k",
+    ] {
+        assert!(denied.iter().any(|d| d == want), "{want} not in {denied:?}");
+    }
+    assert!(report["credential_sets"][0]["session_policy"]
+        .as_str()
+        .is_some_and(|p| p.contains(guard_arn)));
+
+    // An ARN the emulator holds no document for is refused at start-up.
+    let out = clean_command(home.path())
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--session-policy-arn",
+            guard_arn,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("--session-policy-arn: \"{guard_arn}\" names a managed policy the emulator does not hold; expected --managed-policy {guard_arn}=FILE too")),
+        "{stderr}"
+    );
+}

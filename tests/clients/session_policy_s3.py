@@ -17,8 +17,9 @@ import sys
 import boto3
 from botocore.exceptions import ClientError
 
-inside = os.environ["INSIDE_BUCKET"]
-outside = os.environ["OUTSIDE_BUCKET"]
+# Under `dev`, the bucket it made is the one inside the policy.
+inside = os.environ.get("INSIDE_BUCKET") or os.environ["IRSA_PROXY_DEV_BUCKET"]
+outside = os.environ.get("OUTSIDE_BUCKET", "other-team")
 session = boto3.session.Session()
 s3 = session.client("s3")
 sts = session.client("sts")

@@ -295,6 +295,7 @@ async fn start_emulator(
     };
     settings.ledger = bench.ledger.clone();
     settings.s3_buckets = vec![BUCKET.to_string()];
+    settings.managed_policies = s.managed_policies.clone();
     // With --source pod-identity the emulator is also the node's agent, and
     // the dev service account is associated with the role.
     settings.pod_identity.associations = vec![pod_identity::Association {

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::clock::format_timestamp;
-use crate::tools::emulator::ledger::{CallCounts, LedgerSnapshot, SetRecord};
+use crate::tools::emulator::ledger::{CallCounts, Denial, LedgerSnapshot, SetRecord};
 
 pub(crate) const EXIT_PASSED: u8 = 0;
 pub(crate) const EXIT_EXPIRED: u8 = 3;
@@ -117,6 +117,10 @@ pub(crate) struct Report {
     pub expired_credentials: Vec<ExpiredUse>,
     /// Access key ids presented that the emulator never issued.
     pub never_issued_keys: BTreeMap<String, u64>,
+    /// Calls a session policy refused (AccessDenied): by session, action and
+    /// resource. Information, not a failure: the command decides.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied_by_session_policy: Vec<Denial>,
     pub faults: FaultSummary,
     /// The role the app was served (the last role of a chain).
     pub served_role: Option<String>,
@@ -207,6 +211,7 @@ pub(crate) fn build(snapshot: &LedgerSnapshot, facts: &RunFacts, ending: &Ending
         signed_calls_by_service: snapshot.calls_by_service.clone(),
         expired_credentials: expired,
         never_issued_keys: snapshot.never_issued_keys.clone(),
+        denied_by_session_policy: snapshot.session_policy_denials.clone(),
         faults: facts.faults.clone(),
         served_role: served_role.map(|r| r.arn.clone()),
         served_principals: principals,
@@ -329,6 +334,16 @@ impl Report {
         }
         for (k, n) in &self.never_issued_keys {
             line(format!("  never issued: {k} presented {n} times"));
+        }
+        for d in &self.denied_by_session_policy {
+            line(format!(
+                "  denied by a session policy: {} on {} ({} {}, by {})",
+                d.action,
+                d.resource,
+                d.calls,
+                if d.calls == 1 { "call" } else { "calls" },
+                d.session
+            ));
         }
         out
     }

@@ -35,6 +35,8 @@ pub(super) struct DevSettings {
     pub chain: crate::sidecar::chain::Plan,
     /// `--source`: what the proxy uses, and so what the emulator plays.
     pub source: SourceKind,
+    /// `--managed-policy`: the managed policies the emulator holds.
+    pub managed_policies: std::collections::HashMap<String, crate::policy::Policy>,
 }
 
 /// What `--scenario` fills in for the flags not given.
@@ -119,10 +121,41 @@ pub(super) fn validate(args: &DevArgs) -> Result<DevSettings, Vec<FlagError>> {
                 ..args.chain.clone()
             },
             session_name: args.session_name.clone(),
+            session_policy_file: args.session_policy_file.clone(),
+            session_policy_arn: args.session_policy_arn.clone(),
             ..Default::default()
         },
         None,
     );
+    let mut managed_policies = std::collections::HashMap::new();
+    for v in &args.managed_policy {
+        if let Some((arn, policy)) = flags.parse(
+            &f::MANAGED_POLICY,
+            Some(v),
+            crate::tools::emulator::session_policy::managed_policy,
+        ) {
+            managed_policies.insert(arn, policy);
+        }
+    }
+    // The emulator refuses an ARN it holds no document for; say so now.
+    for arn in &chain.session_policy.arns {
+        if !managed_policies.contains_key(arn)
+            && !args
+                .managed_policy
+                .iter()
+                .any(|m| m.starts_with(&format!("{arn}=")))
+        {
+            flags.refuse(FlagError::refused(
+                f::SESSION_POLICY_ARN.name,
+                None,
+                arn,
+                Refusal::new(
+                    "names a managed policy the emulator does not hold",
+                    format!("--managed-policy {arn}=FILE too (its document)"),
+                ),
+            ));
+        }
+    }
     let log_format = flags.parse(&f::LOG_FORMAT, Some(&args.log_format), flags::text_or_json);
     let report = flags.parse(&f::REPORT, Some(&args.report), flags::text_or_json);
     let report_file = flags.parse(&f::REPORT_FILE, args.report_file.as_deref(), |v| {
@@ -186,6 +219,7 @@ pub(super) fn validate(args: &DevArgs) -> Result<DevSettings, Vec<FlagError>> {
             early_expiry_percent,
             chain,
             source: source?,
+            managed_policies,
         })
     })
 }
@@ -222,6 +256,9 @@ mod tests {
             scenario: None,
             chain: Default::default(),
             session_name: None,
+            session_policy_file: None,
+            session_policy_arn: vec![],
+            managed_policy: vec![],
             command: vec![],
         }
     }

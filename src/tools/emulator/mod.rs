@@ -537,23 +537,7 @@ fn settings_from_args(
     }
     let mut managed_policies = std::collections::HashMap::new();
     for v in &args.managed_policy {
-        let parsed = flags.parse(&f::MANAGED_POLICY, Some(v), |v| {
-            let (arn, file) = v.split_once('=').ok_or_else(|| {
-                Refusal::new(
-                    "is not ARN=FILE",
-                    "a managed policy ARN, =, and the policy's file",
-                )
-            })?;
-            let arn = crate::sidecar::sts::policy::policy_arn(arn)?;
-            let policy = Policy::parse_session(&String::from_utf8_lossy(&read_file(file)?))
-                .map_err(|e| {
-                    Refusal::new(
-                        format!("is not usable: {e}"),
-                        "an IAM policy (JSON) with a Resource in every statement and no Principal",
-                    )
-                })?;
-            Ok((arn, policy))
-        });
+        let parsed = flags.parse(&f::MANAGED_POLICY, Some(v), session_policy::managed_policy);
         if let Some((arn, policy)) = parsed {
             managed_policies.insert(arn, policy);
         }

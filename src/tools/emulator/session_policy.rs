@@ -120,6 +120,27 @@ impl SessionPolicy {
     }
 }
 
+/// `--managed-policy POLICY_ARN=FILE` (the emulator's and `dev`'s): the ARN
+/// and the policy, read now.
+pub(crate) fn managed_policy(v: &str) -> Result<(String, Policy), crate::flags::Refusal> {
+    use crate::flags::Refusal;
+    let (arn, file) = v.split_once('=').ok_or_else(|| {
+        Refusal::new(
+            "is not ARN=FILE",
+            "a managed policy ARN, =, and the policy's file",
+        )
+    })?;
+    let arn = crate::sidecar::sts::policy::policy_arn(arn)?;
+    let policy = Policy::parse_session(&String::from_utf8_lossy(&super::read_file(file)?))
+        .map_err(|e| {
+            Refusal::new(
+                format!("is not usable: {e}"),
+                "an IAM policy (JSON) with a Resource in every statement and no Principal",
+            )
+        })?;
+    Ok((arn, policy))
+}
+
 /// `PolicyArns.member.N.arn`, N from 1 until the first gap.
 fn policy_arns(params: &HashMap<String, String>) -> Vec<&String> {
     (1..)
