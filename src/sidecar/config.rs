@@ -281,50 +281,12 @@ impl Config {
             flags::number_in(f::MAX_CONNECTIONS_RANGE),
         );
 
-        if let Some(r) = roles.as_mut() {
-            crate::sidecar::roles::read_tokens(&mut flags, args, r);
-        } else if let Some((v, source)) =
-            flags.raw(&f::AUTH_TOKEN_DIR, args.auth_token_dir.as_deref())
-        {
-            if !roles_given {
-                flags.refuse(FlagError::refused(
-                    f::AUTH_TOKEN_DIR.name,
-                    source,
-                    &v,
-                    Refusal::new(
-                        "is for several roles",
-                        "--roles-file or IRSA_PROXY_ROLES too, or --auth-token-file for one role",
-                    ),
-                ));
-            }
-        }
-        let auth_token_file =
-            flags.parse(&f::AUTH_TOKEN_FILE, args.auth_token_file.as_deref(), |v| {
-                let path = PathBuf::from(v);
-                if path.is_dir() {
-                    return Err(Refusal::new("is a directory", "a file path"));
-                }
-                check_directory(&path).map(|()| path)
-            });
-        // Read directly, not through `Flags::parse`: the refusal must not quote
-        // the secret.
-        let auth_token = match flags.raw(&f::AUTH_TOKEN, None) {
-            None => None,
-            Some((v, _)) => match AuthToken::from_value(&v) {
-                Ok(t) => Some(t),
-                Err(why) => {
-                    flags.refuse(FlagError {
-                        flag: f::AUTH_TOKEN.name,
-                        source: None,
-                        value: Given::Secret {
-                            chars: v.trim().len(),
-                        },
-                        problem: why.problem,
-                        allowed: why.allowed,
-                    });
-                    None
-                }
-            },
+        // Several roles: a token per role, the single-role settings refused.
+        let (auth_token_file, auth_token) = if roles_given {
+            crate::sidecar::roles::read_tokens(&mut flags, args, roles.as_mut());
+            (None, None)
+        } else {
+            single_role_token(&mut flags, args)
         };
 
         let imds = if args.no_imds {
@@ -464,6 +426,53 @@ fn source(flags: &mut Flags<'_>, args: &ServeArgs) -> SourceKind {
             }
         }
     }
+}
+
+/// `--auth-token-file` and `IRSA_PROXY_AUTH_TOKEN` (one role);
+/// `--auth-token-dir` is refused without several roles.
+fn single_role_token(
+    flags: &mut Flags<'_>,
+    args: &ServeArgs,
+) -> (Option<PathBuf>, Option<AuthToken>) {
+    if let Some((v, source)) = flags.raw(&f::AUTH_TOKEN_DIR, args.auth_token_dir.as_deref()) {
+        flags.refuse(FlagError::refused(
+            f::AUTH_TOKEN_DIR.name,
+            source,
+            &v,
+            Refusal::new(
+                "is for several roles",
+                "--roles-file or IRSA_PROXY_ROLES too, or --auth-token-file for one role",
+            ),
+        ));
+    }
+    let auth_token_file = flags.parse(&f::AUTH_TOKEN_FILE, args.auth_token_file.as_deref(), |v| {
+        let path = PathBuf::from(v);
+        if path.is_dir() {
+            return Err(Refusal::new("is a directory", "a file path"));
+        }
+        check_directory(&path).map(|()| path)
+    });
+    // Read directly, not through `Flags::parse`: the refusal must not quote
+    // the secret.
+    let auth_token = match flags.raw(&f::AUTH_TOKEN, None) {
+        None => None,
+        Some((v, _)) => match AuthToken::from_value(&v) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                flags.refuse(FlagError {
+                    flag: f::AUTH_TOKEN.name,
+                    source: None,
+                    value: Given::Secret {
+                        chars: v.trim().len(),
+                    },
+                    problem: why.problem,
+                    allowed: why.allowed,
+                });
+                None
+            }
+        },
+    };
+    (auth_token_file, auth_token)
 }
 
 /// The role Pod Identity serves when `--role-arn` does not name it.

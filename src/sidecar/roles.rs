@@ -350,7 +350,9 @@ pub(crate) fn check_with(flags: &mut Flags<'_>, roles: &Roles, cx: Context<'_>) 
 /// `--auth-token-dir` (required with several roles) and each role's
 /// `IRSA_PROXY_AUTH_TOKEN_<NAME>`; the single-role token settings are refused.
 /// A token value is never quoted back: refusals name its length.
-pub(crate) fn read_tokens(flags: &mut Flags<'_>, args: &ServeArgs, roles: &mut Roles) {
+/// With `roles` `None` (the JSON was refused) only the flags are checked, so
+/// that one start-up shows every problem.
+pub(crate) fn read_tokens(flags: &mut Flags<'_>, args: &ServeArgs, roles: Option<&mut Roles>) {
     let dir = flags.required(
         &f::AUTH_TOKEN_DIR,
         args.auth_token_dir.as_deref(),
@@ -376,9 +378,6 @@ pub(crate) fn read_tokens(flags: &mut Flags<'_>, args: &ServeArgs, roles: &mut R
             Ok(dir)
         },
     );
-    if let Some(dir) = dir {
-        roles.token_dir = dir;
-    }
     let several = "--auth-token-dir (with several roles, each role has its own token)";
     if let Some((v, source)) = flags.raw(&f::AUTH_TOKEN_FILE, args.auth_token_file.as_deref()) {
         flags.refuse(FlagError::refused(
@@ -398,6 +397,10 @@ pub(crate) fn read_tokens(flags: &mut Flags<'_>, args: &ServeArgs, roles: &mut R
             problem: "is for one role".into(),
             allowed: format!("{several}, and IRSA_PROXY_AUTH_TOKEN_<NAME> for a role's token"),
         });
+    }
+    let Some(roles) = roles else { return };
+    if let Some(dir) = dir {
+        roles.token_dir = dir;
     }
     for i in 0..roles.roles.len() {
         let var = roles.roles[i].token_variable();
