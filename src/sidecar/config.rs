@@ -118,6 +118,7 @@ impl Config {
         if let Some(last) = c.chain.hops.last_mut() {
             last.external_id = self.roles_external_id.clone();
         }
+        c.chain.session_policy = role.session_policy.clone();
         c.roles = None;
         c.roles_external_id = None;
         c.auth_token = None;
@@ -231,6 +232,29 @@ impl Config {
                 None,
             )
         };
+        // The agent takes no session policy: only an AssumeRole hop can carry
+        // it. With several roles, each role names its own.
+        if let Some((flag, v, source)) = session_policy_given(&flags, args) {
+            let why = if roles_given {
+                Some(Refusal::new(
+                    "is given together with several roles (--roles-file or IRSA_PROXY_ROLES)",
+                    "session_policy, session_policy_file or session_policy_arns in each role of the roles JSON",
+                ))
+            } else if pod_identity.is_some()
+                && !chain.is_chained()
+                && !chain.session_policy.is_empty()
+            {
+                Some(Refusal::new(
+                    "needs a chain with --source pod-identity: the Pod Identity agent takes no session policy",
+                    "--chain-role-arn (IRSA_PROXY_CHAIN_ROLE_ARN) too, whose last AssumeRole carries it",
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                flags.refuse(FlagError::refused(flag, source, &v, why));
+            }
+        }
         if let Some(r) = roles.as_mut() {
             let top_role = flags.raw(&f::ROLE_ARN, args.role_arn.as_deref()).is_some();
             crate::sidecar::roles::check_with(
@@ -425,6 +449,25 @@ fn source(flags: &mut Flags<'_>, args: &ServeArgs) -> SourceKind {
                 SourceKind::WebIdentity
             }
         }
+    }
+}
+
+/// The session-policy flag given first, its value and where it came from.
+fn session_policy_given(
+    flags: &Flags<'_>,
+    args: &ServeArgs,
+) -> Option<(&'static str, String, Option<&'static str>)> {
+    let file = args.session_policy_file.as_deref();
+    match flags.raw(&f::SESSION_POLICY_FILE, file) {
+        Some((v, source)) => Some((f::SESSION_POLICY_FILE.name, v, source)),
+        None if !args.session_policy_arn.is_empty() => Some((
+            f::SESSION_POLICY_ARN.name,
+            args.session_policy_arn.join(","),
+            None,
+        )),
+        None => flags
+            .raw(&f::SESSION_POLICY_ARN, None)
+            .map(|(v, source)| (f::SESSION_POLICY_ARN.name, v, source)),
     }
 }
 
@@ -880,6 +923,12 @@ mod tests {
             "on the last hop"
         );
         assert!(copier.roles.is_none() && copier.auth_token.is_none());
+        assert_eq!(
+            copier.chain.session_policy.arns,
+            ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+            "the role's own session policy, for its last call"
+        );
+        assert!(app.chain.session_policy.is_empty());
         // Every role names its own: --role-arn may be left out.
         let json = r#"{"roles": {"a": {"role_arn": "arn:aws:iam::111122223333:role/a"}}}"#;
         let e = env(&[

@@ -16,7 +16,7 @@
 //! What depends on the rest of the configuration (the source, `--role-arn`,
 //! the chain flags, the tokens) is checked by `config.rs` with [`Roles`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -26,9 +26,10 @@ use crate::arn::RoleArn;
 use crate::cli::ServeArgs;
 use crate::duration::format_duration;
 use crate::flags::{self, serve as f, FlagError, Flags, Given};
-use crate::sidecar::chain::Plan;
+use crate::sidecar::chain::{Plan, SessionPolicy};
 use crate::sidecar::endpoints::AuthToken;
 use crate::sidecar::source::SourceKind;
+use crate::sidecar::sts::policy;
 
 /// The keys a role may have.
 const ROLE_KEYS: &str =
@@ -39,10 +40,6 @@ const ROLES_FORM: &str =
 /// What a role name may be: a DNS label of at most 32 characters, so that
 /// container names fit.
 pub const NAME_FORM: &str = "1 to 32 of [a-z0-9-], starting and ending with a letter or digit";
-/// Most managed policy ARNs a session may carry (AWS's limit).
-pub const MAX_POLICY_ARNS: usize = 10;
-/// Longest packed session policy document (AWS's limit on the plaintext).
-pub const MAX_POLICY_CHARS: usize = 2048;
 
 /// The roles, checked, with the parts that come from the rest of the
 /// configuration filled in by `config.rs`.
@@ -79,8 +76,8 @@ pub struct RoleConfig {
     pub role_arn: Option<RoleArn>,
     /// Hops after it, in order (the chain machinery, `crate::sidecar::chain`).
     pub hops: Vec<RoleArn>,
-    /// Sent on the role's last call.
-    pub session_policy: Option<RoleSessionPolicy>,
+    /// Sent on the role's last call (empty: none).
+    pub session_policy: SessionPolicy,
     /// `IRSA_PROXY_AUTH_TOKEN_<NAME>`, when set (redacted in `Debug`).
     pub token: Option<AuthToken>,
 }
@@ -104,18 +101,6 @@ pub fn token_variable(name: &str) -> String {
         f::AUTH_TOKEN_ROLE_PREFIX,
         name.to_ascii_uppercase().replace('-', "_")
     )
-}
-
-/// A role's session policy as given: the packed document and the managed
-/// policy ARNs, sent as `Policy` and `PolicyArns` on the role's last call.
-///
-/// A placeholder until the session-policy work (`SessionPolicy`) lands: it
-/// carries what the roles JSON says, checked as far as the shape goes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoleSessionPolicy {
-    /// Packed JSON (no insignificant whitespace).
-    pub document: Option<String>,
-    pub arns: Vec<String>,
 }
 
 /// True for a role name: a DNS label of at most 32 characters.
@@ -308,6 +293,13 @@ pub(crate) fn check_with(flags: &mut Flags<'_>, roles: &Roles, cx: Context<'_>) 
                 "role_arn in the role, or --role-arn for the roles that name none",
             )),
             _ => {}
+        }
+        if cx.source == SourceKind::PodIdentity && r.hops.is_empty() && !r.session_policy.is_empty()
+        {
+            flags.refuse(o.refusal(
+                format!("has roles.{name} with a session policy and no chain_role_arn, which the Pod Identity source cannot send"),
+                "chain_role_arn in the role too (its last AssumeRole carries the policy): the Pod Identity agent takes no session policy",
+            ));
         }
     }
     // The chain settings go on the hops of the roles that have some; a role
@@ -541,13 +533,10 @@ fn parse_role(
             ok = false;
         }
     }
-    let session_policy = match session_policy(name, spec, origin, refuse) {
-        Ok(p) => p,
-        Err(()) => {
-            ok = false;
-            None
-        }
-    };
+    let session_policy = session_policy(name, spec, origin, refuse).unwrap_or_else(|()| {
+        ok = false;
+        SessionPolicy::default()
+    });
     ok.then(|| RoleConfig {
         name: name.to_string(),
         role_arn,
@@ -557,143 +546,96 @@ fn parse_role(
     })
 }
 
-/// `session_policy` (an object) or `session_policy_file` (read now, JSON),
-/// and `session_policy_arns`.
+/// `session_policy` (an object) or `session_policy_file` (read now), and
+/// `session_policy_arns`, with the checks of the session-policy flags
+/// ([`crate::sidecar::sts::policy`]).
 fn session_policy(
     name: &str,
     spec: &Map<String, Value>,
     origin: &Origin,
     refuse: &mut dyn FnMut(FlagError),
-) -> Result<Option<RoleSessionPolicy>, ()> {
-    let mut failed = false;
-    let mut refuse_key = |key: &str, problem: String, allowed: &str| {
-        refuse(origin.refusal(format!("has roles.{name}.{key} {problem}"), allowed));
+) -> Result<SessionPolicy, ()> {
+    let failed = std::cell::Cell::new(false);
+    let mut refuse_key = |key: &str, shown: String, why: flags::Refusal| {
+        failed.set(true);
+        refuse(origin.refusal(
+            format!("has roles.{name}.{key} {shown}, which {}", why.problem),
+            why.allowed,
+        ));
     };
     let document = match (spec.get("session_policy"), spec.get("session_policy_file")) {
-        (Some(_), Some(_)) => {
+        (Some(v), Some(_)) => {
             refuse_key(
                 "session_policy",
-                "together with session_policy_file".into(),
-                "one of them",
+                short(v),
+                flags::Refusal::new("is given together with session_policy_file", "one of them"),
             );
-            failed = true;
             None
         }
-        (Some(v @ Value::Object(_)), None) => Some(v.to_string()),
-        (Some(v), None) => {
-            refuse_key(
-                "session_policy",
-                format!("{}, which is not an object", short(v)),
-                "an IAM policy document as a JSON object",
-            );
-            failed = true;
-            None
-        }
-        (None, Some(Value::String(path))) => {
-            match std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot be read ({e})"))
-                .and_then(|t| {
-                    serde_json::from_str::<Value>(&t)
-                        .map_err(|e| format!("is not JSON ({})", one_line(&e.to_string())))
-                }) {
-                Ok(v @ Value::Object(_)) => Some(v.to_string()),
-                Ok(_) => {
-                    refuse_key(
-                        "session_policy_file",
-                        format!("{path:?}, which does not hold a JSON object"),
-                        "a file holding an IAM policy document",
-                    );
-                    failed = true;
-                    None
-                }
-                Err(why) => {
-                    refuse_key(
-                        "session_policy_file",
-                        format!("{path:?}, which {why}"),
-                        "a readable file holding an IAM policy document",
-                    );
-                    failed = true;
-                    None
-                }
+        (Some(v), None) => match policy::pack_value(v) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                refuse_key("session_policy", short(v), why);
+                None
             }
-        }
-        (None, Some(v)) => {
-            refuse_key(
-                "session_policy_file",
-                format!("{}, which is not a string", short(v)),
-                "the path of a file holding an IAM policy document",
-            );
-            failed = true;
-            None
-        }
+        },
+        (None, Some(v)) => match v
+            .as_str()
+            .map(|p| policy::read_document(Path::new(p.trim())))
+        {
+            Some(Ok(d)) => Some(d),
+            Some(Err(why)) => {
+                refuse_key("session_policy_file", short(v), why);
+                None
+            }
+            None => {
+                refuse_key(
+                    "session_policy_file",
+                    short(v),
+                    flags::Refusal::new(
+                        "is not a string",
+                        "the path of a file holding an IAM policy document",
+                    ),
+                );
+                None
+            }
+        },
         (None, None) => None,
     };
-    if let Some(d) = &document {
-        if d.chars().count() > MAX_POLICY_CHARS {
-            let key = if spec.contains_key("session_policy") {
-                "session_policy"
-            } else {
-                "session_policy_file"
-            };
-            refuse_key(
-                key,
-                format!(
-                    "of {} characters packed, which is too long",
-                    d.chars().count()
-                ),
-                &format!("at most {MAX_POLICY_CHARS} characters once packed (AWS's limit)"),
-            );
-            failed = true;
-        }
-    }
     let mut arns = Vec::new();
     match spec.get("session_policy_arns") {
         None => {}
         Some(Value::Array(items)) => {
-            if items.len() > MAX_POLICY_ARNS {
-                refuse_key(
-                    "session_policy_arns",
-                    format!("of {} ARNs, which is too many", items.len()),
-                    &format!("at most {MAX_POLICY_ARNS} managed policy ARNs (AWS's limit)"),
-                );
-                failed = true;
-            }
             for (i, item) in items.iter().enumerate() {
-                match item.as_str().filter(|s| is_policy_arn(s)) {
-                    Some(s) => arns.push(s.to_string()),
-                    None => {
-                        refuse_key(
-                            &format!("session_policy_arns[{i}]"),
-                            format!("{}, which is not a managed policy ARN", short(item)),
-                            "arn:<partition>:iam::<account or aws>:policy/<path/>name",
-                        );
-                        failed = true;
+                match item.as_str().map(policy::policy_arn) {
+                    Some(Ok(a)) => arns.push(a),
+                    Some(Err(why)) => {
+                        refuse_key(&format!("session_policy_arns[{i}]"), short(item), why)
                     }
+                    None => refuse_key(
+                        &format!("session_policy_arns[{i}]"),
+                        short(item),
+                        flags::Refusal::new("is not a string", policy::ARN_FORM),
+                    ),
                 }
             }
         }
-        Some(v) => {
-            refuse_key(
-                "session_policy_arns",
-                format!("{}, which is not an array", short(v)),
-                "an array of managed policy ARNs",
-            );
-            failed = true;
-        }
+        Some(v) => refuse_key(
+            "session_policy_arns",
+            short(v),
+            flags::Refusal::new("is not an array", "an array of managed policy ARNs"),
+        ),
     }
-    if failed {
+    if failed.get() {
         return Err(());
     }
-    Ok((document.is_some() || !arns.is_empty()).then_some(RoleSessionPolicy { document, arns }))
-}
-
-/// `arn:<partition>:iam::<12 digits or aws>:policy/<path/>name`.
-fn is_policy_arn(s: &str) -> bool {
-    let parts: Vec<&str> = s.splitn(6, ':').collect();
-    matches!(parts.as_slice(), ["arn", p, "iam", "", account, resource]
-        if !p.is_empty()
-        && (*account == "aws" || (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())))
-        && resource.strip_prefix("policy/").is_some_and(|n| !n.is_empty() && !n.ends_with('/')))
+    SessionPolicy::new(document, arns).map_err(|why| {
+        let shown = spec
+            .get("session_policy_arns")
+            .map(short)
+            .unwrap_or_default();
+        refuse_key("session_policy_arns", shown, why);
+    })
 }
 
 /// A JSON value as quoted in a refusal: short and on one line.
@@ -762,13 +704,13 @@ mod tests {
         assert_eq!(names, ["app", "copier", "plain"]);
         let copier = &r.roles[1];
         assert_eq!(copier.hops[0].name, "other");
-        let p = copier.session_policy.as_ref().unwrap();
+        let p = &copier.session_policy;
         assert_eq!(
             p.document.as_deref(),
             Some(r#"{"Statement":[],"Version":"2012-10-17"}"#)
         );
         assert_eq!(p.arns, ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
-        assert!(r.roles[2].role_arn.is_none() && r.roles[2].session_policy.is_none());
+        assert!(r.roles[2].role_arn.is_none() && r.roles[2].session_policy.is_empty());
         assert_eq!(copier.token_variable(), "IRSA_PROXY_AUTH_TOKEN_COPIER");
         assert_eq!(token_variable("s3-copy"), "IRSA_PROXY_AUTH_TOKEN_S3_COPY");
     }
@@ -800,12 +742,12 @@ mod tests {
             "has roles.a.extra, which is not a key of a role; expected role_arn, chain_role_arn",
             "has roles.b.chain_role_arn \"arn:aws:iam::111122223333:role/x\", which is not an array",
             "has roles.c.chain_role_arn[1] 7, which is not a string",
-            "has roles.d.session_policy \"text\", which is not an object",
+            "has roles.d.session_policy \"text\", which is not a JSON object",
             "has roles.d.session_policy_arns[0] \"arn:aws:s3:::bucket\", which is not a managed policy ARN",
-            "has roles.e.session_policy together with session_policy_file; expected one of them",
+            "has roles.e.session_policy {}, which is given together with session_policy_file; expected one of them",
             "has roles.f.session_policy_file \"/nonexistent-for-test/policy.json\", which cannot be read",
-            "has roles.g.session_policy_arns of 11 ARNs, which is too many; expected at most 10",
-            "has roles.h.session_policy of 2116 characters packed, which is too long; expected at most 2048",
+            "which names 11 managed policies; expected at most 10 policy ARNs",
+            "which is 2116 characters once packed; expected a JSON policy object of at most 2048",
             "has roles.i, which is not an object",
             "has imds_role \"nope\", which is not one of its roles",
         ] {
@@ -829,16 +771,5 @@ mod tests {
         for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(33)] {
             assert!(!is_role_name(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn policy_arns_should_have_the_iam_shape() {
-        assert!(is_policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess"));
-        assert!(is_policy_arn(
-            "arn:aws-cn:iam::123456789012:policy/team/Copy"
-        ));
-        assert!(!is_policy_arn("arn:aws:iam::12:policy/x"));
-        assert!(!is_policy_arn("arn:aws:iam::aws:role/x"));
-        assert!(!is_policy_arn("arn:aws:iam::aws:policy/"));
     }
 }
