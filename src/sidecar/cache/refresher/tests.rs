@@ -178,6 +178,7 @@ fn start_from(
         store: store.clone(),
         sts: scripted,
         settings: RefreshSettings {
+            role: "default".into(),
             role_arn: "arn:aws:iam::123456789012:role/app".into(),
             session_name: "test".into(),
             duration: secs(3600),
@@ -497,7 +498,7 @@ async fn outage_should_serve_cached_credentials_until_the_margin_then_the_error(
     assert!(calls.len() >= 4, "{calls:?}");
     let m = h.metrics.encode(h.store.is_ready());
     assert!(
-        m.contains(r#"irsa_proxy_sts_requests_total{result="error",error="InternalFailure"}"#),
+        m.contains(r#"irsa_proxy_sts_requests_total{result="error",error="InternalFailure",role="default"}"#),
         "{m}"
     );
 
@@ -559,11 +560,13 @@ async fn throttling_three_times_then_success_should_recover() {
     assert_eq!(h.left(&g), secs(3600));
     let m = h.metrics.encode(true);
     assert!(
-        m.contains(r#"irsa_proxy_sts_requests_total{result="error",error="Throttling"} 3"#),
+        m.contains(
+            r#"irsa_proxy_sts_requests_total{result="error",error="Throttling",role="default"} 3"#
+        ),
         "{m}"
     );
     assert!(
-        m.contains(r#"irsa_proxy_sts_requests_total{result="success",error=""} 1"#),
+        m.contains(r#"irsa_proxy_sts_requests_total{result="success",error="",role="default"} 1"#),
         "{m}"
     );
 
