@@ -287,6 +287,18 @@ pub struct DevArgs {
     #[arg(long, value_name = "ARN=FILE")]
     pub managed_policy: Vec<String>,
 
+    /// Several roles, as serve's --roles-file (the JSON of docs/several-roles.md): the proxy serves each with its own token. Each role's role_arn defaults to --role-arn; the emulator lets the dev token assume any of them
+    #[arg(long, value_name = "PATH")]
+    pub roles_file: Option<String>,
+
+    /// With --roles-file: the role whose variables the command gets (its token file and value), or, without a command, whose export lines are printed [default without a command: every role's, one block each]
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_role: Option<String>,
+
+    /// With --roles-file: run COMMAND with the variables of role NAME, as NAME=COMMAND (COMMAND split on whitespace, no shell); repeat for several, run side by side. The report names each command's role and how it ended
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub run: Vec<String>,
+
     /// Where the proxy gets credentials: web-identity (the emulator plays STS) or pod-identity (the emulator plays the EKS Pod Identity agent, with an association for the dev service account and a token for audience pods.eks.amazonaws.com)
     #[arg(long, value_name = "SOURCE", default_value = "web-identity")]
     pub source: String,

@@ -663,6 +663,10 @@ pub mod dev {
     pub const SOURCE: Flag = Flag::bare("--source");
     pub const MANAGED_POLICY: Flag = Flag::bare("--managed-policy");
     pub const SESSION_POLICY_ARN: Flag = Flag::bare("--session-policy-arn");
+    pub const SESSION_POLICY_FILE: Flag = Flag::bare("--session-policy-file");
+    pub const ROLES_FILE: Flag = Flag::bare("--roles-file");
+    pub const AS: Flag = Flag::bare("--as");
+    pub const RUN: Flag = Flag::bare("--run");
 
     pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
     pub(crate) const DEFAULT_CREDENTIAL_TTL: &str = "5m";
