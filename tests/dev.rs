@@ -626,4 +626,16 @@ fn dev_role_flags_should_be_refused_one_line_each() {
         "arn:aws:iam::aws:policy/X",
     ]);
     assert!(e.contains("--session-policy-arn: \"arn:aws:iam::aws:policy/X\" is given together with --roles-file"), "{e}");
+    // A role's session_policy_arns need their documents in the emulator.
+    let with_arn = dir.path().join("with-arn.json");
+    std::fs::write(
+        &with_arn,
+        r#"{"roles": {"app": {"session_policy_arns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}}}"#,
+    )
+    .unwrap();
+    let e = run(&["--roles-file", &with_arn.display().to_string()]);
+    assert!(
+        e.contains("has roles.app.session_policy_arns \"arn:aws:iam::aws:policy/ReadOnlyAccess\", a managed policy the emulator does not hold; expected --managed-policy arn:aws:iam::aws:policy/ReadOnlyAccess=FILE too"),
+        "{e}"
+    );
 }

@@ -270,24 +270,15 @@ pub(super) fn validate(args: &DevArgs) -> Result<DevSettings, Vec<FlagError>> {
         }
     }
     // The emulator refuses an ARN it holds no document for; say so now.
-    let named: Vec<&String> = chain
-        .session_policy
-        .arns
-        .iter()
-        .chain(
-            roles
-                .iter()
-                .flat_map(|r| r.roles.iter())
-                .flat_map(|r| r.session_policy.arns.iter()),
-        )
-        .collect();
-    for arn in named {
-        if !managed_policies.contains_key(arn)
-            && !args
+    let held = |arn: &str| {
+        managed_policies.contains_key(arn)
+            || args
                 .managed_policy
                 .iter()
                 .any(|m| m.starts_with(&format!("{arn}=")))
-        {
+    };
+    for arn in &chain.session_policy.arns {
+        if !held(arn) {
             flags.refuse(FlagError::refused(
                 f::SESSION_POLICY_ARN.name,
                 None,
@@ -297,6 +288,24 @@ pub(super) fn validate(args: &DevArgs) -> Result<DevSettings, Vec<FlagError>> {
                     format!("--managed-policy {arn}=FILE too (its document)"),
                 ),
             ));
+        }
+    }
+    if let (Some(r), Some(path)) = (&roles, &args.roles_file) {
+        for role in &r.roles {
+            for arn in role.session_policy.arns.iter().filter(|a| !held(a)) {
+                flags.refuse(FlagError::refused(
+                    f::ROLES_FILE.name,
+                    None,
+                    path,
+                    Refusal::new(
+                        format!(
+                            "has roles.{}.session_policy_arns {arn:?}, a managed policy the emulator does not hold",
+                            role.name
+                        ),
+                        format!("--managed-policy {arn}=FILE too (its document)"),
+                    ),
+                ));
+            }
         }
     }
     let log_format = flags.parse(&f::LOG_FORMAT, Some(&args.log_format), flags::text_or_json);
