@@ -177,6 +177,33 @@ impl Config {
             .raw(&f::DURATION, args.duration.as_deref())
             .map(|(v, source)| (duration, source, v));
         let chain = crate::sidecar::chain::Plan::from_args(&mut flags, args, given_duration);
+        // The agent's session already carries the six Pod Identity tags, all
+        // transitive: STS refuses a chained AssumeRole that sets one again.
+        if pod_identity.is_some() {
+            let keys = crate::sidecar::chain::tags::POD_IDENTITY_KEYS;
+            if let Some(t) = chain
+                .tags
+                .iter()
+                .find(|t| keys.iter().any(|k| k.eq_ignore_ascii_case(&t.key)))
+            {
+                let (shown, source) = match flags.raw(&f::SESSION_TAGS, None) {
+                    Some((v, source)) if args.chain.session_tags.is_empty() => (v, source),
+                    _ => (args.chain.session_tags.join(","), None),
+                };
+                flags.refuse(FlagError::refused(
+                    f::SESSION_TAGS.name,
+                    source,
+                    &shown,
+                    Refusal::new(
+                        format!(
+                            "sets {:?}, which the EKS Pod Identity session already carries as a transitive tag (STS refuses to set it again)",
+                            t.key
+                        ),
+                        "other keys: the chain inherits the six Pod Identity tags from the agent's session",
+                    ),
+                ));
+            }
+        }
         // No check of --refresh-before against --duration: the refresh window is
         // min(--refresh-before, lifetime / 2) of what STS returned, so any pair of
         // legal values works, and the 30m default must not refuse `--duration 15m`
@@ -725,6 +752,29 @@ mod tests {
         let c = Config::from_args(&ServeArgs::default(), &e).unwrap();
         assert_eq!(c.source(), SourceKind::PodIdentity);
         assert_eq!(c.served_role().arn, "arn:aws:iam::444455556666:role/target");
+        // The chain inherits the agent's six transitive tags: setting one again
+        // is what STS refuses, so it is refused here; other tags are fine.
+        for (tags, refused) in [
+            ("pod-identity", true),
+            ("Kubernetes-Namespace=shop", true),
+            ("team=payments", false),
+        ] {
+            let mut with_tags = e.clone();
+            with_tags.insert("IRSA_PROXY_SESSION_TAGS".into(), tags.into());
+            with_tags.insert("IRSA_PROXY_CLUSTER_NAME".into(), "prod".into());
+            match Config::from_args(&ServeArgs::default(), &with_tags) {
+                Ok(_) => assert!(!refused, "{tags}"),
+                Err(e) => {
+                    let all = flags::lines(&e);
+                    assert!(refused, "{tags}: {all}");
+                    assert!(
+                        all.contains("--session-tags (IRSA_PROXY_SESSION_TAGS)")
+                            && all.contains("already carries as a transitive tag"),
+                        "{all}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
