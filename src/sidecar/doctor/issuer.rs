@@ -744,6 +744,28 @@ mod tests {
     }
 
     #[test]
+    fn a_trust_policy_for_another_provider_should_be_named_once() {
+        let policy = |provider: &str| {
+            Policy::parse(&format!(
+                r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"Federated":"arn:aws:iam::111122223333:oidc-provider/{provider}"}},"Action":"sts:AssumeRoleWithWebIdentity"}}]}}"#
+            ))
+            .unwrap()
+        };
+        let iss = "https://oidc.example.com/id/A";
+        let mut findings = Vec::new();
+        policy_names_issuer(&policy("oidc.example.com/id/A"), iss, &mut findings);
+        assert!(findings.is_empty());
+        policy_names_issuer(&policy("oidc.example.com/id/B"), iss, &mut findings);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].code, "issuer_not_in_trust_policy");
+        assert!(findings[0].message.contains("oidc.example.com/id/B"));
+        // Already said by the evaluation: not repeated.
+        let mut findings = vec![Finding::error("principal_mismatch", String::new(), None)];
+        policy_names_issuer(&policy("oidc.example.com/id/B"), iss, &mut findings);
+        assert_eq!(findings.len(), 1);
+    }
+
+    #[test]
     fn the_kid_should_come_from_the_header() {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use base64::Engine as _;
