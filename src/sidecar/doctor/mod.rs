@@ -483,6 +483,9 @@ mod tests {
             duration: None,
             session_policy_file: Some(policy.display().to_string()),
             session_policy_arn: vec![],
+            issuer: false,
+            ca_file: None,
+            resolve: vec![],
         };
         let env: HashMap<String, String> = [(
             "IRSA_PROXY_SESSION_POLICY_ARNS".to_string(),
