@@ -96,6 +96,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub auth_token_file: Option<String>,
 
+    /// Several roles, each with its own token, cache and refresh: a JSON file {"imds_role": NAME, "roles": {NAME: {"role_arn", "chain_role_arn", "session_policy", "session_policy_file", "session_policy_arns"}}} (docs/contract.md §13); the same JSON may be given inline in IRSA_PROXY_ROLES [env: IRSA_PROXY_ROLES_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub roles_file: Option<String>,
+
+    /// With several roles: each role's token is written to DIR/<name>/token, from IRSA_PROXY_AUTH_TOKEN_<NAME> when set, else kept from the file or made of 256 random bits [env: IRSA_PROXY_AUTH_TOKEN_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub auth_token_dir: Option<String>,
+
     /// Serve the IMDS paths (default) [env: IRSA_PROXY_IMDS=true|false]
     #[arg(long, overrides_with = "no_imds")]
     pub imds: bool,
@@ -138,6 +146,14 @@ pub struct ServeArgs {
     /// File holding the last hop's ExternalId, re-read before every call (a mounted Secret) [env: IRSA_PROXY_CHAIN_EXTERNAL_ID_FILE]
     #[arg(long, value_name = "PATH")]
     pub chain_external_id_file: Option<String>,
+
+    /// Session policy (JSON) sent as Policy on the role's last call (the web-identity call, or the last --chain-role-arn hop): the credentials can do only what both the role and this policy allow. Read once at start-up; at most 2048 characters once whitespace is removed [env: IRSA_PROXY_SESSION_POLICY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub session_policy_file: Option<String>,
+
+    /// Managed policy ARN sent in PolicyArns on the role's last call, as a session policy with --session-policy-file; repeat for several, at most 10 [env: IRSA_PROXY_SESSION_POLICY_ARNS, comma-separated]
+    #[arg(long, value_name = "ARN")]
+    pub session_policy_arn: Vec<String>,
 
     /// Where credentials come from: web-identity (IRSA: --role-arn and --token-file), pod-identity (the EKS Pod Identity agent: --pod-identity-uri and --pod-identity-token-file) or auto (web-identity when a role or web-identity token is given, else pod-identity when the agent's URI is) [env: IRSA_PROXY_SOURCE] [default: auto]
     #[arg(long, value_name = "SOURCE")]
@@ -263,6 +279,30 @@ pub struct DevArgs {
     #[arg(long)]
     pub link_local: bool,
 
+    /// As serve's: a session policy (JSON) sent on the role's last call; the emulator enforces it, so the app's calls outside it are AccessDenied and the report lists them
+    #[arg(long, value_name = "PATH")]
+    pub session_policy_file: Option<String>,
+
+    /// As serve's (repeatable); each needs a --managed-policy with its document
+    #[arg(long, value_name = "ARN")]
+    pub session_policy_arn: Vec<String>,
+
+    /// A managed policy the emulator holds, as POLICY_ARN=FILE (repeatable): what --session-policy-arn (or a role's session_policy_arns) may name
+    #[arg(long, value_name = "ARN=FILE")]
+    pub managed_policy: Vec<String>,
+
+    /// Several roles, as serve's --roles-file (the JSON of docs/several-roles.md): the proxy serves each with its own token. Each role's role_arn defaults to --role-arn; the emulator lets the dev token assume any of them
+    #[arg(long, value_name = "PATH")]
+    pub roles_file: Option<String>,
+
+    /// With --roles-file: the role whose variables the command gets (its token file and value), or, without a command, whose export lines are printed [default without a command: every role's, one block each]
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_role: Option<String>,
+
+    /// With --roles-file: run COMMAND with the variables of role NAME, as NAME=COMMAND (COMMAND split on whitespace, no shell); repeat for several, run side by side. The report names each command's role and how it ended
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub run: Vec<String>,
+
     /// Where the proxy gets credentials: web-identity (the emulator plays STS) or pod-identity (the emulator plays the EKS Pod Identity agent, with an association for the dev service account and a token for audience pods.eks.amazonaws.com)
     #[arg(long, value_name = "SOURCE", default_value = "web-identity")]
     pub source: String,
@@ -302,6 +342,10 @@ pub struct EmulatorArgs {
     /// The trust policy (JSON) of a role that AssumeRole (a chained hop) may target, as ROLE_ARN=FILE; repeat for several. A role without one may be assumed by any session the emulator issued
     #[arg(long, value_name = "ARN=FILE")]
     pub role_trust_policy: Vec<String>,
+
+    /// A managed policy (JSON) that PolicyArns may name as a session policy, as POLICY_ARN=FILE; repeat for several. PolicyArns naming any other ARN is refused (MalformedPolicyDocument), as STS refuses one that does not exist
+    #[arg(long, value_name = "ARN=FILE")]
+    pub managed_policy: Vec<String>,
 
     /// Longest lifetime of issued credentials
     #[arg(long, value_name = "DURATION", default_value = flags::emulator::DEFAULT_CREDENTIAL_TTL)]
@@ -401,6 +445,26 @@ pub struct DoctorArgs {
     /// As serve's --duration, checked against the 1h chained-session cap [env: IRSA_PROXY_DURATION]
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<String>,
+
+    /// As serve's: checked as serve checks it, and named in the report [env: IRSA_PROXY_SESSION_POLICY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub session_policy_file: Option<String>,
+
+    /// As serve's [env: IRSA_PROXY_SESSION_POLICY_ARNS, comma-separated]
+    #[arg(long, value_name = "ARN")]
+    pub session_policy_arn: Vec<String>,
+
+    /// Fetch the token's issuer documents (discovery and JWKS) over HTTPS as STS would, and check them
+    #[arg(long)]
+    pub issuer: bool,
+
+    /// With --issuer: CA certificates (PEM) trusted besides the system's and AWS_CA_BUNDLE's
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// With --issuer: connect to ADDR for HOST instead of asking DNS (repeatable)
+    #[arg(long, value_name = "HOST=ADDR")]
+    pub resolve: Vec<String>,
 }
 
 /// Flags of `inject`.

@@ -253,6 +253,17 @@ impl<'e> Flags<'e> {
         self.errors.push(e);
     }
 
+    /// How many refusals are recorded so far.
+    pub fn count(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// A variable with a name made at run time (not a [`Flag`]'s); an empty
+    /// one counts as unset.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.env.var(name).filter(|v| !v.trim().is_empty())
+    }
+
     /// Every refusal, or `Ok` with `value` when there was none.
     pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, Vec<FlagError>> {
         if self.errors.is_empty() {
@@ -469,6 +480,24 @@ pub mod serve {
         name: "IRSA_PROXY_AUTH_TOKEN",
         env: &["IRSA_PROXY_AUTH_TOKEN"],
     };
+    /// Several roles (docs/contract.md §13): the roles JSON in a file...
+    pub const ROLES_FILE: Flag = Flag {
+        name: "--roles-file",
+        env: &["IRSA_PROXY_ROLES_FILE"],
+    };
+    /// ... or inline, in the environment only (what `inject` writes).
+    pub const ROLES: Flag = Flag {
+        name: "IRSA_PROXY_ROLES",
+        env: &["IRSA_PROXY_ROLES"],
+    };
+    /// With several roles: `DIR/<name>/token` holds each role's token.
+    pub const AUTH_TOKEN_DIR: Flag = Flag {
+        name: "--auth-token-dir",
+        env: &["IRSA_PROXY_AUTH_TOKEN_DIR"],
+    };
+    /// With several roles: a role's token as a value is
+    /// `IRSA_PROXY_AUTH_TOKEN_<NAME>` (NAME upper-cased, `-` as `_`).
+    pub const AUTH_TOKEN_ROLE_PREFIX: &str = "IRSA_PROXY_AUTH_TOKEN_";
     /// The environment twin of `--imds`/`--no-imds`.
     pub const IMDS: Flag = Flag {
         name: "IRSA_PROXY_IMDS",
@@ -537,6 +566,17 @@ pub mod serve {
     pub const CLUSTER_ARN: Flag = Flag {
         name: "--cluster-arn",
         env: &["IRSA_PROXY_CLUSTER_ARN"],
+    };
+
+    // The session policy of the role's last call (crate::sidecar::sts::policy).
+    pub const SESSION_POLICY_FILE: Flag = Flag {
+        name: "--session-policy-file",
+        env: &["IRSA_PROXY_SESSION_POLICY_FILE"],
+    };
+    /// Repeatable; comma-separated in the environment.
+    pub const SESSION_POLICY_ARN: Flag = Flag {
+        name: "--session-policy-arn",
+        env: &["IRSA_PROXY_SESSION_POLICY_ARNS"],
     };
 
     // The way out to STS (crate::sidecar::egress): the standard variables, no flags, so
@@ -621,6 +661,12 @@ pub mod dev {
     pub const EARLY_EXPIRY: Flag = Flag::bare("--early-expiry");
     pub const SCENARIO: Flag = Flag::bare("--scenario");
     pub const SOURCE: Flag = Flag::bare("--source");
+    pub const MANAGED_POLICY: Flag = Flag::bare("--managed-policy");
+    pub const SESSION_POLICY_ARN: Flag = Flag::bare("--session-policy-arn");
+    pub const SESSION_POLICY_FILE: Flag = Flag::bare("--session-policy-file");
+    pub const ROLES_FILE: Flag = Flag::bare("--roles-file");
+    pub const AS: Flag = Flag::bare("--as");
+    pub const RUN: Flag = Flag::bare("--run");
 
     pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
     pub(crate) const DEFAULT_CREDENTIAL_TTL: &str = "5m";
@@ -656,6 +702,7 @@ pub mod emulator {
     pub(crate) const AUDIENCE: Flag = Flag::bare("--audience");
     pub const TRUST_POLICY: Flag = Flag::bare("--trust-policy");
     pub const ROLE_TRUST_POLICY: Flag = Flag::bare("--role-trust-policy");
+    pub const MANAGED_POLICY: Flag = Flag::bare("--managed-policy");
     pub const CREDENTIAL_TTL: Flag = Flag::bare("--credential-ttl");
     pub const LOG_FORMAT: Flag = Flag::bare("--log-format");
     pub(crate) const TLS_CERT_FILE: Flag = Flag::bare("--tls-cert-file");
@@ -679,6 +726,8 @@ pub mod doctor {
     pub const TRUST_POLICY: Flag = Flag::bare("--trust-policy");
     pub const CHAIN_TRUST_POLICY: Flag = Flag::bare("--chain-trust-policy");
     pub(crate) const OUTPUT: Flag = Flag::bare("--output");
+    pub(crate) const CA_FILE: Flag = Flag::bare("--ca-file");
+    pub(crate) const RESOLVE: Flag = Flag::bare("--resolve");
     pub(crate) const DEFAULT_AUDIENCE: &str = super::DEFAULT_AUDIENCE;
 }
 

@@ -2,7 +2,8 @@
 //! credential requests it answered 503 then: the report's "proxy unavailable".
 //!
 //! "Nothing to serve" is the store's own test ([`CredentialStore::current`]):
-//! no credentials cached, or the cached ones inside their safety margin. The
+//! no credentials cached, or the cached ones inside their safety margin; with
+//! several roles (`--roles-file`), a time when any role had nothing. The
 //! watch wakes on every change of the store and at the moment the cached
 //! credentials stop being served, so the time is exact to the scheduler, not
 //! sampled. The 503s are the proxy's own count (its `http_requests` metric of
@@ -16,7 +17,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::sidecar::cache::CredentialStore;
-use crate::sidecar::metrics::{Endpoint, Metrics};
+use crate::sidecar::metrics::Metrics;
 
 /// The report's account of the time without credentials.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -60,15 +61,20 @@ fn show_seconds(s: f64) -> String {
     }
 }
 
+/// The time with at least one store empty: a period starts when the first
+/// store goes empty and ends when the last one is served again.
 #[derive(Default)]
 struct Tally {
     total: Duration,
     periods: u32,
     since: Option<Instant>,
+    /// Stores with nothing to serve now.
+    empty: usize,
 }
 
 impl Tally {
     fn begin(&mut self, now: Instant) {
+        self.empty += 1;
         if self.since.is_none() {
             self.since = Some(now);
             self.periods += 1;
@@ -76,30 +82,41 @@ impl Tally {
     }
 
     fn end(&mut self, now: Instant) {
+        self.empty = self.empty.saturating_sub(1);
+        if self.empty == 0 {
+            self.close(now);
+        }
+    }
+
+    fn close(&mut self, now: Instant) {
         if let Some(since) = self.since.take() {
             self.total += now.saturating_duration_since(since);
         }
     }
 }
 
-/// A watch on the proxy's store, from [`watch`] until [`Watch::finish`].
+/// A watch on the proxy's stores, from [`watch`] until [`Watch::finish`].
 pub(crate) struct Watch {
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     tally: Arc<Mutex<Tally>>,
     metrics: Arc<Metrics>,
     answered_503_before: u64,
 }
 
 fn answered_503(metrics: &Metrics) -> u64 {
-    metrics.http_answers(Endpoint::Ecs, 503) + metrics.http_answers(Endpoint::Imds, 503)
+    metrics.credential_503s()
 }
 
-/// Starts watching now (dev starts it when the app starts).
-pub(crate) fn watch(store: Arc<CredentialStore>, metrics: Arc<Metrics>) -> Watch {
+/// Starts watching now (dev starts it when the app starts): one store per
+/// role the proxy serves.
+pub(crate) fn watch(stores: Vec<Arc<CredentialStore>>, metrics: Arc<Metrics>) -> Watch {
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let task = tokio::spawn(follow(store, tally.clone()));
+    let tasks = stores
+        .into_iter()
+        .map(|store| tokio::spawn(follow(store, tally.clone())))
+        .collect();
     Watch {
-        task,
+        tasks,
         tally,
         answered_503_before: answered_503(&metrics),
         metrics,
@@ -109,9 +126,11 @@ pub(crate) fn watch(store: Arc<CredentialStore>, metrics: Arc<Metrics>) -> Watch
 impl Watch {
     /// Stops the watch; an unavailable stretch still open ends now.
     pub(crate) fn finish(self) -> ProxyUnavailable {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         let mut tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
-        tally.end(Instant::now());
+        tally.close(Instant::now());
         ProxyUnavailable {
             seconds: (tally.total.as_secs_f64() * 10.0).round() / 10.0,
             periods: tally.periods,
@@ -123,13 +142,15 @@ impl Watch {
 
 async fn follow(store: Arc<CredentialStore>, tally: Arc<Mutex<Tally>>) {
     let mut changes = store.changes();
+    let mut empty = false;
     loop {
         let served = store.current();
-        {
+        if served.is_none() != empty {
+            empty = served.is_none();
             let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
-            match served {
-                Some(_) => tally.end(Instant::now()),
-                None => tally.begin(Instant::now()),
+            match empty {
+                true => tally.begin(Instant::now()),
+                false => tally.end(Instant::now()),
             }
         }
         // Until the store changes or, with credentials, until they stop
@@ -184,16 +205,21 @@ mod tests {
         );
     }
 
+    /// Two roles: a period runs from the first store going empty to the
+    /// last one served again.
     #[test]
     fn a_tally_should_add_up_separate_periods() {
         let t0 = Instant::now();
+        let s = Duration::from_secs;
         let mut t = Tally::default();
         t.begin(t0);
-        t.begin(t0 + Duration::from_secs(1));
-        t.end(t0 + Duration::from_secs(2));
-        t.end(t0 + Duration::from_secs(3));
-        t.begin(t0 + Duration::from_secs(5));
-        t.end(t0 + Duration::from_secs(6));
-        assert_eq!((t.total, t.periods), (Duration::from_secs(3), 2));
+        t.begin(t0 + s(1));
+        t.end(t0 + s(2));
+        t.end(t0 + s(3));
+        t.begin(t0 + s(5));
+        t.end(t0 + s(6));
+        t.begin(t0 + s(8));
+        t.close(t0 + s(10));
+        assert_eq!((t.total, t.periods), (s(6), 3));
     }
 }
