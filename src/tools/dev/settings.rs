@@ -470,6 +470,10 @@ mod tests {
         assert_eq!(validate(&a).map(|s| s.log_level).ok(), Some("warn"));
         a.verbose = true;
         assert_eq!(validate(&a).map(|s| s.log_level).ok(), Some("info"));
+        // --run commands are commands too.
+        let mut a = args();
+        a.run = vec!["x=true".into()];
+        assert_eq!(log_level(&a), "warn");
     }
 
     #[test]
