@@ -25,6 +25,8 @@
 //!   written. Commands are shown only in `sh` and `console` blocks.
 //! - Relative links between the pages lead to a file that exists and, with a
 //!   `#fragment`, to one of its headings.
+//! - Each task page shows a command within its first 40 lines, and the README
+//!   stays within 250 lines.
 
 mod common;
 
@@ -771,6 +773,25 @@ fn links_between_the_pages_should_resolve() {
         }
     }
     assert!(broken.is_empty(), "broken links: {broken:#?}");
+}
+
+/// The first screen of a task page says what it is for and shows the command
+/// to try: a ```` ```sh ```` or ```` ```console ```` block within its first 40
+/// lines.
+#[test]
+fn every_task_page_should_show_a_command_on_its_first_screen() {
+    let mut late = Vec::new();
+    for rel in PAGES.iter().chain(&["docs/pod-identity.md"]) {
+        let page = read(rel);
+        let first = blocks(&page)
+            .into_iter()
+            .find(|b| b.lang == "sh" || b.lang == "console")
+            .map(|b| b.line);
+        if !first.is_some_and(|line| line <= 40) {
+            late.push(format!("{rel}: first command block at line {first:?}"));
+        }
+    }
+    assert!(late.is_empty(), "{late:#?}");
 }
 
 #[test]
