@@ -264,7 +264,7 @@ pub struct DevArgs {
     #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
     pub log_format: String,
 
-    /// With a COMMAND, dev logs only warnings and errors, so that the command's output and the report stand out; --verbose logs everything (INFO: refreshes, rotations, faults). Without a command the log is always full. RUST_LOG, when set, wins over both
+    /// With a COMMAND (or --run), dev logs only warnings and errors, so that the command's output and the report stand out; --verbose logs everything (INFO: refreshes, rotations, faults). Without a command the log is always full. RUST_LOG, when set, wins over both
     #[arg(long, short = 'v')]
     pub verbose: bool,
 
