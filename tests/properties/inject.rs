@@ -20,6 +20,7 @@ fn inject_options() -> Options {
         },
         role_arn: Some("arn:aws:iam::111122223333:role/app".into()),
         container: Vec::new(),
+        container_role: Vec::new(),
         strip_web_identity: false,
         keep_web_identity: false,
         auth_secret: None,
