@@ -55,6 +55,7 @@
 mod chain;
 mod emit;
 mod pod;
+mod roles;
 mod workload;
 
 use std::io::{IsTerminal, Read, Write};

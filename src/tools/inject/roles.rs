@@ -148,16 +148,20 @@ pub(crate) fn duplicate(roles: &[ContainerRole], index: usize) -> Option<Refusal
 /// Pod Identity the agent picks the pod's role (a role may not name
 /// `role_arn`), so each ARN becomes the one hop of its chain.
 pub(crate) fn roles_json(roles: &[&ContainerRole], pod_identity: bool) -> String {
-    let mut map = serde_json::Map::new();
-    for r in roles {
-        let role = if pod_identity {
-            json!({ "chain_role_arn": [r.role_arn] })
-        } else {
-            json!({ "role_arn": r.role_arn })
-        };
-        map.insert(r.container.clone(), role);
-    }
-    json!({ "roles": Value::Object(map) }).to_string()
+    // Written entry by entry: the order stays the flags' whatever order
+    // serde_json's maps keep.
+    let entries: Vec<String> = roles
+        .iter()
+        .map(|r| {
+            let role = if pod_identity {
+                json!({ "chain_role_arn": [r.role_arn] })
+            } else {
+                json!({ "role_arn": r.role_arn })
+            };
+            format!("{}:{role}", Value::String(r.container.clone()))
+        })
+        .collect();
+    format!("{{\"roles\":{{{}}}}}", entries.join(","))
 }
 
 /// Fresh random tokens, one per role, for the webhook (which writes them as
@@ -172,6 +176,133 @@ pub(crate) fn fresh_tokens(roles: &[&ContainerRole]) -> BTreeMap<String, String>
             )
         })
         .collect()
+}
+
+/// Why a pod cannot get its roles. Each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleProblem {
+    #[error(
+        "--container-role {name:?}: the pod has no container of that name (it has: {available})"
+    )]
+    UnknownContainer { name: String, available: String },
+    #[error("--container-role {name:?}: an init container runs before a --classic-sidecar starts, so it could get no credentials; leave out --classic-sidecar (the native sidecar starts before every init container)")]
+    InitWithClassic { name: String },
+}
+
+/// Checks the roles against the pod's containers: every named container
+/// exists, and an init container has a role only with the native sidecar.
+pub(crate) fn check_pod(
+    roles: &[ContainerRole],
+    init: &[String],
+    apps: &[String],
+    classic: bool,
+) -> Result<(), RoleProblem> {
+    for r in roles {
+        let is_init = init.contains(&r.container);
+        if !is_init && !apps.contains(&r.container) {
+            return Err(RoleProblem::UnknownContainer {
+                name: r.container.clone(),
+                available: init
+                    .iter()
+                    .chain(apps)
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        if is_init && classic {
+            return Err(RoleProblem::InitWithClassic {
+                name: r.container.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Each role's token for one pod, decided once so that the sidecar and the
+/// container of the role carry the same one: a key of the auth Secret (named
+/// after the role), or a fresh value (the webhook).
+pub(crate) struct RoleTokens {
+    roles: Vec<(ContainerRole, Origin)>,
+}
+
+enum Origin {
+    SecretKey(String),
+    Value(String),
+}
+
+impl RoleTokens {
+    pub(crate) fn new(roles: &[ContainerRole], source: &super::AuthTokenSource) -> RoleTokens {
+        let all: Vec<&ContainerRole> = roles.iter().collect();
+        let mut fresh = match source {
+            super::AuthTokenSource::Secret(_) => BTreeMap::new(),
+            super::AuthTokenSource::Value(_) => fresh_tokens(&all),
+        };
+        let roles = roles
+            .iter()
+            .map(|r| {
+                let origin = match source {
+                    super::AuthTokenSource::Secret(name) => Origin::SecretKey(name.clone()),
+                    super::AuthTokenSource::Value(_) => {
+                        Origin::Value(fresh.remove(&r.container).unwrap_or_default())
+                    }
+                };
+                (r.clone(), origin)
+            })
+            .collect();
+        RoleTokens { roles }
+    }
+
+    /// The role of `container`, if it has one.
+    pub(crate) fn role_of(&self, container: &str) -> Option<&ContainerRole> {
+        self.roles
+            .iter()
+            .map(|(r, _)| r)
+            .find(|r| r.container == container)
+    }
+
+    /// The env entry `name` with the token of `role`.
+    pub(crate) fn env(&self, role: &ContainerRole, name: &str) -> Value {
+        match self.roles.iter().find(|(r, _)| r == role).map(|(_, o)| o) {
+            Some(Origin::SecretKey(secret)) => json!({
+                "name": name,
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": role.container}},
+            }),
+            Some(Origin::Value(token)) => json!({"name": name, "value": token}),
+            None => json!({"name": name}),
+        }
+    }
+
+    /// The sidecar's variables: the roles JSON, the token directory, and each
+    /// role's token, in this order.
+    pub(crate) fn sidecar_env(&self, pod_identity: bool) -> Vec<Value> {
+        let roles: Vec<&ContainerRole> = self.roles.iter().map(|(r, _)| r).collect();
+        let mut env = vec![
+            json!({"name": ROLES_ENV, "value": roles_json(&roles, pod_identity)}),
+            json!({"name": TOKEN_DIR_ENV, "value": TOKEN_DIR}),
+        ];
+        env.extend(roles.iter().map(|r| self.env(r, &r.token_env())));
+        env
+    }
+
+    /// The read-only mount of the role's own directory of the shared volume.
+    pub(crate) fn mount(role: &ContainerRole) -> Value {
+        json!({
+            "name": super::SHARED_VOLUME,
+            "mountPath": super::SHARED_DIR,
+            "subPath": role.sub_path(),
+            "readOnly": true,
+        })
+    }
+}
+
+// Tokens are secrets: never in logs or `{:?}` output.
+impl std::fmt::Debug for RoleTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.roles.iter().map(|(r, _)| &r.container))
+            .finish()
+    }
 }
 
 #[cfg(test)]
@@ -205,7 +336,10 @@ mod tests {
             ("copier", "has no '='"),
             (&format!("={ARN}") as &str, "names no container"),
             (&format!("irsa-proxy={ARN}"), "a container inject adds"),
-            (&format!("irsa-proxy-link-local={ARN}"), "a container inject adds"),
+            (
+                &format!("irsa-proxy-link-local={ARN}"),
+                "a container inject adds",
+            ),
             (&format!("Api={ARN}"), "not a container name"),
             (&format!("api_1={ARN}"), "not a container name"),
             (&format!("-api={ARN}"), "not a container name"),
@@ -227,7 +361,12 @@ mod tests {
     #[test]
     fn a_container_given_twice_or_in_two_roles_should_be_told_apart() {
         let other = "arn:aws:iam::111122223333:role/other";
-        let roles = [cr("api", ARN), cr("worker", ARN), cr("api", ARN), cr("api", other)];
+        let roles = [
+            cr("api", ARN),
+            cr("worker", ARN),
+            cr("api", ARN),
+            cr("api", other),
+        ];
         assert!(duplicate(&roles, 0).is_none());
         assert!(duplicate(&roles, 1).is_none());
         let twice = duplicate(&roles, 2).expect("twice");
@@ -256,6 +395,72 @@ mod tests {
             roles_json(&[&b], true),
             r#"{"roles":{"api":{"chain_role_arn":["arn:aws:iam::111122223333:role/app"]}}}"#
         );
+    }
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn roles_should_name_containers_the_pod_has() {
+        let init = names(&["copier"]);
+        let apps = names(&["api", "metrics"]);
+        let ok = [cr("copier", ARN), cr("api", ARN)];
+        assert!(check_pod(&ok, &init, &apps, false).is_ok());
+        let err = check_pod(&[cr("apx", ARN)], &init, &apps, false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--container-role \"apx\": the pod has no container of that name (it has: copier, api, metrics)"
+        );
+        let err = check_pod(&ok, &init, &apps, true).unwrap_err();
+        assert!(err.to_string().contains("--classic-sidecar"), "{err}");
+        assert!(check_pod(&[cr("api", ARN)], &init, &apps, true).is_ok());
+    }
+
+    #[test]
+    fn a_secret_should_give_each_role_its_own_key() {
+        let roles = [cr("copier", ARN), cr("api", ARN)];
+        let t = RoleTokens::new(
+            &roles,
+            &super::super::AuthTokenSource::Secret("auth".into()),
+        );
+        assert_eq!(
+            t.env(&roles[1], "AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+            json!({"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                   "valueFrom": {"secretKeyRef": {"name": "auth", "key": "api"}}})
+        );
+        let env = t.sidecar_env(false);
+        let names: Vec<&str> = env.iter().filter_map(|e| e["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "IRSA_PROXY_ROLES",
+                "IRSA_PROXY_AUTH_TOKEN_DIR",
+                "IRSA_PROXY_AUTH_TOKEN_COPIER",
+                "IRSA_PROXY_AUTH_TOKEN_API"
+            ]
+        );
+        assert_eq!(env[2]["valueFrom"]["secretKeyRef"]["key"], "copier");
+        assert_eq!(t.role_of("api"), Some(&roles[1]));
+        assert_eq!(t.role_of("metrics"), None);
+        assert_eq!(
+            RoleTokens::mount(&roles[0]),
+            json!({"name": "irsa-proxy-auth", "mountPath": "/var/run/irsa-proxy",
+                   "subPath": "roles/copier", "readOnly": true})
+        );
+    }
+
+    #[test]
+    fn values_should_be_the_same_for_the_sidecar_and_the_container_and_never_debug_printed() {
+        let roles = [cr("copier", ARN), cr("api", ARN)];
+        let t = RoleTokens::new(&roles, &super::super::AuthTokenSource::Value("x".into()));
+        let env = t.sidecar_env(false);
+        let api = t.env(&roles[1], "AWS_CONTAINER_AUTHORIZATION_TOKEN");
+        assert_eq!(env[3]["value"], api["value"]);
+        assert_ne!(env[2]["value"], env[3]["value"]);
+        let token = api["value"].as_str().unwrap().to_string();
+        assert_eq!(token.len(), 64);
+        assert!(!format!("{t:?}").contains(&token));
     }
 
     #[test]
