@@ -104,7 +104,9 @@ fn mask_tokens(text: &str) -> String {
             // With several roles, one key per role (the role's name).
             None => match line.strip_prefix("  ").and_then(|l| l.split_once(": ")) {
                 Some((key, b64))
-                    if key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    if key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                         && random(b64) =>
                 {
                     format!("  {key}: <64 random hex digits, base64>\n")
@@ -1164,7 +1166,11 @@ fn container_roles_should_line_up_with_serves_variables() -> TestResult {
             .find(|e| e["name"] == name)
             .cloned()
     };
-    let secret_key = |e: &Value| e["valueFrom"]["secretKeyRef"]["key"].as_str().map(str::to_string);
+    let secret_key = |e: &Value| {
+        e["valueFrom"]["secretKeyRef"]["key"]
+            .as_str()
+            .map(str::to_string)
+    };
     let all: Vec<&Value> = init
         .iter()
         .copied()
@@ -1176,8 +1182,11 @@ fn container_roles_should_line_up_with_serves_variables() -> TestResult {
             .find(|c| c["name"] == role)
             .ok_or("no container")?;
         let theirs = env_of(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN").ok_or("no token")?;
-        let sidecars = env_of(sidecar, &format!("IRSA_PROXY_AUTH_TOKEN_{}", role.to_uppercase()))
-            .ok_or("no sidecar token")?;
+        let sidecars = env_of(
+            sidecar,
+            &format!("IRSA_PROXY_AUTH_TOKEN_{}", role.to_uppercase()),
+        )
+        .ok_or("no sidecar token")?;
         assert_eq!(secret_key(&theirs).as_deref(), Some(role));
         assert_eq!(secret_key(&sidecars).as_deref(), Some(role));
         assert_eq!(
@@ -1210,7 +1219,12 @@ fn bad_container_roles_should_be_refused_with_one_line() -> TestResult {
     let cases: &[(&str, &[&str], &[&str])] = &[
         (
             "unknown container",
-            &["--container-role", ROLE_API, "--container-role", "apx=arn:aws:iam::111122223333:role/x"],
+            &[
+                "--container-role",
+                ROLE_API,
+                "--container-role",
+                "apx=arn:aws:iam::111122223333:role/x",
+            ],
             &["Deployment/shop", "\"apx\"", "copier, api, worker, metrics"],
         ),
         (
@@ -1220,7 +1234,12 @@ fn bad_container_roles_should_be_refused_with_one_line() -> TestResult {
         ),
         (
             "in two roles",
-            &["--container-role", ROLE_API, "--container-role", "api=arn:aws:iam::111122223333:role/other"],
+            &[
+                "--container-role",
+                ROLE_API,
+                "--container-role",
+                "api=arn:aws:iam::111122223333:role/other",
+            ],
             &["--container-role", "\"api\" in a second role", "role/api"],
         ),
         (
@@ -1235,7 +1254,10 @@ fn bad_container_roles_should_be_refused_with_one_line() -> TestResult {
         ),
         (
             "the sidecar",
-            &["--container-role", "irsa-proxy=arn:aws:iam::111122223333:role/x"],
+            &[
+                "--container-role",
+                "irsa-proxy=arn:aws:iam::111122223333:role/x",
+            ],
             &["--container-role", "a container inject adds"],
         ),
         (
@@ -1253,12 +1275,22 @@ fn bad_container_roles_should_be_refused_with_one_line() -> TestResult {
         assert!(out.stdout.is_empty(), "{what}: wrote to stdout");
         assert_eq!(stderr.lines().count(), 1, "{what}: not one line: {stderr}");
         for needle in *expected {
-            assert!(stderr.contains(needle), "{what}: {needle:?} not in {stderr:?}");
+            assert!(
+                stderr.contains(needle),
+                "{what}: {needle:?} not in {stderr:?}"
+            );
         }
     }
     // --container chooses the containers of the one role: not with roles.
     let out = inject(
-        &["--container", "api", "--container-role", ROLE_API, "-f", "-"],
+        &[
+            "--container",
+            "api",
+            "--container-role",
+            ROLE_API,
+            "-f",
+            "-",
+        ],
         roles.as_bytes(),
     )?;
     assert_eq!(out.status.code(), Some(2));
@@ -1282,14 +1314,26 @@ fn the_auth_secret_should_have_a_key_per_role() -> TestResult {
         }
         y
     };
-    let args = ["--container-role", ROLE_API, "--container-role", ROLE_WORKER];
+    let args = [
+        "--container-role",
+        ROLE_API,
+        "--container-role",
+        ROLE_WORKER,
+    ];
     let input = [pod("p1", &["api"]), pod("p2", &["api", "worker"])].join("---\n");
     let out = inject(&args, input.as_bytes())?;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr)?;
-    assert!(stderr.contains("Pod/p1") && stderr.contains("\"worker\""), "{stderr}");
+    assert!(
+        stderr.contains("Pod/p1") && stderr.contains("\"worker\""),
+        "{stderr}"
+    );
 
-    let input = [pod("p1", &["worker", "api"]), pod("p2", &["api", "worker", "batch"])].join("---\n");
+    let input = [
+        pod("p1", &["worker", "api"]),
+        pod("p2", &["api", "worker", "batch"]),
+    ]
+    .join("---\n");
     let out = inject(&args, input.as_bytes())?;
     let stderr = String::from_utf8(out.stderr)?;
     assert!(out.status.success(), "{stderr}");

@@ -192,7 +192,10 @@ fn each_container_should_get_only_its_own_role() {
             .find(|v| v["client"] == client)
             .unwrap_or_else(|| panic!("{container}: {client} printed no result\n{context}"));
         let key = line["access_key_id"].as_str().unwrap_or_default();
-        assert!(key.starts_with("ASIA"), "{container}: key {key:?}\n{context}");
+        assert!(
+            key.starts_with("ASIA"),
+            "{container}: key {key:?}\n{context}"
+        );
         let arn = line["arn"].as_str().unwrap_or_default();
         assert!(
             arn.starts_with(&format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/")),
@@ -208,7 +211,11 @@ fn each_container_should_get_only_its_own_role() {
     assert_eq!(a["listing"], serde_json::json!(["token"]), "{context}");
     assert_eq!(a["env"], serde_json::json!([]), "{context}");
     for attempt in ["guessed_v1", "guessed_v2", "no_token"] {
-        assert_eq!(a[attempt]["status"], 401, "{attempt}: {}\n{context}", a[attempt]);
+        assert_eq!(
+            a[attempt]["status"], 401,
+            "{attempt}: {}\n{context}",
+            a[attempt]
+        );
     }
     assert_eq!(a["mine"]["status"], 200, "{context}");
     assert_eq!(a["mine"]["has_key"], true, "{context}");
