@@ -139,6 +139,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub chain_external_id_file: Option<String>,
 
+    /// Session policy (JSON) sent as Policy on the role's last call (the web-identity call, or the last --chain-role-arn hop): the credentials can do only what both the role and this policy allow. Read once at start-up; at most 2048 characters once whitespace is removed [env: IRSA_PROXY_SESSION_POLICY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub session_policy_file: Option<String>,
+
+    /// Managed policy ARN sent in PolicyArns on the role's last call, as a session policy with --session-policy-file; repeat for several, at most 10 [env: IRSA_PROXY_SESSION_POLICY_ARNS, comma-separated]
+    #[arg(long, value_name = "ARN")]
+    pub session_policy_arn: Vec<String>,
+
     /// Where credentials come from: web-identity (IRSA: --role-arn and --token-file), pod-identity (the EKS Pod Identity agent: --pod-identity-uri and --pod-identity-token-file) or auto (web-identity when a role or web-identity token is given, else pod-identity when the agent's URI is) [env: IRSA_PROXY_SOURCE] [default: auto]
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
@@ -397,6 +405,14 @@ pub struct DoctorArgs {
     /// As serve's --duration, checked against the 1h chained-session cap [env: IRSA_PROXY_DURATION]
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<String>,
+
+    /// As serve's: checked as serve checks it, and named in the report [env: IRSA_PROXY_SESSION_POLICY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub session_policy_file: Option<String>,
+
+    /// As serve's [env: IRSA_PROXY_SESSION_POLICY_ARNS, comma-separated]
+    #[arg(long, value_name = "ARN")]
+    pub session_policy_arn: Vec<String>,
 }
 
 /// Flags of `inject`.

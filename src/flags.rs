@@ -539,6 +539,17 @@ pub mod serve {
         env: &["IRSA_PROXY_CLUSTER_ARN"],
     };
 
+    // The session policy of the role's last call (crate::sidecar::sts::policy).
+    pub const SESSION_POLICY_FILE: Flag = Flag {
+        name: "--session-policy-file",
+        env: &["IRSA_PROXY_SESSION_POLICY_FILE"],
+    };
+    /// Repeatable; comma-separated in the environment.
+    pub const SESSION_POLICY_ARN: Flag = Flag {
+        name: "--session-policy-arn",
+        env: &["IRSA_PROXY_SESSION_POLICY_ARNS"],
+    };
+
     // The way out to STS (crate::sidecar::egress): the standard variables, no flags, so
     // that the sidecar takes a cluster's proxy settings like every other
     // container does.

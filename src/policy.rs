@@ -22,6 +22,12 @@
 //! - An applicable `Deny` wins over any `Allow`; without an applicable `Allow` the
 //!   request is denied by default.
 //!
+//! A session policy (an identity policy passed to `AssumeRole*`, parsed with
+//! [`Policy::parse_session`]) is evaluated the same way for an action on a
+//! resource ([`RequestContext::identity`]): its statements name no
+//! `Principal`, and each has a `Resource` or `NotResource` (patterns with `*`
+//! and `?`, case-sensitive, as IAM matches ARNs).
+//!
 //! The result, [`Evaluation`], keeps every statement's outcome with the reasons it
 //! did not apply, so `doctor` can say which statement and which condition failed.
 //! Operators outside the list above are refused when the policy is parsed, rather
@@ -79,7 +85,14 @@ pub struct Statement {
     pub not_action: bool,
     pub principal: Principal,
     pub conditions: Vec<Condition>,
+    /// The `Resource` patterns, or the `NotResource` patterns when
+    /// `not_resource`; `None` when the statement has neither (a trust policy).
+    pub resources: Option<Vec<String>>,
+    pub not_resource: bool,
 }
+
+/// What [`Principal::Other`] holds for a statement without a `Principal`.
+const NO_PRINCIPAL: &str = "no Principal";
 
 /// Who a statement is about.
 #[derive(Debug, Clone, PartialEq)]
@@ -277,6 +290,31 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Parses a session policy (an identity policy): no statement names a
+    /// `Principal`, and every one has a `Resource` or `NotResource`, as IAM
+    /// requires of a policy attached to a role or passed to `AssumeRole*`.
+    pub fn parse_session(json: &str) -> Result<Policy, PolicyError> {
+        let policy = Policy::parse(json)?;
+        for st in &policy.statements {
+            let at = format!("Statement {}", st.number);
+            if !matches!(&st.principal, Principal::Other(k) if k == NO_PRINCIPAL) {
+                return Err(invalid(
+                    &at,
+                    "has a \"Principal\"; a session policy names none (it applies to the session)",
+                ));
+            }
+            if st.resources.is_none() {
+                return Err(invalid(
+                    &at,
+                    "has no \"Resource\" or \"NotResource\"; a session policy statement needs one",
+                ));
+            }
+        }
+        Ok(policy)
+    }
+}
+
 fn string_or_array(v: &Value, at: &str) -> Result<Vec<String>, PolicyError> {
     let scalar = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
@@ -324,7 +362,7 @@ impl Statement {
             }
         };
         let principal = match obj.get("Principal") {
-            None => Principal::Other("no Principal".into()),
+            None => Principal::Other(NO_PRINCIPAL.into()),
             Some(Value::String(s)) if s == "*" => Principal::Anyone,
             Some(Value::Object(p)) => {
                 if let Some(f) = p.get("Federated") {
@@ -342,6 +380,20 @@ impl Statement {
                 return Err(invalid(
                     &format!("{at} Principal"),
                     "expected \"*\" or an object such as {\"Federated\": \"arn:...\"}",
+                ))
+            }
+        };
+        let (resources, not_resource) = match (obj.get("Resource"), obj.get("NotResource")) {
+            (None, None) => (None, false),
+            (Some(r), None) => (Some(string_or_array(r, &format!("{at} Resource"))?), false),
+            (None, Some(r)) => (
+                Some(string_or_array(r, &format!("{at} NotResource"))?),
+                true,
+            ),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    &at,
+                    "has both \"Resource\" and \"NotResource\"; give one",
                 ))
             }
         };
@@ -388,6 +440,8 @@ impl Statement {
             not_action,
             principal,
             conditions,
+            resources,
+            not_resource,
         })
     }
 }
@@ -411,6 +465,10 @@ pub struct RequestContext {
     pub caller_role: Option<String>,
     /// The caller's session ARN (`arn:aws:sts::<account>:assumed-role/...`).
     pub caller_session: Option<String>,
+    /// The resource acted on, for an identity (session) policy: its
+    /// statements are matched on it, and name no principal. `None` for a
+    /// trust policy.
+    pub resource: Option<String>,
 }
 
 impl RequestContext {
@@ -480,6 +538,26 @@ impl RequestContext {
             action: action.to_string(),
             caller_role: Some(caller_role),
             caller_session: Some(caller_session.to_string()),
+            resource: None,
+        }
+    }
+
+    /// The context of a call made with a session, for its session policy:
+    /// `action` (`s3:GetObject`) on `resource` (`arn:aws:s3:::bucket/key`),
+    /// with these condition keys.
+    pub fn identity(
+        action: &str,
+        resource: &str,
+        keys: impl IntoIterator<Item = (String, Vec<String>)>,
+    ) -> RequestContext {
+        RequestContext {
+            keys: keys
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+            action: action.to_string(),
+            resource: Some(resource.to_string()),
+            ..RequestContext::default()
         }
     }
 
@@ -531,6 +609,13 @@ pub enum Mismatch {
         expected: String,
         found: Vec<String>,
     },
+    /// The statement's resources do not cover the resource acted on (an
+    /// identity policy).
+    Resource {
+        resources: Vec<String>,
+        not_resource: bool,
+        resource: String,
+    },
     /// A condition does not hold.
     Condition {
         operator: String,
@@ -554,6 +639,20 @@ impl fmt::Display for Mismatch {
                 "{} {:?} does not cover {action}",
                 if *not_action { "NotAction" } else { "Action" },
                 actions
+            ),
+            Mismatch::Resource {
+                resources,
+                not_resource,
+                resource,
+            } => write!(
+                f,
+                "{} {:?} does not cover {resource}",
+                if *not_resource {
+                    "NotResource"
+                } else {
+                    "Resource"
+                },
+                resources
             ),
             Mismatch::Principal { expected, found } if expected.contains(":role/") => write!(
                 f,
@@ -704,7 +803,20 @@ impl Statement {
                 action: action.to_string(),
             });
         }
+        if let Some(resource) = &ctx.resource {
+            // An identity policy: no principal to match, the resource instead.
+            let patterns = self.resources.as_deref().unwrap_or_default();
+            let covered = patterns.iter().any(|p| glob_match(p, resource));
+            if covered == self.not_resource {
+                out.push(Mismatch::Resource {
+                    resources: patterns.to_vec(),
+                    not_resource: self.not_resource,
+                    resource: resource.clone(),
+                });
+            }
+        }
         let named = match &self.principal {
+            _ if ctx.resource.is_some() => None,
             Principal::Anyone => None,
             Principal::Federated(arns) => (ctx.caller_role.is_some()
                 || !arns.iter().any(|a| federated_matches(a, ctx)))
@@ -987,5 +1099,86 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("NumericLessThan"), "{e}");
+    }
+
+    #[test]
+    fn a_session_policy_should_allow_only_its_actions_on_its_resources() {
+        let p = Policy::parse_session(
+            r#"{"Version":"2012-10-17","Statement":[
+              {"Sid":"read","Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],
+               "Resource":["arn:aws:s3:::reports","arn:aws:s3:::reports/*"]},
+              {"Effect":"Deny","Action":"s3:*","Resource":"arn:aws:s3:::reports/secret/*"},
+              {"Effect":"Allow","Action":"s3:PutObject","NotResource":"arn:aws:s3:::reports/*"}]}"#,
+        )
+        .unwrap();
+        let decide = |action: &str, resource: &str| {
+            p.evaluate(&RequestContext::identity(action, resource, []))
+                .decision
+        };
+        assert_eq!(
+            decide("s3:GetObject", "arn:aws:s3:::reports/2024/q1.csv"),
+            Decision::Allowed { statement: 1 }
+        );
+        assert_eq!(
+            decide("S3:getobject", "arn:aws:s3:::reports/x"),
+            Decision::Allowed { statement: 1 },
+            "actions ignore case"
+        );
+        assert_eq!(
+            decide("s3:GetObject", "arn:aws:s3:::Reports/x"),
+            Decision::ImplicitDeny,
+            "resources do not"
+        );
+        assert_eq!(
+            decide("s3:GetObject", "arn:aws:s3:::reports/secret/k"),
+            Decision::ExplicitDeny { statement: 2 },
+            "an explicit Deny wins"
+        );
+        assert_eq!(
+            decide("s3:DeleteObject", "arn:aws:s3:::reports/x"),
+            Decision::ImplicitDeny
+        );
+        assert_eq!(
+            decide("s3:PutObject", "arn:aws:s3:::scratch/x"),
+            Decision::Allowed { statement: 3 }
+        );
+        let e = p.evaluate(&RequestContext::identity(
+            "s3:PutObject",
+            "arn:aws:s3:::reports/x",
+            [],
+        ));
+        assert!(
+            e.summary().contains(
+                "NotResource [\"arn:aws:s3:::reports/*\"] does not cover arn:aws:s3:::reports/x"
+            ),
+            "{}",
+            e.summary()
+        );
+    }
+
+    #[test]
+    fn a_session_policy_should_name_no_principal_and_have_resources() {
+        let e = Policy::parse_session(
+            r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*"}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("Statement 1: has a \"Principal\""),
+            "{e}"
+        );
+        let e = Policy::parse_session(r#"{"Statement":{"Effect":"Allow","Action":"s3:*"}}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("has no \"Resource\""), "{e}");
+        let e = Policy::parse_session(
+            r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","NotResource":"x"}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("both"), "{e}");
+        // A trust policy keeps ignoring resources.
+        let trust = Policy::parse(&format!(
+            r#"{{"Statement":{{"Effect":"Allow","Principal":{{"Federated":"{PROVIDER}"}},"Action":"sts:AssumeRoleWithWebIdentity","Resource":"arn:nothing"}}}}"#
+        ))
+        .unwrap();
+        assert!(trust.evaluate(&ctx("system:serviceaccount:a:b")).allowed());
     }
 }

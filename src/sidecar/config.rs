@@ -177,6 +177,32 @@ impl Config {
             .raw(&f::DURATION, args.duration.as_deref())
             .map(|(v, source)| (duration, source, v));
         let chain = crate::sidecar::chain::Plan::from_args(&mut flags, args, given_duration);
+        // The agent takes no session policy: only an AssumeRole hop can carry it.
+        if pod_identity.is_some() && !chain.is_chained() && !chain.session_policy.is_empty() {
+            let file = args.session_policy_file.as_deref();
+            let given = match flags.raw(&f::SESSION_POLICY_FILE, file) {
+                Some((v, source)) => Some((f::SESSION_POLICY_FILE.name, v, source)),
+                None if !args.session_policy_arn.is_empty() => Some((
+                    f::SESSION_POLICY_ARN.name,
+                    args.session_policy_arn.join(","),
+                    None,
+                )),
+                None => flags
+                    .raw(&f::SESSION_POLICY_ARN, None)
+                    .map(|(v, source)| (f::SESSION_POLICY_ARN.name, v, source)),
+            };
+            if let Some((flag, v, source)) = given {
+                flags.refuse(FlagError::refused(
+                    flag,
+                    source,
+                    &v,
+                    Refusal::new(
+                        "needs a chain with --source pod-identity: the Pod Identity agent takes no session policy",
+                        "--chain-role-arn (IRSA_PROXY_CHAIN_ROLE_ARN) too, whose last AssumeRole carries it",
+                    ),
+                ));
+            }
+        }
         // No check of --refresh-before against --duration: the refresh window is
         // min(--refresh-before, lifetime / 2) of what STS returned, so any pair of
         // legal values works, and the 30m default must not refuse `--duration 15m`

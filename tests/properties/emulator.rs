@@ -115,6 +115,7 @@ fn any_session_name_sts_accepts_should_round_trip_through_the_xml() {
                 session_name: name.clone(),
                 duration: Duration::from_secs(900),
                 token: Token::new(token.clone()),
+                policy: Default::default(),
             }));
             let valid = (2..=64).contains(&name.chars().count())
                 && name

@@ -158,6 +158,7 @@ fn any_sts_answer_should_give_credentials_or_one_bounded_error_line() {
                 session_name: "prop".into(),
                 duration: Duration::from_secs(900),
                 token: Token::new("a.b.c"),
+                policy: Default::default(),
             }));
             match r {
                 Ok(c) => {

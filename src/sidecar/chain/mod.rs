@@ -18,6 +18,10 @@
 //!   SourceIdentity down the rest of the chain). The ExternalId goes on the last
 //!   hop. AWS caps a chained session at one hour; `--duration` is refused above
 //!   that at start-up ([`plan`]).
+//! - The session policy ([`SessionPolicy`]: `Policy`, `PolicyArns`) goes on the
+//!   role's last call: the web-identity call without a chain, else the last
+//!   hop. (The credentials of an earlier call are never served, so narrowing
+//!   them would only make the next hop fail.)
 //! - The session name template and the tag values are rendered from the first
 //!   token that has the claims, and kept: the same name for the pod's life.
 //!
@@ -33,6 +37,7 @@ pub mod tags;
 #[cfg(test)]
 mod tests;
 
+pub use crate::sidecar::sts::SessionPolicy;
 pub use plan::{ExternalId, ExternalIdError, Hop, Plan, RenderError, Rendered};
 
 use std::future::Future;
@@ -57,6 +62,8 @@ pub struct HopRequest {
     pub tags: Vec<(String, String)>,
     pub transitive_tag_keys: Vec<String>,
     pub source_identity: Option<String>,
+    /// Only on the last hop: the role's session policy.
+    pub policy: SessionPolicy,
 }
 
 impl std::fmt::Debug for HopRequest {
@@ -69,6 +76,7 @@ impl std::fmt::Debug for HopRequest {
             .field("tags", &self.tags)
             .field("transitive_tag_keys", &self.transitive_tag_keys)
             .field("source_identity", &self.source_identity)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -148,6 +156,7 @@ impl<S: AssumeRole + AssumeHop> AssumeRole for Chained<S> {
         let duration = request.duration;
         let web_role = request.role_arn.clone();
         if !self.plan.is_chained() {
+            request.policy = self.plan.session_policy.clone();
             return self.sts.assume(request).await;
         }
         let of = self.plan.hops.len() + 1;
@@ -189,6 +198,7 @@ impl<S: AssumeHop> Chained<S> {
                 None => None,
             };
             let first = i == 0;
+            let last = number == of;
             let hop_request = HopRequest {
                 role_arn: hop.role.arn.clone(),
                 session_name: session_name.clone(),
@@ -208,6 +218,11 @@ impl<S: AssumeHop> Chained<S> {
                     rendered.source_identity.clone()
                 } else {
                     None
+                },
+                policy: if last {
+                    self.plan.session_policy.clone()
+                } else {
+                    SessionPolicy::default()
                 },
             };
             credentials = self

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use super::session::{self, MissingClaim, Template};
 use super::tags::{self, SessionTag};
+use super::SessionPolicy;
 use crate::arn::RoleArn;
 use crate::cli::ServeArgs;
 use crate::duration::format_duration;
 use crate::flags::{self, serve as f, FlagError, Flags, Given, Refusal};
+use crate::sidecar::sts::policy;
 use crate::sidecar::token::Claims;
 
 const CLUSTER_NAME_NEEDED: &str =
@@ -112,6 +114,8 @@ pub struct Plan {
     pub transitive_tag_keys: Vec<String>,
     /// Set on the first hop; AWS keeps it for the rest of the chain.
     pub source_identity: Option<Template>,
+    /// Sent on the last call (the web-identity call without hops).
+    pub session_policy: SessionPolicy,
 }
 
 /// The parts of a plan that come from the token, rendered once.
@@ -437,6 +441,8 @@ impl Plan {
             );
         }
 
+        plan.session_policy = session_policy(flags, args);
+
         // AWS caps a chained session at one hour: refused, not clamped, so the
         // lifetime the user asked for is never silently changed.
         if let (true, Some((d, source, v))) = (plan.is_chained(), duration) {
@@ -458,6 +464,48 @@ impl Plan {
         }
         plan
     }
+}
+
+/// `--session-policy-file` and `--session-policy-arn` (or their variables),
+/// read and checked now.
+fn session_policy(flags: &mut Flags<'_>, args: &ServeArgs) -> SessionPolicy {
+    let document = flags.parse(
+        &f::SESSION_POLICY_FILE,
+        args.session_policy_file.as_deref(),
+        |p| policy::read_document(std::path::Path::new(p.trim())),
+    );
+    let (values, source) = if !args.session_policy_arn.is_empty() {
+        (args.session_policy_arn.clone(), None)
+    } else if let Some((v, source)) = flags.raw(&f::SESSION_POLICY_ARN, None) {
+        (v.split(',').map(|s| s.trim().to_string()).collect(), source)
+    } else {
+        (Vec::new(), None)
+    };
+    let mut arns = Vec::new();
+    for v in values.iter().filter(|v| !v.trim().is_empty()) {
+        match policy::policy_arn(v) {
+            Ok(a) => arns.push(a),
+            Err(why) => flags.refuse(FlagError::refused(
+                f::SESSION_POLICY_ARN.name,
+                source,
+                v,
+                why,
+            )),
+        }
+    }
+    if arns.len() > policy::MAX_ARNS {
+        flags.refuse(FlagError::refused(
+            f::SESSION_POLICY_ARN.name,
+            source,
+            &arns.join(","),
+            Refusal::new(
+                format!("names {} managed policies", arns.len()),
+                format!("at most {} policy ARNs (STS's limit)", policy::MAX_ARNS),
+            ),
+        ));
+        arns.clear();
+    }
+    SessionPolicy { document, arns }
 }
 
 #[cfg(test)]
@@ -618,5 +666,129 @@ mod tests {
         assert_eq!(id.read().unwrap(), "second-id");
         std::fs::write(&file, "x").unwrap();
         assert_eq!(id.read().unwrap_err().code(), "ExternalIdFileInvalid");
+    }
+
+    #[test]
+    fn a_session_policy_should_be_read_from_flags_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.json");
+        std::fs::write(
+            &file,
+            "{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": {\"Effect\": \"Allow\", \"Action\": \"s3:GetObject\", \"Resource\": \"arn:aws:s3:::b/*\"}\n}\n",
+        )
+        .unwrap();
+        let a = args(|a| {
+            a.session_policy_file = Some(file.display().to_string());
+            a.session_policy_arn = vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()];
+        });
+        let c = Config::from_args(&a, &HashMap::new()).unwrap();
+        let p = &c.chain.session_policy;
+        assert!(!p.document.as_deref().unwrap().contains('\n'), "packed");
+        assert_eq!(p.arns, ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+        assert!(!c.chain.is_chained(), "a session policy needs no chain");
+
+        let env: HashMap<String, String> = [
+            ("IRSA_PROXY_SESSION_POLICY_FILE", file.display().to_string()),
+            (
+                "IRSA_PROXY_SESSION_POLICY_ARNS",
+                "arn:aws:iam::111122223333:policy/a, arn:aws:iam::aws:policy/b".into(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let c = Config::from_args(&args(|_| {}), &env).unwrap();
+        assert!(c.chain.session_policy.document.is_some());
+        assert_eq!(c.chain.session_policy.arns.len(), 2);
+        assert!(Config::from_args(&args(|_| {}), &HashMap::new())
+            .unwrap()
+            .chain
+            .session_policy
+            .is_empty());
+    }
+
+    #[test]
+    fn a_bad_session_policy_should_be_refused_in_one_line_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.json");
+        std::fs::write(&file, "{\"Statement\": [").unwrap();
+        let a = args(|a| {
+            a.session_policy_file = Some(file.display().to_string());
+            a.session_policy_arn = vec!["arn:aws:iam::111122223333:role/app".into()];
+        });
+        let e = refusals(&a, &[]);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 2, "{e}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "--session-policy-file: {:?} is not JSON (",
+                file.display().to_string()
+            )),
+            "{e}"
+        );
+        assert!(lines[0].ends_with(super::policy::DOCUMENT_FORM), "{e}");
+        assert_eq!(
+            lines[1],
+            format!(
+                "--session-policy-arn: \"arn:aws:iam::111122223333:role/app\" is not a managed policy ARN; expected {}",
+                super::policy::ARN_FORM
+            )
+        );
+        let eleven: Vec<String> = (0..11)
+            .map(|i| format!("arn:aws:iam::aws:policy/p{i}"))
+            .collect();
+        let e = refusals(
+            &args(|_| {}),
+            &[("IRSA_PROXY_SESSION_POLICY_ARNS", &eleven.join(","))],
+        );
+        assert!(
+            e.starts_with("--session-policy-arn (IRSA_PROXY_SESSION_POLICY_ARNS): ")
+                && e.ends_with(
+                    "names 11 managed policies; expected at most 10 policy ARNs (STS's limit)"
+                ),
+            "{e}"
+        );
+        let e = refusals(
+            &args(|a| a.session_policy_file = Some("/nonexistent/policy.json".into())),
+            &[],
+        );
+        assert!(e.contains("cannot be read (entity not found)"), "{e}");
+    }
+
+    #[test]
+    fn a_session_policy_on_pod_identity_should_need_a_hop() {
+        let token = std::env::temp_dir().join("token").display().to_string();
+        let agent = |extra: &[(&str, &str)]| {
+            let mut env: HashMap<String, String> = [
+                (
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                    "http://169.254.170.23/v1/credentials",
+                ),
+                ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token.as_str()),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            for (k, v) in extra {
+                env.insert(k.to_string(), v.to_string());
+            }
+            env
+        };
+        let arn = (
+            "IRSA_PROXY_SESSION_POLICY_ARNS",
+            "arn:aws:iam::aws:policy/ReadOnlyAccess",
+        );
+        let e =
+            flags::lines(&Config::from_args(&ServeArgs::default(), &agent(&[arn])).unwrap_err());
+        assert_eq!(
+            e,
+            "--session-policy-arn (IRSA_PROXY_SESSION_POLICY_ARNS): \"arn:aws:iam::aws:policy/ReadOnlyAccess\" needs a chain with --source pod-identity: the Pod Identity agent takes no session policy; expected --chain-role-arn (IRSA_PROXY_CHAIN_ROLE_ARN) too, whose last AssumeRole carries it"
+        );
+        let hop = (
+            "IRSA_PROXY_CHAIN_ROLE_ARN",
+            "arn:aws:iam::444455556666:role/b",
+        );
+        let c = Config::from_args(&ServeArgs::default(), &agent(&[arn, hop])).unwrap();
+        assert_eq!(c.chain.session_policy.arns.len(), 1);
     }
 }

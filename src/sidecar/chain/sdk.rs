@@ -7,7 +7,7 @@ use aws_sdk_sts::types::Tag;
 
 use super::{AssumeHop, HopRequest};
 use crate::sidecar::credentials::Credentials;
-use crate::sidecar::sts::{credentials_from, ErrorClass, SdkSts, StsError};
+use crate::sidecar::sts::{credentials_from, policy_arns, ErrorClass, SdkSts, StsError};
 
 impl AssumeHop for SdkSts {
     async fn assume_hop(
@@ -47,6 +47,8 @@ impl AssumeHop for SdkSts {
                 (!request.transitive_tag_keys.is_empty()).then_some(request.transitive_tag_keys),
             )
             .set_source_identity(request.source_identity)
+            .set_policy(request.policy.document)
+            .set_policy_arns(policy_arns(request.policy.arns))
             .customize()
             .config_override(
                 aws_sdk_sts::config::Builder::default()

@@ -36,6 +36,8 @@ struct Call {
     /// The web-identity token (hop 1) or the caller's access key id.
     proof: String,
     request: Option<HopRequest>,
+    /// The session policy the call carried.
+    policy: SessionPolicy,
 }
 
 #[derive(Debug, Default)]
@@ -122,6 +124,7 @@ impl AssumeRole for ScriptedChain {
                 session_name: request.session_name,
                 proof: request.token.expose().to_string(),
                 request: None,
+                policy: request.policy,
             })
             .await
         }
@@ -149,6 +152,7 @@ impl AssumeHop for ScriptedChain {
                 role_arn: request.role_arn.clone(),
                 session_name: request.session_name.clone(),
                 proof,
+                policy: request.policy.clone(),
                 request: Some(request),
             })
             .await
@@ -199,6 +203,7 @@ fn plan(hops: &[&str]) -> Plan {
         tags: tags::pod_identity("prod", None),
         transitive_tag_keys: vec!["kubernetes-namespace".into()],
         source_identity: Some(session::Template::parse("{pod}").unwrap()),
+        session_policy: SessionPolicy::default(),
     }
 }
 
@@ -218,6 +223,7 @@ impl CredentialSource for ScriptedAgent {
             session_name: "eks-prod-agent".into(),
             duration: settings.duration,
             token,
+            policy: Default::default(),
         };
         self.0
             .assume(request)
@@ -670,8 +676,70 @@ fn an_external_id_should_never_be_formatted() {
         tags: Vec::new(),
         transitive_tag_keys: Vec::new(),
         source_identity: None,
+        policy: SessionPolicy::default(),
     };
     assert!(!format!("{r:?}").contains("SECRET-MARKER"));
     let id = ExternalId::Value("SECRET-MARKER-DO-NOT-LOG".into());
     assert!(!format!("{id:?}").contains("SECRET-MARKER"));
+}
+
+fn scoped_down() -> SessionPolicy {
+    SessionPolicy::new(
+        Some(
+            crate::sidecar::sts::policy::pack(
+                r#"{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::one-bucket/*"}}"#,
+            )
+            .unwrap(),
+        ),
+        vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
+    )
+    .unwrap()
+}
+
+/// The session policy goes on the role's last call only: the web-identity
+/// call without hops, else the last hop (an earlier role narrowed would only
+/// make the next hop fail), at every refresh.
+#[tokio::test(start_paused = true)]
+async fn the_session_policy_should_go_on_the_last_call_only() {
+    let policy = scoped_down();
+    // No chain: the web-identity call carries it.
+    let p = Plan {
+        session_policy: policy.clone(),
+        ..Plan::default()
+    };
+    let h = start(p, secs(3600), |_| {});
+    settle().await;
+    tokio::time::sleep(secs(3 * 3600)).await;
+    let calls = h.calls();
+    assert!(calls.len() >= 3, "{} calls", calls.len());
+    assert!(calls.iter().all(|c| c.hop == 1 && c.policy == policy));
+    drop(h);
+
+    // Two hops: only the second hop carries it.
+    let mut p = plan(&["arn:aws:iam::222233334444:role/middle", TARGET_ROLE]);
+    p.session_policy = policy.clone();
+    let h = start(p, secs(3600), |_| {});
+    settle().await;
+    tokio::time::sleep(secs(3 * 3600)).await;
+    let calls = h.calls();
+    assert!(calls.iter().filter(|c| c.hop == 3).count() >= 3);
+    for c in &calls {
+        let expected = if c.hop == 3 {
+            policy.clone()
+        } else {
+            SessionPolicy::default()
+        };
+        assert_eq!(c.policy, expected, "hop {}", c.hop);
+    }
+    drop(h);
+
+    // On Pod Identity with a hop: the hop carries it, the agent call nothing.
+    let mut p = plan(&[TARGET_ROLE]);
+    p.session_policy = policy.clone();
+    let h = start_on(SourceKind::PodIdentity, p, secs(3600), |_| {});
+    settle().await;
+    let calls = h.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls[0].policy.is_empty());
+    assert_eq!(calls[1].policy, policy);
 }

@@ -100,6 +100,20 @@ pub(crate) struct PolicyReport {
     pub evaluation: Evaluation,
 }
 
+/// The session policy (`--session-policy-file`, `--session-policy-arn`): what
+/// is sent, never the document itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct SessionPolicyReport {
+    /// `AssumeRoleWithWebIdentity <role>` or `AssumeRole <last hop's role>`.
+    pub sent_on: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_chars: Option<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub arns: Vec<String>,
+    /// As the text report says it.
+    pub summary: String,
+}
+
 /// Everything doctor found; printed as text or JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Report {
@@ -111,6 +125,9 @@ pub(crate) struct Report {
     /// The chained hops after the role, with what their trust policies allow.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub chain: Vec<chain::HopReport>,
+    /// The session policy the last call would carry, and which call that is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_policy: Option<SessionPolicyReport>,
     pub findings: Vec<Finding>,
     pub verdict: Verdict,
 }
@@ -205,6 +222,8 @@ pub(crate) fn diagnose(
             chain: args.chain.clone(),
             chain_external_id: args.chain_external_id.clone(),
             chain_external_id_file: args.chain_external_id_file.clone(),
+            session_policy_file: args.session_policy_file.clone(),
+            session_policy_arn: args.session_policy_arn.clone(),
             ..Default::default()
         },
         None,
@@ -305,6 +324,22 @@ pub(crate) fn diagnose(
         &mut findings,
     );
 
+    let session_policy = (!plan.session_policy.is_empty()).then(|| {
+        let p = &plan.session_policy;
+        SessionPolicyReport {
+            sent_on: match plan.hops.last() {
+                Some(h) => format!("AssumeRole {}", h.role.arn),
+                None => format!(
+                    "AssumeRoleWithWebIdentity {}",
+                    role_arn.as_deref().unwrap_or("(the role)")
+                ),
+            },
+            document_chars: p.document.as_ref().map(|d| d.chars().count()),
+            arns: p.arns.clone(),
+            summary: p.to_string(),
+        }
+    });
+
     let has_error = findings.iter().any(|f| f.severity == Severity::Error);
     let verdict = match (&policy_report, has_error) {
         (_, true) => Verdict::Denied,
@@ -318,6 +353,7 @@ pub(crate) fn diagnose(
         audience: args.audience.clone(),
         trust_policy: policy_report,
         chain,
+        session_policy,
         findings,
         verdict,
     })
@@ -385,6 +421,8 @@ mod tests {
             chain_external_id: None,
             chain_external_id_file: None,
             duration: None,
+            session_policy_file: None,
+            session_policy_arn: vec![],
         };
         let env: HashMap<String, String> = HashMap::new();
         let e = diagnose(&args, &env, SystemTime::now()).unwrap_err();

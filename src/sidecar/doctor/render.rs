@@ -99,6 +99,12 @@ pub(crate) fn render_text(r: &Report) -> String {
             h.hop, h.role_arn, h.caller_role
         ));
     }
+    if let Some(p) = &r.session_policy {
+        out.push_str(&format!(
+            "Session policy {} on {}: the credentials get only what both the role and it allow\n",
+            p.summary, p.sent_on
+        ));
+    }
     if !r.findings.is_empty() {
         out.push_str("\nFindings\n");
         for f in &r.findings {

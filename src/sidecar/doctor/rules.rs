@@ -170,6 +170,8 @@ pub(super) fn hints(m: &Mismatch, c: &Claims, issuer_key: &str, findings: &mut V
                 }),
             ));
         }
+        // Only an identity (session) policy is matched on a resource.
+        Mismatch::Resource { .. } => {}
         Mismatch::Condition {
             operator,
             key,

@@ -135,6 +135,7 @@ impl<A: AssumeRole> CredentialSource for A {
                 session_name,
                 duration,
                 token,
+                policy: Default::default(),
             };
             self.assume(request)
                 .await

@@ -253,6 +253,8 @@ impl AssumeRole for SdkSts {
             .role_session_name(&request.session_name)
             .duration_seconds(request.duration.as_secs().min(i32::MAX as u64) as i32)
             .web_identity_token(request.token.expose())
+            .set_policy(request.policy.document)
+            .set_policy_arns(policy_arns(request.policy.arns))
             .send()
             .await;
         match out {
@@ -260,6 +262,22 @@ impl AssumeRole for SdkSts {
             Err(e) => Err(self.failure(e).await),
         }
     }
+}
+
+/// `PolicyArns` as the SDK takes them; `None` (the parameter left out) when
+/// there are none.
+pub(crate) fn policy_arns(
+    arns: Vec<String>,
+) -> Option<Vec<aws_sdk_sts::types::PolicyDescriptorType>> {
+    (!arns.is_empty()).then(|| {
+        arns.into_iter()
+            .map(|a| {
+                aws_sdk_sts::types::PolicyDescriptorType::builder()
+                    .arn(a)
+                    .build()
+            })
+            .collect()
+    })
 }
 
 impl SdkSts {

@@ -5,18 +5,22 @@
 //!   every caller sees ([`StsError`], classified by [`ErrorClass`]);
 //! - [`client`]: the real implementation over `aws-sdk-sts` ([`SdkSts`]) and
 //!   what can stop it from being built ([`ClientError`]);
+//! - [`policy`]: the session policy a role's last call carries
+//!   ([`SessionPolicy`]) and AWS's limits on it;
 //! - [`diagnose`]: turns an SDK failure (a refused tunnel, a certificate that
 //!   does not verify, a name that does not resolve) into one [`StsError`] line
 //!   that says what to do.
 
 mod client;
 mod diagnose;
+pub mod policy;
 
 use std::future::Future;
 use std::time::Duration;
 
-pub(crate) use client::credentials_from;
+pub(crate) use client::{credentials_from, policy_arns};
 pub use client::{ClientError, ClientSettings, SdkSts};
+pub use policy::SessionPolicy;
 
 use crate::sidecar::credentials::Credentials;
 use crate::sidecar::token::Token;
@@ -28,6 +32,9 @@ pub struct AssumeRequest {
     pub session_name: String,
     pub duration: Duration,
     pub token: Token,
+    /// Sent as `Policy` / `PolicyArns` (empty: neither). Set by
+    /// `crate::sidecar::chain` when this call is the role's last.
+    pub policy: SessionPolicy,
 }
 
 /// Something that exchanges a web-identity token for role credentials.

@@ -25,6 +25,7 @@ impl CredentialSource for ScriptedAgent {
             session_name: String::new(),
             duration: settings.duration,
             token: crate::sidecar::token::Token::new("scripted"),
+            policy: Default::default(),
         };
         async move {
             self.0
