@@ -18,7 +18,12 @@ Asserts: no non-200 while the last good credentials were still to be served;
 no credentials served inside the safety margin before their expiry; every
 rotation counted in irsa_proxy_token_rotations_total; RSS and open file
 descriptors grow less than 10 % from the end of the warm-up to the end.
-Reports STS calls against the ideal. Standard library only, plus `openssl`.
+Reports STS calls against the ideal. With --roles the proxy serves two roles
+(docs/contract.md §13: `app`, also on IMDS, and `copier`), each loaded and
+checked through its own token; the run also asserts that each role's keys are
+its own (no key seen through both tokens, every ECS body naming its token's
+role) and reports the STS calls and keys of each role.
+Standard library only, plus `openssl`.
 All traffic stays on 127.0.0.1; every loop is bounded by the run's deadline.
 """
 
@@ -42,6 +47,8 @@ import urllib.parse
 
 ROLE_ARN = "arn:aws:iam::111122223333:role/soak-role"
 ROLE_NAME = "soak-role"
+# --roles: two roles in one proxy, each with its own token; `app` is the IMDS role.
+ROLES = {"app": ROLE_ARN, "copier": "arn:aws:iam::111122223333:role/soak-copier"}
 # The link-local credential addresses (--link-local).
 ECS_ADDR = "169.254.170.2"
 IMDS_ADDR = "169.254.169.254"
@@ -349,9 +356,12 @@ class Checker:
     Expiration; for every non-200 it decides whether the proxy should still have
     been serving the last good credentials it had shown."""
 
-    def __init__(self, port, auth, deadline, link_local=False):
+    def __init__(self, port, auth, deadline, link_local=False, role_auths=None):
         self.port = port
         self.auth = auth
+        # --roles: role name -> its token; the ECS route of each is sampled.
+        self.role_auths = role_auths or {}
+        self.keys_by_route = {}
         self.link_local = link_local
         self.deadline = deadline
         self.lock = threading.Lock()
@@ -377,14 +387,19 @@ class Checker:
         also the path-token ECS route on 169.254.170.2:80 and IMDSv1 on
         169.254.169.254:80, as the oldest SDKs use them."""
         names = ["ecs", "imds"]
+        if self.role_auths:
+            names = [f"ecs-{name}" for name in self.role_auths] + ["imds"]
         if self.link_local:
             names += ["ecs-link-local", "imds-v1-link-local"]
         return names
 
     def sample(self, which):
         host, port = "127.0.0.1", self.port
+        role = which[4:] if which.startswith("ecs-") else None
         if which == "ecs":
             path, headers = "/v1/credentials", {"Authorization": self.auth}
+        elif role in self.role_auths:
+            path, headers = "/v1/credentials", {"Authorization": self.role_auths[role]}
         elif which == "imds":
             path, headers = f"/latest/meta-data/iam/security-credentials/{ROLE_NAME}", self.imds_headers()
         elif which == "ecs-link-local":
@@ -407,6 +422,9 @@ class Checker:
                 left = exp - now
                 self.ok += 1
                 self.keys.add(doc["AccessKeyId"])
+                self.keys_by_route.setdefault(which, set()).add(doc["AccessKeyId"])
+                if role in self.role_auths and doc.get("RoleArn") != ROLES[role]:
+                    self.violations.append(f"{which}: the {role} token got RoleArn {doc.get('RoleArn')}")
                 self.min_left = left if self.min_left is None else min(self.min_left, left)
                 if left < SAFETY_MARGIN - EXPIRATION_SLACK:
                     self.violations.append(f"{which}: served credentials {left:.1f}s before expiry (margin {SAFETY_MARGIN:.0f}s)")
@@ -482,10 +500,14 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--report", default=None, help="write the figures as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--roles", action="store_true",
+                    help="serve two roles (app, also on IMDS, and copier), each through its own token")
     ap.add_argument("--link-local", action="store_true",
                     help="also serve and load 169.254.170.2:80 and 169.254.169.254:80; run only "
                          "inside a network namespace of its own (soak.sh --link-local makes one)")
     args = ap.parse_args()
+    if args.roles and args.link_local:
+        ap.error("--roles and --link-local are separate runs")
 
     workdir = tempfile.mkdtemp(prefix="irsa-soak-")
     procs = []
@@ -527,22 +549,38 @@ def run(args, workdir, procs):
         subprocess.run([args.binary, "link-local"], check=True, timeout=30)
         link_local_listen = ["--listen", f"{ECS_ADDR}:80", "--listen", f"{IMDS_ADDR}:80"]
     auth_file = os.path.join(workdir, "auth-token")
+    token_dir = os.path.join(workdir, "roles")
+    if args.roles:
+        roles_file = os.path.join(workdir, "roles.json")
+        with open(roles_file, "w") as f:
+            json.dump({"imds_role": "app", "roles": {n: {"role_arn": a} for n, a in ROLES.items()}}, f)
+        who = ["--roles-file", roles_file, "--auth-token-dir", token_dir]
+    else:
+        who = ["--role-arn", ROLE_ARN, "--auth-token-file", auth_file]
     proxy_log = open(os.path.join(workdir, "proxy.log"), "wb")
     env = dict(os.environ, RUST_LOG="info", AWS_EC2_METADATA_DISABLED="true",
                AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         env.pop(k, None)
     proxy = subprocess.Popen([
-        args.binary, "serve", "--role-arn", ROLE_ARN, "--token-file", tokens.token_path,
+        args.binary, "serve", *who, "--token-file", tokens.token_path,
         "--sts-endpoint", f"http://127.0.0.1:{fault_port}", "--region", "us-east-1",
-        "--listen", f"127.0.0.1:{proxy_port}", "--auth-token-file", auth_file,
+        "--listen", f"127.0.0.1:{proxy_port}",
         "--shutdown-delay", "0s", *link_local_listen], stdout=proxy_log, stderr=proxy_log, stdin=subprocess.DEVNULL, env=env)
     procs.append(proxy)
     wait_port(proxy_port, 20)
     ready_by = time.time() + 30
     while time.time() < ready_by and http_get(proxy_port, "/readyz")[0] != 200:
         time.sleep(0.1)
-    auth = open(auth_file).read()
+    role_auths = {}
+    if args.roles:
+        for name in ROLES:
+            with open(os.path.join(token_dir, name, "token")) as f:
+                role_auths[name] = f.read()
+        auth = role_auths["app"]
+    else:
+        with open(auth_file) as f:
+            auth = f.read()
     # The run (warm-up, then the measured part) starts once the proxy is ready.
     start = time.time()
     deadline = start + total
@@ -550,7 +588,7 @@ def run(args, workdir, procs):
     log(f"proxy pid {proxy.pid} on 127.0.0.1:{proxy_port}, STS via fault proxy :{fault_port} -> emulator :{emu_port}; "
         f"{args.warmup}s warm-up + {args.seconds}s")
 
-    checker = Checker(proxy_port, auth, deadline, link_local=args.link_local)
+    checker = Checker(proxy_port, auth, deadline, link_local=args.link_local, role_auths=role_auths)
     threads = [threading.Thread(target=checker.run, args=(w,), daemon=True) for w in checker.routes()]
 
     # Load.
@@ -558,6 +596,10 @@ def run(args, workdir, procs):
     imds_path = f"/latest/meta-data/iam/security-credentials/{ROLE_NAME}"
     targets = {"ecs": ("127.0.0.1", proxy_port, "/v1/credentials", {"Authorization": auth}),
                "imds": ("127.0.0.1", proxy_port, imds_path, {"X-aws-ec2-metadata-token": imds_token})}
+    if args.roles:
+        targets = {f"ecs-{name}": ("127.0.0.1", proxy_port, "/v1/credentials", {"Authorization": t})
+                   for name, t in role_auths.items()}
+        targets["imds"] = ("127.0.0.1", proxy_port, imds_path, {"X-aws-ec2-metadata-token": imds_token})
     if args.link_local:
         targets = {"ecs-link-local": (ECS_ADDR, 80, f"/v2/credentials/{auth}", {}),
                    "imds-v1-link-local": (IMDS_ADDR, 80, imds_path, {})}
@@ -617,6 +659,15 @@ def run(args, workdir, procs):
     elapsed = time.time() - start
     noticed = int(metric(metrics, "irsa_proxy_token_rotations_total") or 0)
     sts_ok = int(metric(metrics, "irsa_proxy_sts_requests_total", {"result": "success"}) or 0)
+    per_role = {}
+    for name in (ROLES if args.roles else ["default"]):
+        keys = checker.keys_by_route.get(f"ecs-{name}" if args.roles else "ecs", set())
+        per_role[name] = {
+            "sts_success": int(metric(metrics, "irsa_proxy_sts_requests_total", {"result": "success", "role": name}) or 0),
+            "sts_error": int(metric(metrics, "irsa_proxy_sts_requests_total", {"result": "error", "role": name}) or 0),
+            "ecs_ok": int(metric(metrics, "irsa_proxy_http_requests_total", {"endpoint": "ecs", "status": "200", "role": name}) or 0),
+            "distinct_access_keys": len(keys),
+        }
     sts_err = int(metric(metrics, "irsa_proxy_sts_requests_total", {"result": "error"}) or 0)
     # Ideal: one call at start, then one per refresh window: refresh when
     # min(30 min, lifetime / 2) (at least twice the margin) = 30 s is left,
@@ -635,6 +686,7 @@ def run(args, workdir, procs):
                     "violations": checker.violations[:20], "distinct_access_keys": len(checker.keys),
                     "min_seconds_left_when_served": round(checker.min_left, 1) if checker.min_left is not None else None,
                     "safety_margin": SAFETY_MARGIN},
+        "roles": per_role,
         "rotations": {"written": rotations, "noticed": noticed, "directory_replaced": replaced},
         "sts": {"proxy_calls_success": sts_ok, "proxy_calls_error": sts_err, "ideal_calls": ideal,
                 "fault_proxy": stats.counts, "restarts": emulator.restarts},
@@ -649,6 +701,18 @@ def run(args, workdir, procs):
         failures.append(f"{len(checker.violations)} checker violations, first: {checker.violations[0]}")
     if checker.ok == 0:
         failures.append("the checker never got credentials")
+    if args.roles:
+        for name, r in per_role.items():
+            if r["distinct_access_keys"] == 0:
+                failures.append(f"the checker never got credentials for role {name}")
+            if r["sts_success"] == 0:
+                failures.append(f"no successful STS call counted for role {name}")
+        app_keys = checker.keys_by_route.get("ecs-app", set())
+        copier_keys = checker.keys_by_route.get("ecs-copier", set())
+        if app_keys & copier_keys:
+            failures.append(f"{len(app_keys & copier_keys)} access keys were served through both roles' tokens")
+        if checker.keys_by_route.get("imds", set()) & copier_keys:
+            failures.append("IMDS served a key of the copier role")
     if noticed != rotations:
         failures.append(f"{rotations} rotations written, {noticed} noticed")
     if rss_growth >= 0.10:

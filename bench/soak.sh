@@ -9,6 +9,8 @@
 #   bash bench/soak.sh --seconds 900 --report soak.json --keep
 #   bash bench/soak.sh --quick --link-local   # also 169.254.170.2:80 and
 #       169.254.169.254:80 (root: it runs in a network namespace of its own)
+#   bash bench/soak.sh --quick --roles   # two roles in one proxy, each through
+#       its own token (docs/several-roles.md); reports both roles
 #
 # Needs: a Rust toolchain, python3 (standard library only), openssl; wrk if
 # installed (apt-get install -y wrk), else a built-in Python load.
@@ -29,7 +31,8 @@ while [ $# -gt 0 ]; do
     --report) extra+=(--report "$2"); shift ;;
     --keep) extra+=(--keep) ;;
     --link-local) link_local=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --roles) extra+=(--roles) ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "soak.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift

@@ -96,6 +96,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub auth_token_file: Option<String>,
 
+    /// Several roles, each with its own token, cache and refresh: a JSON file {"imds_role": NAME, "roles": {NAME: {"role_arn", "chain_role_arn", "session_policy", "session_policy_file", "session_policy_arns"}}} (docs/contract.md §13); the same JSON may be given inline in IRSA_PROXY_ROLES [env: IRSA_PROXY_ROLES_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub roles_file: Option<String>,
+
+    /// With several roles: each role's token is written to DIR/<name>/token, from IRSA_PROXY_AUTH_TOKEN_<NAME> when set, else kept from the file or made of 256 random bits [env: IRSA_PROXY_AUTH_TOKEN_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub auth_token_dir: Option<String>,
+
     /// Serve the IMDS paths (default) [env: IRSA_PROXY_IMDS=true|false]
     #[arg(long, overrides_with = "no_imds")]
     pub imds: bool,

@@ -253,6 +253,17 @@ impl<'e> Flags<'e> {
         self.errors.push(e);
     }
 
+    /// How many refusals are recorded so far.
+    pub fn count(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// A variable with a name made at run time (not a [`Flag`]'s); an empty
+    /// one counts as unset.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.env.var(name).filter(|v| !v.trim().is_empty())
+    }
+
     /// Every refusal, or `Ok` with `value` when there was none.
     pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, Vec<FlagError>> {
         if self.errors.is_empty() {
@@ -469,6 +480,24 @@ pub mod serve {
         name: "IRSA_PROXY_AUTH_TOKEN",
         env: &["IRSA_PROXY_AUTH_TOKEN"],
     };
+    /// Several roles (docs/contract.md §13): the roles JSON in a file...
+    pub const ROLES_FILE: Flag = Flag {
+        name: "--roles-file",
+        env: &["IRSA_PROXY_ROLES_FILE"],
+    };
+    /// ... or inline, in the environment only (what `inject` writes).
+    pub const ROLES: Flag = Flag {
+        name: "IRSA_PROXY_ROLES",
+        env: &["IRSA_PROXY_ROLES"],
+    };
+    /// With several roles: `DIR/<name>/token` holds each role's token.
+    pub const AUTH_TOKEN_DIR: Flag = Flag {
+        name: "--auth-token-dir",
+        env: &["IRSA_PROXY_AUTH_TOKEN_DIR"],
+    };
+    /// With several roles: a role's token as a value is
+    /// `IRSA_PROXY_AUTH_TOKEN_<NAME>` (NAME upper-cased, `-` as `_`).
+    pub const AUTH_TOKEN_ROLE_PREFIX: &str = "IRSA_PROXY_AUTH_TOKEN_";
     /// The environment twin of `--imds`/`--no-imds`.
     pub const IMDS: Flag = Flag {
         name: "IRSA_PROXY_IMDS",

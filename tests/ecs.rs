@@ -270,11 +270,11 @@ async fn health_ready_and_metrics_should_answer() {
     p.ecs(None).await;
     let m = p.metrics().await;
     for needle in [
-        "irsa_proxy_sts_requests_total{result=\"success\",error=\"\"} 1",
-        "irsa_proxy_credentials_expiry_timestamp_seconds ",
+        "irsa_proxy_sts_requests_total{result=\"success\",error=\"\",role=\"default\"} 1",
+        "irsa_proxy_credentials_expiry_timestamp_seconds{role=\"default\"} ",
         "irsa_proxy_token_rotations_total 0",
-        "irsa_proxy_http_requests_total{endpoint=\"ecs\",status=\"200\"} 1",
-        "irsa_proxy_http_requests_total{endpoint=\"health\",status=\"200\"}",
+        "irsa_proxy_http_requests_total{endpoint=\"ecs\",status=\"200\",role=\"default\"} 1",
+        "irsa_proxy_http_requests_total{endpoint=\"health\",status=\"200\",role=\"\"}",
         "irsa_proxy_ready 1",
     ] {
         assert!(m.contains(needle), "missing {needle} in\n{m}");

@@ -117,7 +117,7 @@ async fn outage_should_answer_the_sts_error_once_the_cache_is_inside_its_margin(
     let m = p.metrics().await;
     assert!(m.contains("irsa_proxy_ready 0"), "{m}");
     assert!(
-        m.contains("irsa_proxy_sts_requests_total{result=\"error\",error=\"InternalFailure\"}"),
+        m.contains("irsa_proxy_sts_requests_total{result=\"error\",error=\"InternalFailure\",role=\"default\"}"),
         "{m}"
     );
 
@@ -152,10 +152,14 @@ async fn throttling_three_times_then_success_should_recover() {
     assert_eq!(sts.call_count(), 4);
     let m = p.metrics().await;
     assert!(
-        m.contains("irsa_proxy_sts_requests_total{result=\"error\",error=\"Throttling\"}"),
+        m.contains(
+            "irsa_proxy_sts_requests_total{result=\"error\",error=\"Throttling\",role=\"default\"}"
+        ),
         "{m}"
     );
-    assert!(m.contains("irsa_proxy_sts_requests_total{result=\"success\",error=\"\"} 1"));
+    assert!(m.contains(
+        "irsa_proxy_sts_requests_total{result=\"success\",error=\"\",role=\"default\"} 1"
+    ));
 }
 
 #[tokio::test]

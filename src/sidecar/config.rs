@@ -16,6 +16,7 @@ use crate::flags::{self, serve as f, FlagError, Flags, Given, Refusal};
 use crate::logging::LogFormat;
 use crate::sidecar::egress::EgressSettings;
 use crate::sidecar::endpoints::{AuthToken, ImdsV1};
+pub use crate::sidecar::roles::{RoleConfig, Roles};
 use crate::sidecar::source::pod_identity::{agent_uri, UNNAMED_ROLE};
 use crate::sidecar::source::{SourceChoice, SourceKind};
 use crate::sidecar::sts::ClientSettings;
@@ -59,8 +60,14 @@ pub struct Config {
     pub header_timeout: Duration,
     pub max_connections: usize,
     /// Role chaining, session tags, SourceIdentity and a session-name template
-    /// (empty without them).
+    /// (empty without them). With several roles, what every role's chain
+    /// shares (no hops: each role names its own).
     pub chain: crate::sidecar::chain::Plan,
+    /// Several roles (`--roles-file` or `IRSA_PROXY_ROLES`); `None`: the one
+    /// role of `--role-arn`, as always.
+    pub roles: Option<Roles>,
+    /// With several roles: the ExternalId for each role's last hop.
+    pub roles_external_id: Option<crate::sidecar::chain::ExternalId>,
 }
 
 impl Config {
@@ -87,7 +94,36 @@ impl Config {
             header_timeout: f::DEFAULT_HEADER_TIMEOUT,
             max_connections: f::DEFAULT_MAX_CONNECTIONS,
             chain: crate::sidecar::chain::Plan::default(),
+            roles: None,
+            roles_external_id: None,
         }
+    }
+
+    /// The configuration of one of several roles: its web-identity role (or
+    /// `--role-arn`), its hops with the shared chain settings (the ExternalId
+    /// on its last hop), and no roles or tokens of its own.
+    pub fn for_role(&self, role: &RoleConfig) -> Config {
+        let mut c = self.clone();
+        if let Some(arn) = &role.role_arn {
+            c.role_arn = arn.clone();
+        }
+        c.chain.hops = role
+            .hops
+            .iter()
+            .map(|arn| crate::sidecar::chain::Hop {
+                role: arn.clone(),
+                external_id: None,
+            })
+            .collect();
+        if let Some(last) = c.chain.hops.last_mut() {
+            last.external_id = self.roles_external_id.clone();
+        }
+        c.chain.session_policy = role.session_policy.clone();
+        c.roles = None;
+        c.roles_external_id = None;
+        c.auth_token = None;
+        c.auth_token_file = None;
+        c
     }
 
     /// The role whose credentials are served: the last hop's, or `--role-arn`.
@@ -99,15 +135,27 @@ impl Config {
     /// The error lists every problem, one line each.
     pub fn from_args(args: &ServeArgs, env: &dyn Environment) -> Result<Config, Vec<FlagError>> {
         let mut flags = Flags::new(env);
+        // Several roles: read first, as they make --role-arn optional.
+        let roles_given = flags
+            .raw(&f::ROLES_FILE, args.roles_file.as_deref())
+            .is_some()
+            || flags.raw(&f::ROLES, None).is_some();
+        let mut roles = crate::sidecar::roles::read(&mut flags, args);
 
-        let (role_arn, token_file, pod_identity) = match source(&mut flags, args) {
+        let kind = source(&mut flags, args);
+        let (role_arn, token_file, pod_identity) = match kind {
             SourceKind::WebIdentity => (
-                flags.required(
-                    &f::ROLE_ARN,
-                    args.role_arn.as_deref(),
-                    "the ARN of the IAM role to assume",
-                    flags::role_arn,
-                ),
+                if roles_given {
+                    // Each role may name its own; checked with the roles below.
+                    flags.parse(&f::ROLE_ARN, args.role_arn.as_deref(), flags::role_arn)
+                } else {
+                    flags.required(
+                        &f::ROLE_ARN,
+                        args.role_arn.as_deref(),
+                        "the ARN of the IAM role to assume",
+                        flags::role_arn,
+                    )
+                },
                 flags.required(
                     &f::TOKEN_FILE,
                     args.token_file.as_deref(),
@@ -176,33 +224,58 @@ impl Config {
         let given_duration = flags
             .raw(&f::DURATION, args.duration.as_deref())
             .map(|(v, source)| (duration, source, v));
-        let chain = crate::sidecar::chain::Plan::from_args(&mut flags, args, given_duration);
-        // The agent takes no session policy: only an AssumeRole hop can carry it.
-        if pod_identity.is_some() && !chain.is_chained() && !chain.session_policy.is_empty() {
-            let file = args.session_policy_file.as_deref();
-            let given = match flags.raw(&f::SESSION_POLICY_FILE, file) {
-                Some((v, source)) => Some((f::SESSION_POLICY_FILE.name, v, source)),
-                None if !args.session_policy_arn.is_empty() => Some((
-                    f::SESSION_POLICY_ARN.name,
-                    args.session_policy_arn.join(","),
-                    None,
-                )),
-                None => flags
-                    .raw(&f::SESSION_POLICY_ARN, None)
-                    .map(|(v, source)| (f::SESSION_POLICY_ARN.name, v, source)),
+        let (chain, roles_external_id) = if roles_given {
+            crate::sidecar::chain::Plan::for_roles(&mut flags, args)
+        } else {
+            (
+                crate::sidecar::chain::Plan::from_args(&mut flags, args, given_duration.clone()),
+                None,
+            )
+        };
+        // The agent takes no session policy: only an AssumeRole hop can carry
+        // it. With several roles, each role names its own.
+        if let Some((flag, v, source)) = session_policy_given(&flags, args) {
+            let why = if roles_given {
+                Some(Refusal::new(
+                    "is given together with several roles (--roles-file or IRSA_PROXY_ROLES)",
+                    "session_policy, session_policy_file or session_policy_arns in each role of the roles JSON",
+                ))
+            } else if pod_identity.is_some()
+                && !chain.is_chained()
+                && !chain.session_policy.is_empty()
+            {
+                Some(Refusal::new(
+                    "needs a chain with --source pod-identity: the Pod Identity agent takes no session policy",
+                    "--chain-role-arn (IRSA_PROXY_CHAIN_ROLE_ARN) too, whose last AssumeRole carries it",
+                ))
+            } else {
+                None
             };
-            if let Some((flag, v, source)) = given {
-                flags.refuse(FlagError::refused(
-                    flag,
-                    source,
-                    &v,
-                    Refusal::new(
-                        "needs a chain with --source pod-identity: the Pod Identity agent takes no session policy",
-                        "--chain-role-arn (IRSA_PROXY_CHAIN_ROLE_ARN) too, whose last AssumeRole carries it",
-                    ),
-                ));
+            if let Some(why) = why {
+                flags.refuse(FlagError::refused(flag, source, &v, why));
             }
         }
+        if let Some(r) = roles.as_mut() {
+            let top_role = flags.raw(&f::ROLE_ARN, args.role_arn.as_deref()).is_some();
+            crate::sidecar::roles::check_with(
+                &mut flags,
+                r,
+                crate::sidecar::roles::Context {
+                    source: kind,
+                    top_role,
+                    chain: &chain,
+                    external_id: roles_external_id.is_some(),
+                    duration: given_duration,
+                },
+            );
+        }
+        // With several roles and no --role-arn, every role named its own:
+        // the first one stands for the whole (logs only).
+        let role_arn = role_arn.or_else(|| {
+            roles
+                .as_ref()
+                .and_then(|r| r.roles.iter().find_map(|r| r.role_arn.clone()))
+        });
         // No check of --refresh-before against --duration: the refresh window is
         // min(--refresh-before, lifetime / 2) of what STS returned, so any pair of
         // legal values works, and the 30m default must not refuse `--duration 15m`
@@ -232,33 +305,12 @@ impl Config {
             flags::number_in(f::MAX_CONNECTIONS_RANGE),
         );
 
-        let auth_token_file =
-            flags.parse(&f::AUTH_TOKEN_FILE, args.auth_token_file.as_deref(), |v| {
-                let path = PathBuf::from(v);
-                if path.is_dir() {
-                    return Err(Refusal::new("is a directory", "a file path"));
-                }
-                check_directory(&path).map(|()| path)
-            });
-        // Read directly, not through `Flags::parse`: the refusal must not quote
-        // the secret.
-        let auth_token = match flags.raw(&f::AUTH_TOKEN, None) {
-            None => None,
-            Some((v, _)) => match AuthToken::from_value(&v) {
-                Ok(t) => Some(t),
-                Err(why) => {
-                    flags.refuse(FlagError {
-                        flag: f::AUTH_TOKEN.name,
-                        source: None,
-                        value: Given::Secret {
-                            chars: v.trim().len(),
-                        },
-                        problem: why.problem,
-                        allowed: why.allowed,
-                    });
-                    None
-                }
-            },
+        // Several roles: a token per role, the single-role settings refused.
+        let (auth_token_file, auth_token) = if roles_given {
+            crate::sidecar::roles::read_tokens(&mut flags, args, roles.as_mut());
+            (None, None)
+        } else {
+            single_role_token(&mut flags, args)
         };
 
         let imds = if args.no_imds {
@@ -319,6 +371,8 @@ impl Config {
                 header_timeout,
                 max_connections,
                 chain,
+                roles,
+                roles_external_id,
             })
         })
     }
@@ -396,6 +450,72 @@ fn source(flags: &mut Flags<'_>, args: &ServeArgs) -> SourceKind {
             }
         }
     }
+}
+
+/// The session-policy flag given first, its value and where it came from.
+fn session_policy_given(
+    flags: &Flags<'_>,
+    args: &ServeArgs,
+) -> Option<(&'static str, String, Option<&'static str>)> {
+    let file = args.session_policy_file.as_deref();
+    match flags.raw(&f::SESSION_POLICY_FILE, file) {
+        Some((v, source)) => Some((f::SESSION_POLICY_FILE.name, v, source)),
+        None if !args.session_policy_arn.is_empty() => Some((
+            f::SESSION_POLICY_ARN.name,
+            args.session_policy_arn.join(","),
+            None,
+        )),
+        None => flags
+            .raw(&f::SESSION_POLICY_ARN, None)
+            .map(|(v, source)| (f::SESSION_POLICY_ARN.name, v, source)),
+    }
+}
+
+/// `--auth-token-file` and `IRSA_PROXY_AUTH_TOKEN` (one role);
+/// `--auth-token-dir` is refused without several roles.
+fn single_role_token(
+    flags: &mut Flags<'_>,
+    args: &ServeArgs,
+) -> (Option<PathBuf>, Option<AuthToken>) {
+    if let Some((v, source)) = flags.raw(&f::AUTH_TOKEN_DIR, args.auth_token_dir.as_deref()) {
+        flags.refuse(FlagError::refused(
+            f::AUTH_TOKEN_DIR.name,
+            source,
+            &v,
+            Refusal::new(
+                "is for several roles",
+                "--roles-file or IRSA_PROXY_ROLES too, or --auth-token-file for one role",
+            ),
+        ));
+    }
+    let auth_token_file = flags.parse(&f::AUTH_TOKEN_FILE, args.auth_token_file.as_deref(), |v| {
+        let path = PathBuf::from(v);
+        if path.is_dir() {
+            return Err(Refusal::new("is a directory", "a file path"));
+        }
+        check_directory(&path).map(|()| path)
+    });
+    // Read directly, not through `Flags::parse`: the refusal must not quote
+    // the secret.
+    let auth_token = match flags.raw(&f::AUTH_TOKEN, None) {
+        None => None,
+        Some((v, _)) => match AuthToken::from_value(&v) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                flags.refuse(FlagError {
+                    flag: f::AUTH_TOKEN.name,
+                    source: None,
+                    value: Given::Secret {
+                        chars: v.trim().len(),
+                    },
+                    problem: why.problem,
+                    allowed: why.allowed,
+                });
+                None
+            }
+        },
+    };
+    (auth_token_file, auth_token)
 }
 
 /// The role Pod Identity serves when `--role-arn` does not name it.
@@ -751,6 +871,177 @@ mod tests {
         let c = Config::from_args(&ServeArgs::default(), &e).unwrap();
         assert_eq!(c.source(), SourceKind::PodIdentity);
         assert_eq!(c.served_role().arn, "arn:aws:iam::444455556666:role/target");
+    }
+
+    fn roles_json() -> String {
+        serde_json::json!({
+            "imds_role": "app",
+            "roles": {
+                "app": {"role_arn": "arn:aws:iam::111122223333:role/app"},
+                "copier": {
+                    "chain_role_arn": ["arn:aws:iam::444455556666:role/a", "arn:aws:iam::444455556666:role/b"],
+                    "session_policy_arns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+                }
+            }
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn several_roles_should_each_get_their_role_chain_and_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_s = dir.path().display().to_string();
+        let token = "0123456789abcdef".repeat(4);
+        let json = roles_json();
+        let e = env(&[
+            ("IRSA_PROXY_ROLES", json.as_str()),
+            ("IRSA_PROXY_AUTH_TOKEN_DIR", dir_s.as_str()),
+            ("IRSA_PROXY_AUTH_TOKEN_COPIER", token.as_str()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::111122223333:role/base"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", &token_path()),
+            ("IRSA_PROXY_CHAIN_EXTERNAL_ID", "ext-1234"),
+        ]);
+        let c = Config::from_args(&ServeArgs::default(), &e).unwrap();
+        let roles = c.roles.as_ref().unwrap();
+        assert_eq!(roles.names(), "app, copier");
+        assert_eq!(roles.token_dir, dir.path());
+        assert!(roles.roles[0].token.is_none());
+        assert!(roles.roles[1]
+            .token
+            .as_ref()
+            .unwrap()
+            .matches(token.as_bytes()));
+        let app = c.for_role(&roles.roles[0]);
+        assert_eq!(app.role_arn.name, "app");
+        assert!(app.chain.hops.is_empty());
+        let copier = c.for_role(&roles.roles[1]);
+        assert_eq!(copier.role_arn.name, "base", "the top-level --role-arn");
+        assert_eq!(copier.served_role().name, "b");
+        assert_eq!(copier.chain.hops[0].external_id, None);
+        assert!(
+            copier.chain.hops[1].external_id.is_some(),
+            "on the last hop"
+        );
+        assert!(copier.roles.is_none() && copier.auth_token.is_none());
+        assert_eq!(
+            copier.chain.session_policy.arns,
+            ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+            "the role's own session policy, for its last call"
+        );
+        assert!(app.chain.session_policy.is_empty());
+        // Every role names its own: --role-arn may be left out.
+        let json = r#"{"roles": {"a": {"role_arn": "arn:aws:iam::111122223333:role/a"}}}"#;
+        let e = env(&[
+            ("IRSA_PROXY_ROLES", json),
+            ("IRSA_PROXY_AUTH_TOKEN_DIR", dir_s.as_str()),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", &token_path()),
+        ]);
+        let c = Config::from_args(&ServeArgs::default(), &e).unwrap();
+        assert_eq!(c.role_arn.name, "a");
+        assert!(c.roles.unwrap().imds_role.is_none());
+    }
+
+    #[test]
+    fn several_roles_should_refuse_what_cannot_work_one_line_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_s = dir.path().display().to_string();
+        let json = roles_json();
+        let same = "0123456789abcdef".repeat(4);
+        let tp = token_path();
+        let e = env(&[
+            ("IRSA_PROXY_ROLES", json.as_str()),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", tp.as_str()),
+            (
+                "IRSA_PROXY_AUTH_TOKEN",
+                "SECRET-VALUE-0123456789abcdef0123456789",
+            ),
+            ("IRSA_PROXY_AUTH_TOKEN_FILE", "/tmp/auth-token"),
+            ("IRSA_PROXY_AUTH_TOKEN_APP", "SECRET-short"),
+            ("IRSA_PROXY_SESSION_TAGS", "team=payments"),
+            (
+                "IRSA_PROXY_CHAIN_ROLE_ARN",
+                "arn:aws:iam::444455556666:role/x",
+            ),
+            ("IRSA_PROXY_DURATION", "2h"),
+        ]);
+        let all = flags::lines(&Config::from_args(&ServeArgs::default(), &e).unwrap_err());
+        for needle in [
+            "--auth-token-dir (IRSA_PROXY_AUTH_TOKEN_DIR) is required; expected the directory where each role's token is written",
+            "--auth-token-file (IRSA_PROXY_AUTH_TOKEN_FILE): \"/tmp/auth-token\" is for one role; expected --auth-token-dir",
+            "IRSA_PROXY_AUTH_TOKEN: a value of 39 characters is for one role",
+            "IRSA_PROXY_AUTH_TOKEN_APP: a value of 12 characters is not allowed",
+            "IRSA_PROXY_ROLES has roles.copier without role_arn, and --role-arn (AWS_ROLE_ARN) is not given",
+            "--chain-role-arn (IRSA_PROXY_CHAIN_ROLE_ARN): \"arn:aws:iam::444455556666:role/x\" is given together with several roles",
+            "--duration (IRSA_PROXY_DURATION): \"2h\" is longer than the 1h AWS allows a session obtained by role chaining (roles.copier.chain_role_arn)",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in\n{all}");
+        }
+        assert!(!all.contains("SECRET"), "{all}");
+        // Chain settings with no chained role.
+        let e = env(&[
+            ("IRSA_PROXY_ROLES", r#"{"roles": {"a": {}}}"#),
+            ("AWS_ROLE_ARN", "arn:aws:iam::111122223333:role/base"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", tp.as_str()),
+            ("IRSA_PROXY_AUTH_TOKEN_DIR", dir_s.as_str()),
+            ("IRSA_PROXY_SESSION_TAGS", "team=payments"),
+            ("IRSA_PROXY_SOURCE_IDENTITY", "{pod}"),
+        ]);
+        let all = flags::lines(&Config::from_args(&ServeArgs::default(), &e).unwrap_err());
+        assert_eq!(
+            all,
+            "IRSA_PROXY_ROLES has no role with chain_role_arn, but --session-tags and --source-identity need a chain (AssumeRoleWithWebIdentity takes no ExternalId, session tags or SourceIdentity); expected chain_role_arn in a role, or none of --session-tags, --source-identity"
+        );
+        // The same token for two roles; the token dir without roles; both
+        // ways of giving roles at once.
+        let e = env(&[
+            ("IRSA_PROXY_ROLES", json.as_str()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::111122223333:role/base"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", tp.as_str()),
+            ("IRSA_PROXY_AUTH_TOKEN_DIR", dir_s.as_str()),
+            ("IRSA_PROXY_AUTH_TOKEN_APP", same.as_str()),
+            ("IRSA_PROXY_AUTH_TOKEN_COPIER", same.as_str()),
+        ]);
+        let all = flags::lines(&Config::from_args(&ServeArgs::default(), &e).unwrap_err());
+        assert_eq!(
+            all,
+            "IRSA_PROXY_AUTH_TOKEN_COPIER: a value of 64 characters is the same as IRSA_PROXY_AUTH_TOKEN_APP; expected a different token for every role (the token decides which role a request gets)"
+        );
+        let args = ServeArgs {
+            role_arn: Some("arn:aws:iam::123456789012:role/app".into()),
+            token_file: Some(tp.clone()),
+            auth_token_dir: Some(dir_s.clone()),
+            ..Default::default()
+        };
+        let all = flags::lines(&Config::from_args(&args, &env(&[])).unwrap_err());
+        assert!(all.starts_with("--auth-token-dir: "), "{all}");
+        assert!(all.contains("is for several roles"), "{all}");
+        let args = ServeArgs {
+            roles_file: Some("/nonexistent-for-test/roles.json".into()),
+            ..args
+        };
+        let all = flags::lines(
+            &Config::from_args(&args, &env(&[("IRSA_PROXY_ROLES", "{}")])).unwrap_err(),
+        );
+        assert_eq!(
+            all,
+            "--roles-file: \"/nonexistent-for-test/roles.json\" is given together with IRSA_PROXY_ROLES; expected one of them"
+        );
+        // Pod Identity: the agent picks the role.
+        let e = env(&[
+            ("IRSA_PROXY_ROLES", json.as_str()),
+            ("IRSA_PROXY_AUTH_TOKEN_DIR", dir_s.as_str()),
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://169.254.170.23/v1/credentials",
+            ),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", tp.as_str()),
+        ]);
+        let all = flags::lines(&Config::from_args(&ServeArgs::default(), &e).unwrap_err());
+        assert!(
+            all.contains("has roles.app.role_arn \"arn:aws:iam::111122223333:role/app\", which the Pod Identity source cannot assume"),
+            "{all}"
+        );
+        assert!(!all.contains("roles.copier"), "{all}");
     }
 
     #[test]

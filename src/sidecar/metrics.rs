@@ -1,11 +1,15 @@
 //! Prometheus metrics. Their names and labels are part of the contract
 //! (docs/contract.md §6): dashboards and alerts across a fleet depend on them.
 //!
-//! - `irsa_proxy_sts_requests_total{result="success|error", error="<code>"}`
-//! - `irsa_proxy_credentials_expiry_timestamp_seconds`
+//! - `irsa_proxy_sts_requests_total{result="success|error", error="<code>", role="<name>"}`
+//! - `irsa_proxy_credentials_expiry_timestamp_seconds{role="<name>"}`
 //! - `irsa_proxy_token_rotations_total`
-//! - `irsa_proxy_http_requests_total{endpoint="ecs|imds|health|metrics|other", status="<code>"}`
+//! - `irsa_proxy_http_requests_total{endpoint="ecs|imds|health|metrics|other", status="<code>", role="<name>"}`
 //! - `irsa_proxy_ready` (0/1)
+//!
+//! `role` is the role's name with several roles (docs/contract.md §13) and
+//! `default` with one; on a request, the role it was answered for (empty when
+//! none: health, metrics, a refused token).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -20,6 +24,12 @@ pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0
 struct StsLabels {
     result: &'static str,
     error: String,
+    role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabels {
+    role: String,
 }
 
 /// Which group of endpoints a request went to.
@@ -49,13 +59,15 @@ impl Endpoint {
 struct HttpLabels {
     endpoint: &'static str,
     status: u16,
+    /// Names fixed at start-up: no allocation per request.
+    role: &'static str,
 }
 
 /// Every metric of the proxy, registered once.
 pub struct Metrics {
     registry: Registry,
     sts_requests: Family<StsLabels, Counter>,
-    expiry: Gauge,
+    expiry: Family<RoleLabels, Gauge>,
     rotations: Counter,
     http_requests: Family<HttpLabels, Counter>,
     ready: Gauge,
@@ -77,7 +89,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let sts_requests = Family::<StsLabels, Counter>::default();
-        let expiry = Gauge::default();
+        let expiry = Family::<RoleLabels, Gauge>::default();
         let rotations = Counter::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         let ready = Gauge::default();
@@ -116,21 +128,27 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn sts_success(&self, expiry_unix: i64) {
+    pub(crate) fn sts_success(&self, role: &str, expiry_unix: i64) {
         self.sts_requests
             .get_or_create(&StsLabels {
                 result: "success",
                 error: String::new(),
+                role: role.to_string(),
             })
             .inc();
-        self.expiry.set(expiry_unix);
+        self.expiry
+            .get_or_create(&RoleLabels {
+                role: role.to_string(),
+            })
+            .set(expiry_unix);
     }
 
-    pub(crate) fn sts_error(&self, code: &str) {
+    pub(crate) fn sts_error(&self, role: &str, code: &str) {
         self.sts_requests
             .get_or_create(&StsLabels {
                 result: "error",
                 error: code.to_string(),
+                role: role.to_string(),
             })
             .inc();
     }
@@ -139,11 +157,14 @@ impl Metrics {
         self.rotations.inc();
     }
 
-    pub fn http_request(&self, endpoint: Endpoint, status: u16) {
+    /// One answered request; `role` is the role it was answered for, `""`
+    /// for none.
+    pub fn http_request(&self, endpoint: Endpoint, status: u16, role: &'static str) {
         self.http_requests
             .get_or_create(&HttpLabels {
                 endpoint: endpoint.as_str(),
                 status,
+                role,
             })
             .inc();
     }
@@ -165,17 +186,21 @@ mod tests {
     #[test]
     fn names_should_match_the_spec() {
         let m = Metrics::new();
-        m.sts_success(1_700_000_000);
-        m.sts_error("Throttling");
+        m.sts_success("default", 1_700_000_000);
+        m.sts_error("default", "Throttling");
+        m.sts_error("copier", "AccessDenied");
         m.token_rotated();
-        m.http_request(Endpoint::Ecs, 200);
+        m.http_request(Endpoint::Ecs, 200, "default");
+        m.http_request(Endpoint::Health, 200, "");
         let text = m.encode(true);
         for needle in [
-            "irsa_proxy_sts_requests_total{result=\"success\",error=\"\"} 1",
-            "irsa_proxy_sts_requests_total{result=\"error\",error=\"Throttling\"} 1",
-            "irsa_proxy_credentials_expiry_timestamp_seconds 1700000000",
+            "irsa_proxy_sts_requests_total{result=\"success\",error=\"\",role=\"default\"} 1",
+            "irsa_proxy_sts_requests_total{result=\"error\",error=\"Throttling\",role=\"default\"} 1",
+            "irsa_proxy_sts_requests_total{result=\"error\",error=\"AccessDenied\",role=\"copier\"} 1",
+            "irsa_proxy_credentials_expiry_timestamp_seconds{role=\"default\"} 1700000000",
             "irsa_proxy_token_rotations_total 1",
-            "irsa_proxy_http_requests_total{endpoint=\"ecs\",status=\"200\"} 1",
+            "irsa_proxy_http_requests_total{endpoint=\"ecs\",status=\"200\",role=\"default\"} 1",
+            "irsa_proxy_http_requests_total{endpoint=\"health\",status=\"200\",role=\"\"} 1",
             "irsa_proxy_ready 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod netns;
 pub mod port_redirect;
 pub mod probe;
+pub mod roles;
 pub mod serve;
 pub mod source;
 pub mod sts;

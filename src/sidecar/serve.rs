@@ -12,13 +12,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::cli::ServeArgs;
 use crate::clock::SystemClock;
 use crate::sidecar::cache::{CredentialStore, RefreshSettings, Refresher, RoleInfo};
 use crate::sidecar::chain::{AssumeHop, Chained, ChainedSource};
-use crate::sidecar::config::{Config, ProcessEnv};
-use crate::sidecar::endpoints::{AppState, AuthToken, ServerSettings};
+use crate::sidecar::config::{Config, ProcessEnv, RoleConfig};
+use crate::sidecar::endpoints::{AppState, AuthToken, ServedRole, ServerSettings, TokenTable};
 use crate::sidecar::http_server::shutdown_signal;
 use crate::sidecar::metrics::Metrics;
 use crate::sidecar::source::pod_identity::PodIdentity;
@@ -151,27 +152,18 @@ pub struct Proxy {
     refresh_now: Arc<Notify>,
 }
 
-/// Binds, starts the refresher and the token watcher, and serves. Returns once
-/// the listeners are bound; the first STS call is already under way.
-pub async fn start<S: AssumeRole + AssumeHop>(
+/// Binds, starts the refreshers (one per role) and the token watcher, and
+/// serves. Returns once the listeners are bound; the first STS calls are
+/// already under way.
+pub async fn start<S: AssumeRole + AssumeHop + Clone>(
     config: &Config,
     settings: ServerSettings,
     sts: S,
 ) -> Result<Proxy, Fatal> {
-    check_claims(config)?;
-    let auth_token = match (&config.auth_token, &config.auth_token_file) {
-        (Some(token), Some(path)) => {
-            token
-                .write_file(path)
-                .map_err(|e| Fatal::Runtime(e.to_string()))?;
-            Some(token.clone())
-        }
-        (Some(token), None) => Some(token.clone()),
-        (None, Some(path)) => {
-            Some(AuthToken::load_or_create(path).map_err(|e| Fatal::usage(e.to_string()))?)
-        }
-        (None, None) => None,
-    };
+    let units = role_units(config)?;
+    for u in &units {
+        check_claims(&u.config)?;
+    }
     let mut listeners = Vec::new();
     let mut addrs = Vec::new();
     for addr in &config.listen {
@@ -187,70 +179,135 @@ pub async fn start<S: AssumeRole + AssumeHop>(
     }
 
     let metrics = Arc::new(Metrics::new());
-    // With a chain, the endpoints name the last role: its credentials are the
-    // only ones served.
-    let served = config.served_role();
-    let store = Arc::new(CredentialStore::new(
-        RoleInfo {
-            role_arn: served.arn.clone(),
-            account: served.account.clone(),
-        },
-        Arc::new(SystemClock),
-    ));
+    let several = config.roles.is_some();
+    // The token watcher and `refresh_trigger` signal these; with several roles
+    // a task passes each signal on to every role's refresher.
     let rotated = Arc::new(Notify::new());
     let refresh_now = Arc::new(Notify::new());
-    let refresher = RefresherParts {
-        store: store.clone(),
-        settings: RefreshSettings {
-            role_arn: config.role_arn.arn.clone(),
-            session_name: config.session_name.clone(),
-            duration: config.duration,
-            refresh_before: config.refresh_before,
-            token_file: config.token_file.clone(),
-        },
-        metrics: metrics.clone(),
-        rotated: rotated.clone(),
-        refresh_now: refresh_now.clone(),
-    };
-    // Say once which source is in use, and what it reads.
-    let stop_refresher = match &config.pod_identity {
-        None => {
-            tracing::info!(
-                source = %SourceKind::WebIdentity,
-                role_arn = %config.role_arn,
-                token_file = %config.token_file.display(),
-                "credential source: web identity (STS AssumeRoleWithWebIdentity)"
-            );
-            spawn_refresher(refresher.with(Chained::new(sts, Arc::new(config.chain.clone()))))?
+    let mut fan_out = Vec::new();
+    let mut served = Vec::new();
+    let mut tokens = Vec::new();
+    let mut refreshers: Vec<RefresherTask> = Vec::new();
+    for unit in &units {
+        let c = &unit.config;
+        let (role_rotated, role_refresh_now) = if several {
+            let pair = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+            fan_out.push(pair.clone());
+            pair
+        } else {
+            (rotated.clone(), refresh_now.clone())
+        };
+        // With a chain, the endpoints name the last role: its credentials are
+        // the only ones served.
+        let served_role = c.served_role();
+        let store = Arc::new(CredentialStore::new(
+            RoleInfo {
+                role_arn: served_role.arn.clone(),
+                account: served_role.account.clone(),
+            },
+            Arc::new(SystemClock),
+        ));
+        let parts = RefresherParts {
+            store: store.clone(),
+            settings: RefreshSettings {
+                role: unit.name.clone(),
+                role_arn: c.role_arn.arn.clone(),
+                session_name: c.session_name.clone(),
+                duration: c.duration,
+                refresh_before: c.refresh_before,
+                token_file: c.token_file.clone(),
+            },
+            metrics: metrics.clone(),
+            rotated: role_rotated,
+            refresh_now: role_refresh_now,
+        };
+        // Say once which source is in use, and what it reads.
+        let task: RefresherTask = match &c.pod_identity {
+            None => {
+                tracing::info!(
+                    role = %unit.name,
+                    source = %SourceKind::WebIdentity,
+                    role_arn = %c.role_arn,
+                    served_role_arn = %served_role,
+                    hops = c.chain.hops.len(),
+                    token_file = %c.token_file.display(),
+                    "credential source: web identity (STS AssumeRoleWithWebIdentity)"
+                );
+                Box::pin(
+                    parts
+                        .with(Chained::new(sts.clone(), Arc::new(c.chain.clone())))
+                        .run(),
+                )
+            }
+            Some(uri) => {
+                tracing::info!(
+                    role = %unit.name,
+                    source = %SourceKind::PodIdentity,
+                    agent = %uri,
+                    served_role_arn = %served_role,
+                    hops = c.chain.hops.len(),
+                    token_file = %c.token_file.display(),
+                    "credential source: EKS Pod Identity agent"
+                );
+                Box::pin(
+                    parts
+                        .with(ChainedSource::new(
+                            PodIdentity::new(uri.clone()),
+                            Chained::new(sts.clone(), Arc::new(c.chain.clone())),
+                        ))
+                        .run(),
+                )
+            }
+        };
+        // With several roles, every line a refresher logs names its role.
+        refreshers.push(if several {
+            Box::pin(task.instrument(tracing::info_span!("role", role = %unit.name)))
+        } else {
+            task
+        });
+        served.push(ServedRole::new(&unit.name, store, served_role.name.clone()));
+        if let Some(t) = &unit.token {
+            tokens.push(t.clone());
         }
-        Some(uri) => {
-            tracing::info!(
-                source = %SourceKind::PodIdentity,
-                agent = %uri,
-                token_file = %config.token_file.display(),
-                "credential source: EKS Pod Identity agent"
-            );
-            spawn_refresher(refresher.with(ChainedSource::new(
-                PodIdentity::new(uri.clone()),
-                Chained::new(sts, Arc::new(config.chain.clone())),
-            )))?
-        }
-    };
+    }
+    let stop_refresher = spawn_refreshers(refreshers)?;
     let watcher = TokenWatcher::start(
         config.token_file.clone(),
         metrics.clone(),
-        rotated,
+        rotated.clone(),
         TOKEN_POLL_INTERVAL,
     );
-    let background = vec![tokio::spawn(watcher.run())];
+    let mut background = vec![tokio::spawn(watcher.run())];
+    if several {
+        let (to_rotated, to_refresh): (Vec<_>, Vec<_>) = fan_out.into_iter().unzip();
+        background.push(tokio::spawn(pass_on(rotated, to_rotated)));
+        background.push(tokio::spawn(pass_on(refresh_now.clone(), to_refresh)));
+    }
 
-    let state = Arc::new(AppState::new(
-        store,
-        metrics,
-        auth_token,
-        served.name.clone(),
-        settings,
-    ));
+    let state = Arc::new(match &config.roles {
+        None => AppState::single(
+            served
+                .pop()
+                .ok_or_else(|| Fatal::Runtime("no role to serve".into()))?,
+            tokens.pop(),
+            metrics,
+            settings,
+        ),
+        Some(roles) => {
+            let imds_role = roles
+                .imds_role
+                .as_ref()
+                .and_then(|name| served.iter().position(|r| r.name == name.as_str()));
+            AppState::new(
+                served,
+                TokenTable::new(tokens),
+                imds_role,
+                true,
+                metrics,
+                settings,
+            )
+        }
+    });
     let stop_server = Arc::new(Notify::new());
     let stop = stop_server.clone();
     let server = tokio::spawn(crate::sidecar::endpoints::serve(
@@ -259,15 +316,29 @@ pub async fn start<S: AssumeRole + AssumeHop>(
         async move { stop.notified().await },
     ));
     for a in &addrs {
-        tracing::info!(
-            source = %config.source(),
-            role_arn = %config.role_arn,
-            served_role_arn = %served,
-            hops = config.chain.hops.len(),
-            session_name = %config.session_name,
-            imds = config.imds,
-            "listening on {a}"
-        );
+        match &config.roles {
+            None => {
+                let served = config.served_role();
+                tracing::info!(
+                    source = %config.source(),
+                    role_arn = %config.role_arn,
+                    served_role_arn = %served,
+                    hops = config.chain.hops.len(),
+                    session_name = %config.session_name,
+                    imds = config.imds,
+                    "listening on {a}"
+                );
+            }
+            Some(roles) => tracing::info!(
+                source = %config.source(),
+                roles = %roles.names(),
+                imds_role = roles.imds_role.as_deref().unwrap_or("-"),
+                token_dir = %roles.token_dir.display(),
+                session_name = %config.session_name,
+                imds = config.imds,
+                "listening on {a}"
+            ),
+        }
     }
     Ok(Proxy {
         addrs,
@@ -278,6 +349,107 @@ pub async fn start<S: AssumeRole + AssumeHop>(
         stop_refresher,
         refresh_now,
     })
+}
+
+/// A refresher's loop, boxed so that roles of either source run side by side.
+type RefresherTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// One role to serve: its name, its configuration, its token.
+struct RoleUnit {
+    /// `default` with one role.
+    name: String,
+    config: Config,
+    token: Option<AuthToken>,
+}
+
+/// The roles to serve: the one of `--role-arn` (`default`, with the pod's
+/// token if configured), or each of several with its token written to
+/// `--auth-token-dir`/<name>/token.
+fn role_units(config: &Config) -> Result<Vec<RoleUnit>, Fatal> {
+    let Some(roles) = &config.roles else {
+        let token = match (&config.auth_token, &config.auth_token_file) {
+            (Some(token), Some(path)) => {
+                token
+                    .write_file(path)
+                    .map_err(|e| Fatal::Runtime(e.to_string()))?;
+                Some(token.clone())
+            }
+            (Some(token), None) => Some(token.clone()),
+            (None, Some(path)) => {
+                Some(AuthToken::load_or_create(path).map_err(|e| Fatal::usage(e.to_string()))?)
+            }
+            (None, None) => None,
+        };
+        return Ok(vec![RoleUnit {
+            name: DEFAULT_ROLE.into(),
+            config: config.clone(),
+            token,
+        }]);
+    };
+    let mut units: Vec<RoleUnit> = Vec::new();
+    for role in &roles.roles {
+        let token = role_token(&roles.token_dir, role)?;
+        if let Some(other) = units
+            .iter()
+            .find(|u| u.token.as_ref().is_some_and(|t| t.same_as(&token)))
+        {
+            return Err(Fatal::usage(format!(
+                "--auth-token-dir: the token files of roles {} and {} hold the same token; every role needs its own (remove both files to have new ones made, or set IRSA_PROXY_AUTH_TOKEN_<NAME>)",
+                other.name, role.name
+            )));
+        }
+        units.push(RoleUnit {
+            name: role.name.clone(),
+            config: config.for_role(role),
+            token: Some(token),
+        });
+    }
+    Ok(units)
+}
+
+/// The metrics' `role` label and the logs' role name with one role.
+pub const DEFAULT_ROLE: &str = "default";
+
+/// Writes (from `IRSA_PROXY_AUTH_TOKEN_<NAME>`) or reads or creates
+/// `dir/<name>/token`, in a directory of its own that each role's container
+/// mounts alone (`subPath`).
+fn role_token(dir: &std::path::Path, role: &RoleConfig) -> Result<AuthToken, Fatal> {
+    let file = role.token_file(dir);
+    let what = |e: &dyn std::fmt::Display| {
+        // The file errors name --auth-token-file; here it is a role's file.
+        let e = e.to_string();
+        let e = e.trim_start_matches("--auth-token-file: ").to_string();
+        format!("--auth-token-dir: role {}: {e}", role.name)
+    };
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Fatal::usage(what(&format!("cannot create {}: {e}", parent.display()))))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Every container of the role may run as another user.
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    match &role.token {
+        Some(token) => {
+            token
+                .write_file(&file)
+                .map_err(|e| Fatal::Runtime(what(&e)))?;
+            Ok(token.clone())
+        }
+        None => AuthToken::load_or_create(&file).map_err(|e| Fatal::usage(what(&e))),
+    }
+}
+
+/// Passes every signal of `from` on to each of `to`.
+async fn pass_on(from: Arc<Notify>, to: Vec<Arc<Notify>>) {
+    loop {
+        from.notified().await;
+        for n in &to {
+            n.notify_one();
+        }
+    }
 }
 
 /// With a session name, SourceIdentity or tag over the token's claims, a token
@@ -355,15 +527,17 @@ impl RefresherParts {
     }
 }
 
-/// Runs the refresher on its own thread with its own single-threaded runtime.
+/// Runs the refreshers, one per role, on their own thread with its own
+/// single-threaded runtime; each is a task of its own there, so one role's
+/// failing calls and back-off never hold up another's.
 ///
 /// An STS call costs milliseconds of CPU in the SDK (endpoint resolution, the
 /// orchestrator, XML parsing). On the serving runtime, which is one thread, every
 /// request would wait behind it; on a thread of its own the kernel interleaves
 /// the two, so a refresh barely shows in request latency (measured in
 /// BENCHMARKS.md).
-fn spawn_refresher<S: CredentialSource>(
-    refresher: Refresher<S>,
+fn spawn_refreshers(
+    refreshers: Vec<RefresherTask>,
 ) -> Result<tokio::sync::oneshot::Sender<()>, Fatal> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -374,10 +548,12 @@ fn spawn_refresher<S: CredentialSource>(
         .name("irsa-proxy-sts".into())
         .spawn(move || {
             runtime.block_on(async move {
-                tokio::select! {
-                    _ = refresher.run() => {}
-                    _ = stopped => {}
+                for r in refreshers {
+                    tokio::spawn(r);
                 }
+                // Stopped, or the sender dropped: either way, stop. The
+                // tasks go with the runtime.
+                let _ = stopped.await;
             })
         })
         .map_err(|e| Fatal::Runtime(format!("cannot start the refresher's thread: {e}")))?;

@@ -78,6 +78,8 @@ impl Backoff {
 /// Inputs of the refresher that do not change while it runs.
 #[derive(Debug, Clone)]
 pub(crate) struct RefreshSettings {
+    /// The role's name (`default` with one role): the metrics' `role` label.
+    pub role: String,
     pub role_arn: String,
     pub session_name: String,
     pub duration: Duration,
@@ -172,7 +174,7 @@ impl<S: CredentialSource> Refresher<S> {
                     "cannot read the {}; {cache}",
                     self.sts.kind().token_name()
                 );
-                self.metrics.sts_error(e.code());
+                self.metrics.sts_error(&s.role, e.code());
                 self.store.record_failure(Unavailable {
                     code: e.code().to_string(),
                     message: e.to_string(),
@@ -205,7 +207,8 @@ impl<S: CredentialSource> Refresher<S> {
         let window = refresh_window(s.refresh_before, lifetime);
         let jittered = window + window.mul_f64(rand::rng().random_range(0.0..0.1));
         let refresh_at = creds.expiration - jittered.min(lifetime);
-        self.metrics.sts_success(unix_seconds(creds.expiration));
+        self.metrics
+            .sts_success(&s.role, unix_seconds(creds.expiration));
         tracing::info!(
             access_key_id = %creds.access_key_id,
             expiration = %format_timestamp(creds.expiration),
@@ -218,7 +221,7 @@ impl<S: CredentialSource> Refresher<S> {
 
     fn fail(&self, e: &StsError, token: Option<&str>) {
         let called = self.sts.kind().called();
-        self.metrics.sts_error(&e.code);
+        self.metrics.sts_error(&self.settings.role, &e.code);
         let still_serving = self
             .store
             .current()

@@ -196,6 +196,23 @@ impl Plan {
         args: &ServeArgs,
         duration: Option<(Duration, Option<&'static str>, String)>,
     ) -> Plan {
+        Plan::build(flags, args, duration, false).0
+    }
+
+    /// With several roles (`crate::sidecar::roles`): the settings every role's
+    /// chain shares, without hops (each role names its own; `--chain-role-arn`
+    /// is refused), and the ExternalId for each role's last hop. What needs a
+    /// chain is checked per role by the caller.
+    pub(crate) fn for_roles(flags: &mut Flags<'_>, args: &ServeArgs) -> (Plan, Option<ExternalId>) {
+        Plan::build(flags, args, None, true)
+    }
+
+    fn build(
+        flags: &mut Flags<'_>,
+        args: &ServeArgs,
+        duration: Option<(Duration, Option<&'static str>, String)>,
+        roles: bool,
+    ) -> (Plan, Option<ExternalId>) {
         let mut plan = Plan::default();
 
         // Hops: the flag, repeated, or the variable, comma-separated.
@@ -206,6 +223,18 @@ impl Plan {
         } else {
             (Vec::new(), None)
         };
+        if roles && !values.is_empty() {
+            flags.refuse(FlagError::refused(
+                f::CHAIN_ROLE_ARN.name,
+                source,
+                &values.join(","),
+                Refusal::new(
+                    "is given together with several roles (--roles-file or IRSA_PROXY_ROLES)",
+                    "chain_role_arn in each role of the roles JSON",
+                ),
+            ));
+        }
+        let values = if roles { Vec::new() } else { values };
         for v in values.iter().filter(|v| !v.is_empty()) {
             match flags::role_arn(v) {
                 Ok(role) => plan.hops.push(Hop {
@@ -283,8 +312,11 @@ impl Plan {
                 ));
             }
         };
+        let mut external_id = external_id;
         match plan.hops.last_mut() {
-            Some(last) => last.external_id = external_id,
+            Some(last) => last.external_id = external_id.take(),
+            // Several roles: each role's last hop gets it.
+            None if roles => {}
             // No hop was given (a refused one is reported already).
             None if values.is_empty() => {
                 let given = args.chain_external_id.as_deref();
@@ -364,7 +396,7 @@ impl Plan {
                     match &cluster_name {
                         Some(name) => plan.tags = tags::pod_identity(name, cluster_arn.as_deref()),
                         // Refused already: a bad name, or tags without a chain.
-                        None if given || values.is_empty() => {}
+                        None if given || (values.is_empty() && !roles) => {}
                         None => {
                             flags.refuse(FlagError::missing(&f::CLUSTER_NAME, CLUSTER_NAME_NEEDED))
                         }
@@ -426,7 +458,7 @@ impl Plan {
                 }
             }
         }
-        if plan.hops.is_empty() && values.is_empty() {
+        if plan.hops.is_empty() && values.is_empty() && !roles {
             let given = (!args.chain.session_tags.is_empty()).then_some(shown.as_str());
             needs_chain(flags, &f::SESSION_TAGS, given);
             needs_chain(
@@ -462,7 +494,7 @@ impl Plan {
                 ));
             }
         }
-        plan
+        (plan, external_id)
     }
 }
 

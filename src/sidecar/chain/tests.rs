@@ -268,6 +268,7 @@ fn start_on(
         script: script.clone(),
     };
     let settings = RefreshSettings {
+        role: "default".into(),
         role_arn: WEB_ROLE.into(),
         session_name: "fixed-name-not-used".into(),
         duration,
@@ -449,7 +450,9 @@ async fn a_failing_second_hop_should_serve_the_last_final_credentials_until_the_
     );
     assert!(u.message.contains("sts:TagSession"), "{}", u.message);
     let text = h.metrics.encode(false);
-    assert!(text.contains(r#"irsa_proxy_sts_requests_total{result="error",error="AccessDenied"}"#));
+    assert!(text.contains(
+        r#"irsa_proxy_sts_requests_total{result="error",error="AccessDenied",role="default"}"#
+    ));
     // A request at this point gets the 503 at once.
     let e = h.store.get(secs(5)).await.unwrap_err();
     assert_eq!(e.code, "AccessDenied");
@@ -578,11 +581,15 @@ async fn throttling_on_either_hop_should_be_retried_and_told_apart_from_access_d
     assert_eq!((u.code.as_str(), u.terminal), ("AccessDenied", true));
     let text = h.metrics.encode(false);
     assert!(
-        text.contains(r#"irsa_proxy_sts_requests_total{result="error",error="Throttling"} 3"#),
+        text.contains(
+            r#"irsa_proxy_sts_requests_total{result="error",error="Throttling",role="default"} 3"#
+        ),
         "{text}"
     );
     assert!(
-        text.contains(r#"irsa_proxy_sts_requests_total{result="error",error="AccessDenied"}"#),
+        text.contains(
+            r#"irsa_proxy_sts_requests_total{result="error",error="AccessDenied",role="default"}"#
+        ),
         "{text}"
     );
 }

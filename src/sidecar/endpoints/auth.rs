@@ -127,11 +127,52 @@ impl AuthToken {
             })
     }
 
+    /// True when both are the same token (constant-time).
+    pub(crate) fn same_as(&self, other: &AuthToken) -> bool {
+        self.matches(&other.0)
+    }
+
     /// Constant-time comparison with a presented header value.
     pub fn matches(&self, presented: &[u8]) -> bool {
         // `ct_eq` on slices of different lengths is false without comparing bytes;
         // the length of the expected token is not a secret worth hiding.
         self.0.as_slice().ct_eq(presented).into()
+    }
+}
+
+/// Which role a presented token is for: with several roles every role has its
+/// own token, and the token alone decides the role (docs/contract.md §13).
+///
+/// Every token is compared with the presented bytes, in constant time, and the
+/// index of the match is picked without a branch: how long a lookup takes
+/// says nothing of which token, or how much of one, matched. Tokens are
+/// distinct (refused at start-up otherwise), so at most one matches.
+#[derive(Debug, Clone, Default)]
+pub struct TokenTable {
+    /// Index = the role's index.
+    tokens: Vec<AuthToken>,
+}
+
+impl TokenTable {
+    pub fn new(tokens: Vec<AuthToken>) -> TokenTable {
+        TokenTable { tokens }
+    }
+
+    /// No token at all: a single role served without one.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The index of the role whose token is `presented`; `None` for any other
+    /// value.
+    pub fn lookup(&self, presented: &[u8]) -> Option<usize> {
+        use subtle::ConditionallySelectable;
+        let mut found = u32::MAX;
+        for (i, t) in self.tokens.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            found.conditional_assign(&i, t.0.as_slice().ct_eq(presented));
+        }
+        (found != u32::MAX).then_some(found as usize)
     }
 }
 
@@ -205,6 +246,57 @@ mod tests {
         t.write_file(&p).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), value);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    fn token(s: &str) -> AuthToken {
+        AuthToken(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_token_should_map_to_its_own_role_only() {
+        let table = TokenTable::new(vec![token("alpha-token"), token("beta-token"), token("b")]);
+        assert_eq!(table.lookup(b"alpha-token"), Some(0));
+        assert_eq!(table.lookup(b"beta-token"), Some(1));
+        assert_eq!(table.lookup(b"b"), Some(2));
+        for other in [
+            &b""[..],
+            b"alpha",
+            b"alpha-token ",
+            b"ALPHA-TOKEN",
+            b"beta-tokenx",
+        ] {
+            assert_eq!(table.lookup(other), None, "{other:?}");
+        }
+        assert_eq!(TokenTable::default().lookup(b""), None);
+        assert!(TokenTable::default().is_empty());
+    }
+
+    proptest::proptest! {
+        /// Distinct tokens: each finds exactly its own index, and any other
+        /// value (a prefix, an extension, a one-byte change) finds none.
+        #[test]
+        fn lookup_should_never_give_another_role(
+            tokens in proptest::collection::btree_set("[A-Za-z0-9._~-]{1,40}", 1..8),
+            probe in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48),
+            cut in 0usize..40,
+        ) {
+            let tokens: Vec<String> = tokens.into_iter().collect();
+            let table = TokenTable::new(tokens.iter().map(|t| token(t)).collect());
+            for (i, t) in tokens.iter().enumerate() {
+                proptest::prop_assert_eq!(table.lookup(t.as_bytes()), Some(i));
+                let mut longer = t.clone().into_bytes();
+                longer.push(b'x');
+                let shorter = &t.as_bytes()[..cut.min(t.len())];
+                let mut changed = t.clone().into_bytes();
+                changed[cut % t.len()] ^= 0x01;
+                for v in [longer.as_slice(), shorter, changed.as_slice()] {
+                    let owner = tokens.iter().position(|o| o.as_bytes() == v);
+                    proptest::prop_assert_eq!(table.lookup(v), owner);
+                }
+            }
+            let owner = tokens.iter().position(|o| o.as_bytes() == probe.as_slice());
+            proptest::prop_assert_eq!(table.lookup(&probe), owner);
+        }
     }
 
     #[test]

@@ -23,22 +23,50 @@ use super::AppState;
 /// The route whose last segment is the token.
 pub(crate) const PATH_TOKEN_PREFIX: &str = "/v2/credentials/";
 
-/// `GET /v1/credentials`.
-pub async fn get(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Response<Body> {
-    if let Some(expected) = &state.auth_token {
-        let presented = headers.get(AUTHORIZATION);
-        if !presented.is_some_and(|v| expected.matches(v.as_bytes())) {
+/// `GET /v1/credentials`: the answer, and the index of the role it is for.
+pub async fn get(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> (Option<usize>, Response<Body>) {
+    if state.tokens.is_empty() {
+        // One role, no token: nothing to check.
+        return (Some(0), answer(state, 0).await);
+    }
+    let presented = headers.get(AUTHORIZATION);
+    match presented.and_then(|v| state.tokens.lookup(v.as_bytes())) {
+        Some(role) => (Some(role), answer(state, role).await),
+        None if state.several => {
+            tracing::warn!(
+                %peer,
+                header = if presented.is_some() { "wrong" } else { "missing" },
+                "refused /v1/credentials: Authorization matches no role's token{}",
+                if presented.is_some() { "" } else { MISSING_HINT }
+            );
+            (
+                None,
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    if presented.is_some() {
+                        "the Authorization header matches no role's token: a container presents its own role's token (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or AWS_CONTAINER_AUTHORIZATION_TOKEN)"
+                    } else {
+                        "no Authorization header: each role's container presents its own token, from AWS_CONTAINER_AUTHORIZATION_TOKEN or AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; an SDK that sends none can use /v2/credentials/<token>"
+                    },
+                ),
+            )
+        }
+        None => {
             // The presented value is never logged: it may be a real token for
-            // something else.
-            // A missing header is what an old SDK sends: say which ones and
-            // what gets them in.
+            // something else. A missing header is what an old SDK sends: say
+            // which ones and what gets them in.
             tracing::warn!(
                 %peer,
                 header = if presented.is_some() { "wrong" } else { "missing" },
                 "refused /v1/credentials: Authorization does not match the pod's authorization token{}",
                 if presented.is_some() { "" } else { MISSING_HINT }
             );
-            return error(
+            let refused = error(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized",
                 if presented.is_some() {
@@ -47,40 +75,55 @@ pub async fn get(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Res
                     "no Authorization header: set AWS_CONTAINER_AUTHORIZATION_TOKEN (SDKs before 2023 read only the value) or AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; an SDK that sends none (Go v1 before 1.15.41) can use /v2/credentials/<token> instead"
                 },
             );
+            (None, refused)
         }
     }
-    answer(state).await
 }
 
 /// Said in the log when a request came without `Authorization`.
 const MISSING_HINT: &str = ": no header was sent. SDKs before 2023 send it only from AWS_CONTAINER_AUTHORIZATION_TOKEN (the value, which `inject` and `dev` set), and Go v1 before 1.15.41 never; those reach /v2/credentials/<token> through AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or FULL_URI";
 
-/// `GET /v2/credentials/<token>`.
-pub(crate) async fn get_by_path(state: &AppState, path: &str, peer: SocketAddr) -> Response<Body> {
+/// `GET /v2/credentials/<token>`: the answer, and the index of the role it is
+/// for.
+pub(crate) async fn get_by_path(
+    state: &AppState,
+    path: &str,
+    peer: SocketAddr,
+) -> (Option<usize>, Response<Body>) {
     let presented = path.strip_prefix(PATH_TOKEN_PREFIX).unwrap_or_default();
-    let Some(expected) = &state.auth_token else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "/v2/credentials/<token> is served only when the proxy has an authorization token (IRSA_PROXY_AUTH_TOKEN or --auth-token-file)",
-        );
-    };
-    if !expected.matches(presented.as_bytes()) {
-        tracing::warn!(
-            %peer,
-            "refused /v2/credentials/...: the path's token does not match the pod's authorization token"
-        );
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "the token in the path does not match the pod's token; AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must be /v2/credentials/<the pod's token>",
+    if state.tokens.is_empty() {
+        return (
+            None,
+            error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "/v2/credentials/<token> is served only when the proxy has an authorization token (IRSA_PROXY_AUTH_TOKEN or --auth-token-file)",
+            ),
         );
     }
-    answer(state).await
+    match state.tokens.lookup(presented.as_bytes()) {
+        Some(role) => (Some(role), answer(state, role).await),
+        None => {
+            let (logged, said) = if state.several {
+                (
+                    "refused /v2/credentials/...: the path's token matches no role's token",
+                    "the token in the path matches no role's token; AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must be /v2/credentials/<the container's own token>",
+                )
+            } else {
+                (
+                    "refused /v2/credentials/...: the path's token does not match the pod's authorization token",
+                    "the token in the path does not match the pod's token; AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must be /v2/credentials/<the pod's token>",
+                )
+            };
+            tracing::warn!(%peer, "{logged}");
+            (None, error(StatusCode::UNAUTHORIZED, "Unauthorized", said))
+        }
+    }
 }
 
-async fn answer(state: &AppState) -> Response<Body> {
-    match state.store.get(state.settings.cold_start_wait).await {
+async fn answer(state: &AppState, role: usize) -> Response<Body> {
+    let store = &state.roles[role].store;
+    match store.get(state.settings.cold_start_wait).await {
         Ok(g) => json(StatusCode::OK, g.ecs_body.clone()),
         Err(u) => error(StatusCode::SERVICE_UNAVAILABLE, &u.code, &u.message),
     }

@@ -183,9 +183,25 @@ pub(crate) fn check_token(
     }
 }
 
+/// The 404 of the credential paths when IMDS serves no role: several roles
+/// and no `imds_role`. IMDS has no per-client identity (no token, the same
+/// address for every container), so a role served there would reach every
+/// container of the pod, whatever token it holds.
+fn no_imds_role(state: &AppState) -> Response<Body> {
+    let names: Vec<&str> = state.roles.iter().map(|r| r.name).collect();
+    text(
+        StatusCode::NOT_FOUND,
+        format!(
+            "IMDS serves no role: this proxy serves several roles ({}) and none is the roles JSON's imds_role. IMDS cannot tell containers apart, so a role served here would reach every container in the pod; use AWS_CONTAINER_CREDENTIALS_FULL_URI with the container's own token",
+            names.join(", ")
+        ),
+    )
+}
+
 /// A GET under `/latest/`. `None` means the path is not served (404).
 pub async fn get(state: &AppState, path: &str) -> Option<Response<Body>> {
-    let role = state.role_name.as_str();
+    let served = state.imds_role.map(|i| &state.roles[i]);
+    let role = served.map_or("", |r| r.imds_name.as_str());
     let path = path.strip_prefix("/latest/")?;
     let region = state.settings.region.as_deref();
     let r = match path {
@@ -198,11 +214,17 @@ pub async fn get(state: &AppState, path: &str) -> Option<Response<Body>> {
         }
         "meta-data/iam" | "meta-data/iam/" => text(StatusCode::OK, "info\nsecurity-credentials/"),
         "meta-data/iam/security-credentials" | "meta-data/iam/security-credentials/" => {
-            text(StatusCode::OK, role.to_string())
+            match served {
+                Some(_) => text(StatusCode::OK, role.to_string()),
+                None => no_imds_role(state),
+            }
         }
-        "meta-data/iam/info" => match state.store.get(state.settings.cold_start_wait).await {
-            Ok(g) => json(StatusCode::OK, g.iam_info_body.clone()),
-            Err(u) => error(StatusCode::SERVICE_UNAVAILABLE, &u.code, &u.message),
+        "meta-data/iam/info" => match served {
+            None => no_imds_role(state),
+            Some(r) => match r.store.get(state.settings.cold_start_wait).await {
+                Ok(g) => json(StatusCode::OK, g.iam_info_body.clone()),
+                Err(u) => error(StatusCode::SERVICE_UNAVAILABLE, &u.code, &u.message),
+            },
         },
         "meta-data/placement" | "meta-data/placement/" => {
             region?;
@@ -215,10 +237,13 @@ pub async fn get(state: &AppState, path: &str) -> Option<Response<Body>> {
         }
         other => {
             let name = other.strip_prefix("meta-data/iam/security-credentials/")?;
+            let Some(r) = served else {
+                return Some(no_imds_role(state));
+            };
             if name != role {
                 return None;
             }
-            match state.store.get(state.settings.cold_start_wait).await {
+            match r.store.get(state.settings.cold_start_wait).await {
                 Ok(g) => json(StatusCode::OK, g.imds_body.clone()),
                 Err(u) => error(StatusCode::SERVICE_UNAVAILABLE, &u.code, &u.message),
             }
@@ -230,8 +255,10 @@ pub async fn get(state: &AppState, path: &str) -> Option<Response<Body>> {
 /// The instance-identity document, for SDKs that read the region from it.
 fn identity_document(state: &AppState, region: &str) -> String {
     let started = state.started;
+    // The IMDS role's account, else the first role's: an instance has one.
+    let role = &state.roles[state.imds_role.unwrap_or(0)];
     serde_json::json!({
-        "accountId": state.store.role.account,
+        "accountId": role.store.role.account,
         "architecture": std::env::consts::ARCH.replace("aarch64", "arm64"),
         "availabilityZone": format!("{region}a"),
         "billingProducts": null,

@@ -17,7 +17,7 @@ mod response;
 
 #[cfg(feature = "tools")]
 pub(crate) use auth::random_token;
-pub use auth::AuthToken;
+pub use auth::{AuthToken, TokenTable};
 pub use imds::{ImdsV1, SessionTokens};
 
 use std::net::{IpAddr, SocketAddr};
@@ -74,18 +74,45 @@ impl Default for ServerSettings {
     }
 }
 
+/// One role as served: its name, its cache, its IMDS name.
+#[derive(Debug)]
+pub struct ServedRole {
+    /// The role's name (`default` with one role): the metrics' `role` label and
+    /// what the logs and `/readyz` say. Fixed for the process's life.
+    pub name: &'static str,
+    pub store: Arc<CredentialStore>,
+    /// The last segment of the served role ARN: the IMDS credentials path.
+    pub imds_name: String,
+}
+
+impl ServedRole {
+    /// `name` is kept for the process's life (one per role, at start-up), so
+    /// that counting a request never allocates.
+    pub fn new(name: &str, store: Arc<CredentialStore>, imds_name: String) -> ServedRole {
+        ServedRole {
+            name: Box::leak(name.to_string().into_boxed_str()),
+            store,
+            imds_name,
+        }
+    }
+}
+
 /// What every request handler shares.
 #[derive(Debug)]
 pub struct AppState {
-    pub store: Arc<CredentialStore>,
-    pub metrics: Arc<Metrics>,
-    /// The pod's authorization token (`IRSA_PROXY_AUTH_TOKEN` or
-    /// `--auth-token-file`), when configured: the `Authorization` value of
+    /// Every role served; one (`default`) without several roles.
+    pub roles: Vec<ServedRole>,
+    /// The roles' tokens, by role index: the `Authorization` value of
     /// `/v1/credentials` and the secret path segment of `/v2/credentials/`.
-    pub auth_token: Option<AuthToken>,
+    /// Empty when one role is served without a token.
+    pub tokens: TokenTable,
+    /// The role IMDS serves: the only one with one role; with several, the
+    /// roles JSON's `imds_role`, or none.
+    pub imds_role: Option<usize>,
+    /// Several roles are configured (`--roles-file`, `IRSA_PROXY_ROLES`).
+    pub several: bool,
+    pub metrics: Arc<Metrics>,
     pub imds_tokens: SessionTokens,
-    /// The last segment of the role ARN: the IMDS credentials path.
-    pub role_name: String,
     pub settings: ServerSettings,
     /// Set at SIGTERM: readiness answers 503 from then on.
     pub shutting_down: AtomicBool,
@@ -94,28 +121,66 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
-        store: Arc<CredentialStore>,
+    /// One role, with its token if it has one.
+    pub fn single(
+        role: ServedRole,
+        token: Option<AuthToken>,
         metrics: Arc<Metrics>,
-        auth_token: Option<AuthToken>,
-        role_name: String,
+        settings: ServerSettings,
+    ) -> AppState {
+        let tokens = TokenTable::new(token.into_iter().collect());
+        AppState::new(vec![role], tokens, Some(0), false, metrics, settings)
+    }
+
+    /// `tokens` by role index; `imds_role` an index into `roles`.
+    pub fn new(
+        roles: Vec<ServedRole>,
+        tokens: TokenTable,
+        imds_role: Option<usize>,
+        several: bool,
+        metrics: Arc<Metrics>,
         settings: ServerSettings,
     ) -> AppState {
         AppState {
             imds_tokens: SessionTokens::new(settings.max_imds_tokens),
-            store,
+            roles,
+            tokens,
+            imds_role,
+            several,
             metrics,
-            auth_token,
-            role_name,
             settings,
             shutting_down: AtomicBool::new(false),
             started: SystemTime::now(),
         }
     }
 
-    /// Ready: valid credentials cached and not shutting down.
+    /// Ready: valid credentials cached for every role, and not shutting down.
     pub(crate) fn is_ready(&self) -> bool {
-        !self.shutting_down.load(Ordering::Relaxed) && self.store.is_ready()
+        !self.shutting_down.load(Ordering::Relaxed) && self.roles.iter().all(|r| r.store.is_ready())
+    }
+
+    /// The `/readyz` body when not ready for want of credentials: with one
+    /// role why it has none; with several, which ones have none and why.
+    fn not_ready(&self) -> String {
+        if !self.several {
+            let u = self.roles[0].store.unavailable();
+            return format!("not ready: {}: {}", u.code, u.message);
+        }
+        let missing: Vec<String> = self
+            .roles
+            .iter()
+            .filter(|r| !r.store.is_ready())
+            .map(|r| {
+                let u = r.store.unavailable();
+                format!("{}: {}: {}", r.name, u.code, u.message)
+            })
+            .collect();
+        format!(
+            "not ready: {} of {} roles have no credentials; {}",
+            missing.len(),
+            self.roles.len(),
+            missing.join("; ")
+        )
     }
 }
 
@@ -162,16 +227,18 @@ pub struct Peer {
 
 /// Answers one request and counts it.
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: Peer) -> Response<Body> {
-    let (endpoint, response) = route(state, &req, peer).await;
+    let (endpoint, role, response) = route(state, &req, peer).await;
+    let role = role.map_or("", |i| state.roles[i].name);
     state
         .metrics
-        .http_request(endpoint, response.status().as_u16());
+        .http_request(endpoint, response.status().as_u16(), role);
     tracing::debug!(
         peer = %peer.addr,
         method = %req.method(),
         // The secret path segment of /v2/credentials/ is never logged.
         path = %ecs::loggable_path(req.uri().path()),
         status = response.status().as_u16(),
+        role,
         "request"
     );
     response
@@ -226,11 +293,13 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     r
 }
 
+/// The answer, with the endpoint group and the role it was answered for
+/// (`None`: no role, as for health, metrics or a refused token).
 async fn route(
     state: &AppState,
     req: &Request<Incoming>,
     peer: Peer,
-) -> (Endpoint, Response<Body>) {
+) -> (Endpoint, Option<usize>, Response<Body>) {
     let path = req.uri().path();
     let endpoint = match path {
         "/v1/credentials" => Endpoint::Ecs,
@@ -244,6 +313,7 @@ async fn route(
         tracing::warn!(peer = %peer.addr, "refused a request whose Host header is a DNS name other than localhost (DNS rebinding protection)");
         return (
             endpoint,
+            None,
             error(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
@@ -253,11 +323,18 @@ async fn route(
     }
     let method = req.method();
     let read = imds::is_read(method);
+    let mut role = None;
     let response = match (endpoint, path) {
         (Endpoint::Ecs, "/v1/credentials") if read => {
-            ecs::get(state, req.headers(), peer.addr).await
+            let (r, response) = ecs::get(state, req.headers(), peer.addr).await;
+            role = r;
+            response
         }
-        (Endpoint::Ecs, _) if read => ecs::get_by_path(state, path, peer.addr).await,
+        (Endpoint::Ecs, _) if read => {
+            let (r, response) = ecs::get_by_path(state, path, peer.addr).await;
+            role = r;
+            response
+        }
         (Endpoint::Health, "/healthz") if read => text(StatusCode::OK, "ok"),
         (Endpoint::Health, _) if read => {
             if state.is_ready() {
@@ -265,11 +342,7 @@ async fn route(
             } else if state.shutting_down.load(Ordering::Relaxed) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
             } else {
-                let u = state.store.unavailable();
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("not ready: {}: {}", u.code, u.message),
-                )
+                text(StatusCode::SERVICE_UNAVAILABLE, state.not_ready())
             }
         }
         (Endpoint::Metrics, _) if read => with_type(
@@ -285,6 +358,7 @@ async fn route(
             }
         }
         (Endpoint::Imds, _) if read => {
+            role = state.imds_role;
             match imds::check_token(state, req.headers(), peer.imds_v1) {
                 Some(refusal) => refusal,
                 None => match imds::get(state, path).await {
@@ -296,7 +370,7 @@ async fn route(
         (Endpoint::Other, _) => not_found(),
         _ => method_not_allowed("GET, HEAD"),
     };
-    (endpoint, response)
+    (endpoint, role, response)
 }
 
 fn not_found() -> Response<Body> {

@@ -206,7 +206,11 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
 
     // Wait until the first credentials are cached, so the app's first call works:
     // on the store, woken by the refresher's first success or failure.
-    if let Err(u) = proxy.state.store.get(Duration::from_secs(10)).await {
+    if let Err(u) = proxy.state.roles[0]
+        .store
+        .get(Duration::from_secs(10))
+        .await
+    {
         tracing::warn!(code = %u.code, message = %u.message, "dev: no credentials yet");
     }
     let exports = exports(

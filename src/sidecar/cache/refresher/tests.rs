@@ -178,6 +178,7 @@ fn start_from(
         store: store.clone(),
         sts: scripted,
         settings: RefreshSettings {
+            role: "default".into(),
             role_arn: "arn:aws:iam::123456789012:role/app".into(),
             session_name: "test".into(),
             duration: secs(3600),
@@ -497,7 +498,7 @@ async fn outage_should_serve_cached_credentials_until_the_margin_then_the_error(
     assert!(calls.len() >= 4, "{calls:?}");
     let m = h.metrics.encode(h.store.is_ready());
     assert!(
-        m.contains(r#"irsa_proxy_sts_requests_total{result="error",error="InternalFailure"}"#),
+        m.contains(r#"irsa_proxy_sts_requests_total{result="error",error="InternalFailure",role="default"}"#),
         "{m}"
     );
 
@@ -559,11 +560,13 @@ async fn throttling_three_times_then_success_should_recover() {
     assert_eq!(h.left(&g), secs(3600));
     let m = h.metrics.encode(true);
     assert!(
-        m.contains(r#"irsa_proxy_sts_requests_total{result="error",error="Throttling"} 3"#),
+        m.contains(
+            r#"irsa_proxy_sts_requests_total{result="error",error="Throttling",role="default"} 3"#
+        ),
         "{m}"
     );
     assert!(
-        m.contains(r#"irsa_proxy_sts_requests_total{result="success",error=""} 1"#),
+        m.contains(r#"irsa_proxy_sts_requests_total{result="success",error="",role="default"} 1"#),
         "{m}"
     );
 
@@ -631,4 +634,121 @@ async fn credentials_expiring_at_once_should_count_as_a_failure() {
     // The first retry comes 0.5-1 s later, the second at least 1 s after it.
     tokio::time::sleep(ms(1200)).await;
     assert_eq!(h.calls().len(), 2, "retried after the back-off");
+}
+
+/// One of several roles (docs/contract.md §13): its own store, refresher and
+/// scripted STS, on a clock and metrics shared with the other roles.
+fn start_role(
+    name: &str,
+    clock: &RuntimeClock,
+    metrics: &Arc<Metrics>,
+    dir: &tempfile::TempDir,
+) -> (
+    Arc<CredentialStore>,
+    Arc<Mutex<Script>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "header.payload.signature").unwrap();
+    let script = Arc::new(Mutex::new(Script {
+        ttl: secs(3600),
+        ..Script::default()
+    }));
+    let store = Arc::new(CredentialStore::new(
+        RoleInfo {
+            role_arn: format!("arn:aws:iam::123456789012:role/{name}"),
+            account: "123456789012".into(),
+        },
+        Arc::new(clock.clone()),
+    ));
+    let refresher = Refresher {
+        store: store.clone(),
+        sts: ScriptedSts {
+            clock: clock.clone(),
+            script: script.clone(),
+        },
+        settings: RefreshSettings {
+            role: name.into(),
+            role_arn: format!("arn:aws:iam::123456789012:role/{name}"),
+            session_name: "test".into(),
+            duration: secs(3600),
+            refresh_before: secs(1800),
+            token_file,
+        },
+        metrics: metrics.clone(),
+        rotated: Arc::new(Notify::new()),
+        refresh_now: Arc::new(Notify::new()),
+    };
+    (store, script, tokio::spawn(refresher.run()))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Static stability is each role's own: whenever and however long role
+    /// `a`'s STS fails, role `b` is served at every minute of four hours, on
+    /// its own schedule (as many calls as a healthy role makes, never `a`'s
+    /// retries), and the metrics keep the two roles' calls apart; `a` itself
+    /// keeps serving what it had until its margin.
+    #[test]
+    fn one_roles_failures_should_leave_the_other_roles_served(
+        outage_from_min in 0u64..180,
+        outage_min in 1u64..240,
+        class in proptest::prop_oneof![
+            proptest::strategy::Just(ErrorClass::Retryable),
+            proptest::strategy::Just(ErrorClass::Configuration),
+        ],
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let clock = RuntimeClock::starting_at(UNIX_EPOCH + START);
+            let metrics = Arc::new(Metrics::new());
+            let dir = tempfile::tempdir().unwrap();
+            let (a, a_script, a_task) = start_role("a", &clock, &metrics, &dir);
+            let (b, b_script, b_task) = start_role("b", &clock, &metrics, &dir);
+            let start = clock.now();
+            let outage = start + secs(outage_from_min * 60)..start + secs((outage_from_min + outage_min) * 60);
+            let mut a_serve_until: Option<SystemTime> = None;
+            for minute in 0..=240u64 {
+                let now = clock.now();
+                let failing = outage.contains(&now);
+                a_script.lock().unwrap().fail_all =
+                    failing.then(|| sts_error(if class == ErrorClass::Retryable { "Throttling" } else { "AccessDenied" }, class));
+                // Let every refresher act on this minute before looking.
+                tokio::time::sleep(ms(1)).await;
+                let now = clock.now();
+                if minute > 0 {
+                    assert!(b.is_ready(), "b not served at minute {minute} (a failing: {failing})");
+                }
+                if let Some(until) = a_serve_until {
+                    if now + TIMER_SLACK < until {
+                        assert!(a.is_ready(), "a dropped what it had at minute {minute}");
+                    }
+                }
+                if let Some(g) = a.current() {
+                    a_serve_until = Some(g.serve_until());
+                }
+                tokio::time::sleep(secs(60) - ms(1)).await;
+            }
+            // b: one call at start, then one per refresh window of 27-30 min.
+            let b_calls = b_script.lock().unwrap().calls.len();
+            assert!((8..=10).contains(&b_calls), "b made {b_calls} calls in 4 h");
+            let text = metrics.encode(false);
+            assert!(!text.contains(r#"result="error",error="Throttling",role="b""#), "{text}");
+            assert!(!text.contains(r#"result="error",error="AccessDenied",role="b""#), "{text}");
+            let a_errors = {
+                let s = a_script.lock().unwrap();
+                s.calls.len() - s.issued as usize
+            };
+            if a_errors > 0 {
+                assert!(text.contains(r#"role="a""#), "{text}");
+            }
+            a_task.abort();
+            b_task.abort();
+        });
+    }
 }
