@@ -117,9 +117,10 @@ print("ATTEMPTS " + json.dumps(out))
 /// What the container with no role sees.
 const NOTHING: &str = r#"
 import json, os
+d = "/var/run/irsa-proxy"
 print("NOTHING " + json.dumps({
     "env": sorted(k for k in os.environ if k.startswith("AWS_") or k.startswith("IRSA_PROXY")),
-    "dir": os.path.exists("/var/run/irsa-proxy"),
+    "dir": sorted(os.listdir(d)) if os.path.isdir(d) else [],
 }))
 "#;
 
@@ -206,7 +207,10 @@ fn each_container_should_get_only_its_own_role() {
     // worker cannot get api's role, whichever way it asks.
     let a = marked(&log("worker"), "ATTEMPTS ");
     for (path, got) in a["files"].as_object().expect("files") {
-        assert_eq!(got, "No such file or directory", "{path}\n{context}");
+        assert!(
+            got == "No such file or directory" || got == "Not a directory",
+            "{path}: {got}\n{context}"
+        );
     }
     assert_eq!(a["listing"], serde_json::json!(["token"]), "{context}");
     assert_eq!(a["env"], serde_json::json!([]), "{context}");
@@ -233,5 +237,7 @@ fn each_container_should_get_only_its_own_role() {
     // metrics has nothing of ours.
     let n = marked(&log("metrics"), "NOTHING ");
     assert_eq!(n["env"], serde_json::json!([]), "{context}");
-    assert_eq!(n["dir"], false, "{context}");
+    // (The runner's containers share this host's file system, where the
+    // mount point may exist, empty; on a node it would not exist at all.)
+    assert_eq!(n["dir"], serde_json::json!([]), "{context}");
 }
