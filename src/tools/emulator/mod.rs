@@ -24,11 +24,22 @@
 //! - `GetCallerIdentity` errors (all 403): `MissingAuthenticationToken`,
 //!   `InvalidClientTokenId` (unknown key or session token), `ExpiredToken`,
 //!   `SignatureDoesNotMatch`.
+//! - Session policies (`session_policy.rs`): `Policy` and `PolicyArns` on
+//!   both `AssumeRole*` calls, with STS's limits and errors
+//!   (`ValidationError`, `MalformedPolicyDocument`, `PackedPolicyTooLarge`);
+//!   managed policies come from `--managed-policy ARN=FILE`. The session
+//!   policy is kept on the session issued, and every verified S3 call and
+//!   chained `AssumeRole` made with it must be inside it (`AccessDenied`).
+//!   `GetCallerIdentity` is never denied, as AWS never denies it. Roles have
+//!   no identity policies here: a role may do everything, a session what its
+//!   session policy allows.
 //! - Never logged: the web-identity token, the secret access key, the session token.
 //! - Every path but `/` is a small in-memory S3, path-style (`s3.rs`), verified
 //!   with the same SigV4 and expiry checks; every verified call and every issue
 //!   is recorded in the [`Ledger`] (`dev`'s verdict), and [`Faults`] can make
 //!   credential issue fail.
+//! - With [`EmulatorSettings::oidc`], the issuer's discovery document and JWKS
+//!   at their exact paths ([`OidcDocuments`]), as an OIDC issuer serves them.
 //!
 //! # In-process API (for `dev` and tests)
 //!
@@ -65,6 +76,7 @@ pub mod ledger;
 pub mod pod_identity;
 pub(crate) mod s3;
 mod service;
+pub mod session_policy;
 mod sigv4;
 mod store;
 pub mod xml;
@@ -82,7 +94,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 pub use faults::{Faults, Window};
-pub use issuer::{Issuer, IssuerError, ServiceAccountToken};
+pub use issuer::{Issuer, IssuerError, OidcDocuments, ServiceAccountToken};
 pub use keys::{KeyError, VerifyingKeys};
 pub use ledger::{Ledger, LedgerSnapshot};
 pub use store::IssuedCredentials;
@@ -116,6 +128,10 @@ pub struct EmulatorSettings {
     /// ARN; a role without one may be assumed by any caller the emulator
     /// issued credentials to (`assume_role.rs`).
     pub role_trust_policies: std::collections::HashMap<String, Policy>,
+    /// The managed policies a `PolicyArns` session policy may name, by ARN
+    /// (`--managed-policy ARN=FILE`); any other ARN is refused as STS refuses
+    /// one that does not exist.
+    pub managed_policies: std::collections::HashMap<String, Policy>,
     /// Longest lifetime of issued credentials; `DurationSeconds` can only shorten it.
     pub credential_ttl: Duration,
     /// Decides token and credential expiry, so tests can move time.
@@ -131,6 +147,9 @@ pub struct EmulatorSettings {
     /// `AssumeRoleWithWebIdentity` calls above this many a second are answered
     /// `Throttling` (`None`: no limit).
     pub max_assume_per_second: Option<u32>,
+    /// The issuer's discovery document and JWKS, served at their paths
+    /// (`doctor --issuer`'s tests); none by default.
+    pub oidc: Option<OidcDocuments>,
 }
 
 impl std::fmt::Debug for EmulatorSettings {
@@ -140,10 +159,12 @@ impl std::fmt::Debug for EmulatorSettings {
             .field("audience", &self.audience)
             .field("trust_policy", &self.trust_policy.is_some())
             .field("role_trust_policies", &self.role_trust_policies.len())
+            .field("managed_policies", &self.managed_policies.len())
             .field("credential_ttl", &self.credential_ttl)
             .field("faults", &self.faults)
             .field("s3_buckets", &self.s3_buckets)
             .field("pod_identity", &self.pod_identity)
+            .field("oidc", &self.oidc.is_some())
             .finish()
     }
 }
@@ -157,6 +178,7 @@ impl EmulatorSettings {
             audience: crate::flags::DEFAULT_AUDIENCE.to_string(),
             trust_policy: None,
             role_trust_policies: Default::default(),
+            managed_policies: Default::default(),
             credential_ttl: Duration::from_secs(3600),
             clock: Arc::new(SystemClock),
             faults: Faults::default(),
@@ -164,6 +186,7 @@ impl EmulatorSettings {
             s3_buckets: Vec::new(),
             pod_identity: pod_identity::AgentSettings::default(),
             max_assume_per_second: None,
+            oidc: None,
         }
     }
 }
@@ -359,6 +382,23 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
     if req.uri().path() == pod_identity::PATH {
         return pod_identity::handle(req, state, peer).await;
     }
+    // The issuer's documents, at the exact paths of the configured issuer only
+    // (a `.well-known` bucket cannot exist: names start with a letter or digit).
+    if let Some(doc) = state
+        .settings
+        .oidc
+        .as_ref()
+        .filter(|_| req.method() == Method::GET)
+        .and_then(|o| o.serve(req.uri().path()))
+    {
+        tracing::info!(%peer, path = req.uri().path(), "oidc: served");
+        let mut resp = Response::new(Full::new(Bytes::from(doc)));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return resp;
+    }
     if req.uri().path() != "/" {
         return s3::handle(req, state, peer).await;
     }
@@ -519,6 +559,13 @@ fn settings_from_args(
             role_trust_policies.insert(arn, policy);
         }
     }
+    let mut managed_policies = std::collections::HashMap::new();
+    for v in &args.managed_policy {
+        let parsed = flags.parse(&f::MANAGED_POLICY, Some(v), session_policy::managed_policy);
+        if let Some((arn, policy)) = parsed {
+            managed_policies.insert(arn, policy);
+        }
+    }
     let credential_ttl = flags.parse(
         &f::CREDENTIAL_TTL,
         Some(&args.credential_ttl),
@@ -563,6 +610,7 @@ fn settings_from_args(
         settings.audience = audience?;
         settings.trust_policy = trust_policy;
         settings.role_trust_policies = role_trust_policies;
+        settings.managed_policies = managed_policies;
         settings.credential_ttl = credential_ttl?;
         Some((listen?, settings, log_format?, tls))
     })

@@ -28,7 +28,8 @@ pub struct IssuedCredentials {
     pub account: String,
     /// What a chained `AssumeRole` with these credentials inherits.
     pub session: SessionAttributes,
-    /// Session tags set at issue (Pod Identity's six), for later calls to see.
+    /// The tags the session carries (Pod Identity's six, a chained session's
+    /// own and inherited ones), for later calls and the ledger to see.
     pub session_tags: std::collections::BTreeMap<String, String>,
 }
 
@@ -41,6 +42,10 @@ pub struct SessionAttributes {
     pub transitive_tag_keys: Vec<String>,
     /// Set once in a chain, and kept.
     pub source_identity: Option<String>,
+    /// The session policy of the call that issued the credentials: every
+    /// verified call made with them must be inside it. Not inherited: a
+    /// chained session has its own call's (`session_policy.rs`).
+    pub session_policy: Option<std::sync::Arc<super::session_policy::SessionPolicy>>,
 }
 
 impl fmt::Debug for IssuedCredentials {
