@@ -1352,3 +1352,36 @@ fn the_auth_secret_should_have_a_key_per_role() -> TestResult {
     assert_eq!(keys, ["api", "worker"]);
     Ok(())
 }
+
+/// On a pod the EKS Pod Identity webhook mutated first, the agent picks the
+/// pod's role and `serve` takes no `role_arn`: each container's role is then
+/// the one hop of its chain, from the agent's credentials.
+#[test]
+fn container_roles_on_a_pod_identity_pod_should_be_chain_hops() -> TestResult {
+    let out = inject(
+        &[
+            "--container-role",
+            "app=arn:aws:iam::111122223333:role/app",
+            "-f",
+            &fixture("pod-identity.yaml").to_string_lossy(),
+        ],
+        b"",
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let pod = text.split("\n---\n").last().unwrap_or_default();
+    let doc: Value = serde_norway::from_str(pod)?;
+    let sidecar = containers(&doc["spec"], "initContainers")[0];
+    let roles: serde_json::Value =
+        serde_json::from_str(env_value(sidecar, "IRSA_PROXY_ROLES").ok_or("no roles")?)?;
+    assert_eq!(
+        roles,
+        serde_json::json!({"roles": {"app": {"chain_role_arn": ["arn:aws:iam::111122223333:role/app"]}}})
+    );
+    assert!(env_value(sidecar, "AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some());
+    Ok(())
+}
