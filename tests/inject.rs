@@ -1385,3 +1385,38 @@ fn container_roles_on_a_pod_identity_pod_should_be_chain_hops() -> TestResult {
     assert!(env_value(sidecar, "AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some());
     Ok(())
 }
+
+/// A Secret of that name in the input must have every role's key: one line,
+/// exit 2, naming the missing keys; with them it is used and not emitted.
+#[test]
+fn a_given_auth_secret_should_have_every_roles_key() -> TestResult {
+    let roles = std::fs::read_to_string(fixture("roles.yaml"))?;
+    let secret = |keys: &str| {
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: irsa-proxy-auth\n  namespace: demo-namespace\nstringData:\n{keys}---\n{roles}")
+    };
+    let args = [
+        "--container-role",
+        ROLE_API,
+        "--container-role",
+        ROLE_WORKER,
+        "-f",
+        "-",
+    ];
+    let out = inject(&args, secret("  token: x\n  api: y\n").as_bytes())?;
+    let stderr = String::from_utf8(out.stderr)?;
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("document 1") && stderr.contains("(worker)"),
+        "{stderr}"
+    );
+    let out = inject(&args, secret("  api: x\n  worker: y\n").as_bytes())?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    assert_eq!(text.matches("kind: Secret").count(), 1, "{text}");
+    Ok(())
+}

@@ -357,6 +357,13 @@ pub enum Error {
         object: String,
         problem: Problem,
     },
+    #[error("document {index}: the Secret {secret:?} the input has in {namespace} lacks the key of each role that needs one ({missing}); add them, or leave the Secret out and inject emits it")]
+    SecretKeys {
+        index: usize,
+        secret: String,
+        namespace: String,
+        missing: String,
+    },
 }
 
 /// [`inject_manifests`]' documents alone.
@@ -392,17 +399,41 @@ pub fn inject_manifests(input: &str, opts: &Options) -> Result<Manifests, Error>
         }
     }
     // Secrets of that name the input already has, by namespace.
-    let mut have_secret: Vec<Option<String>> = docs
+    let given_secrets: Vec<(usize, &Value)> = docs
         .iter()
-        .flat_map(|(_, d)| workload::objects(d))
-        .filter(|o| {
+        .flat_map(|(i, d)| workload::objects(d).into_iter().map(move |o| (*i, o)))
+        .filter(|(_, o)| {
             o.get("kind").and_then(Value::as_str) == Some("Secret")
                 && opts
                     .auth_token
                     .secret_name()
                     .is_some_and(|s| workload::name(o) == Some(s))
         })
-        .map(workload::namespace)
+        .collect();
+    // With several roles, each must have every role's key: a missing one would
+    // stop the pod's containers at start (CreateContainerConfigError).
+    if !opts.container_roles.is_empty() {
+        for (index, secret) in &given_secrets {
+            let has = |key: &str| {
+                ["data", "stringData"]
+                    .iter()
+                    .any(|d| secret.get(*d).and_then(|m| m.get(key)).is_some())
+            };
+            let missing: Vec<&str> = secret_keys(opts).into_iter().filter(|k| !has(k)).collect();
+            if !missing.is_empty() {
+                return Err(Error::SecretKeys {
+                    index: *index,
+                    secret: workload::name(secret).unwrap_or_default().to_string(),
+                    namespace: workload::namespace(secret)
+                        .unwrap_or_else(|| "the namespace it is applied to".into()),
+                    missing: missing.join(", "),
+                });
+            }
+        }
+    }
+    let mut have_secret: Vec<Option<String>> = given_secrets
+        .iter()
+        .map(|(_, o)| workload::namespace(o))
         .collect();
     let mut out = String::new();
     let mut notes = Vec::new();
