@@ -15,6 +15,9 @@
 //!   `worker`'s own token, which never yield `api`'s role;
 //! - the container with no role has none of our variables and no token file.
 //!
+//! The same with `--link-local`: `botocore-2019` takes the relative URI at
+//! 169.254.170.2:80 (inside the pod's namespace only), its token in the path.
+//!
 //! Needs root (network namespaces), like `tests/legacy.rs`, and the legacy
 //! clients (`tests/legacy/install.sh`).
 
@@ -37,11 +40,12 @@ fn role(name: &str) -> String {
 }
 
 /// `inject` of the fixture with one role per container, written to `path`.
-fn inject_roles(path: &Path) {
+fn inject_roles(path: &Path, extra: &[&str]) {
     let fixture = root().join("tests/fixtures/inject/roles.yaml");
     let out = Command::new(BIN)
         .arg("inject")
         .args(["--image", IMAGE])
+        .args(extra)
         .args(["--container-role", &format!("copier={}", role("s3-copy"))])
         .args(["--container-role", &format!("api={}", role("api"))])
         .args(["--container-role", &format!("worker={}", role("worker"))])
@@ -124,6 +128,25 @@ print("NOTHING " + json.dumps({
 }))
 "#;
 
+/// Each client's line says it got `role_name` from our STS.
+fn assert_role(log: &str, container: &str, client: &str, role_name: &str, context: &str) {
+    let lines = json_lines(log, "client");
+    let line = lines
+        .iter()
+        .find(|v| v["client"] == client)
+        .unwrap_or_else(|| panic!("{container}: {client} printed no result\n{context}"));
+    let key = line["access_key_id"].as_str().unwrap_or_default();
+    assert!(
+        key.starts_with("ASIA"),
+        "{container}: key {key:?}\n{context}"
+    );
+    let arn = line["arn"].as_str().unwrap_or_default();
+    assert!(
+        arn.starts_with(&format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/")),
+        "{container}: arn {arn:?}, expected role {role_name}\n{context}"
+    );
+}
+
 fn marked(log: &str, marker: &str) -> serde_json::Value {
     let line = log
         .lines()
@@ -142,7 +165,7 @@ fn each_container_should_get_only_its_own_role() {
     let pod_dir = work.path().join("pod");
     std::fs::create_dir_all(&pod_dir).expect("mkdir");
     let manifest = pod_dir.join("roles.yaml");
-    inject_roles(&manifest);
+    inject_roles(&manifest, &[]);
 
     let python = "/usr/bin/python3".to_string();
     let client = |name: &str| client_argv(name).join(" ");
@@ -187,21 +210,7 @@ fn each_container_should_get_only_its_own_role() {
         ("api", "botocore-debian", "api"),
         ("worker", "botocore-debian", "worker"),
     ] {
-        let lines = json_lines(&log(container), "client");
-        let line = lines
-            .iter()
-            .find(|v| v["client"] == client)
-            .unwrap_or_else(|| panic!("{container}: {client} printed no result\n{context}"));
-        let key = line["access_key_id"].as_str().unwrap_or_default();
-        assert!(
-            key.starts_with("ASIA"),
-            "{container}: key {key:?}\n{context}"
-        );
-        let arn = line["arn"].as_str().unwrap_or_default();
-        assert!(
-            arn.starts_with(&format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/")),
-            "{container}: arn {arn:?}, expected role {role_name}\n{context}"
-        );
+        assert_role(&log(container), container, client, role_name, &context);
     }
 
     // worker cannot get api's role, whichever way it asks.
@@ -240,4 +249,48 @@ fn each_container_should_get_only_its_own_role() {
     // (The runner's containers share this host's file system, where the
     // mount point may exist, empty; on a node it would not exist at all.)
     assert_eq!(n["dir"], serde_json::json!([]), "{context}");
+}
+
+/// With `--link-local`, a container with a role that finds the sidecar by
+/// `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (at 169.254.170.2:80, the token in
+/// the path, expanded from its own variable) gets its own role too.
+#[test]
+fn relative_uri_clients_should_get_their_own_role_with_link_local() {
+    require_root();
+    let work = tempfile::tempdir().expect("tempdir");
+    let pod_dir = work.path().join("pod");
+    std::fs::create_dir_all(&pod_dir).expect("mkdir");
+    let manifest = pod_dir.join("roles.yaml");
+    inject_roles(&manifest, &["--link-local"]);
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    assert!(
+        text.contains("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
+        "{text}"
+    );
+    let (out, logs) = run_pod(
+        &[&manifest],
+        &[
+            ("copier", client_argv("botocore-debian")),
+            ("api", client_argv("botocore-2019")),
+            ("worker", client_argv("js-v2-2017")),
+            ("metrics", vec!["/bin/true".to_string()]),
+        ],
+        &[],
+        &pod_dir,
+    );
+    let context = describe_pod(&out, &logs);
+    assert!(out.status.success(), "{context}");
+    let log = |name: &str| {
+        logs.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default()
+    };
+    for (container, client, role_name) in [
+        ("copier", "botocore-debian", "s3-copy"),
+        ("api", "botocore-2019", "api"),
+        ("worker", "js-v2-2017", "worker"),
+    ] {
+        assert_role(&log(container), container, client, role_name, &context);
+    }
 }
