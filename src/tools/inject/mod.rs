@@ -41,6 +41,11 @@
 //!   too: the init step sends port 80 of those addresses there, so that port 80
 //!   stays free for the apps.
 //!
+//! With `--container-role CONTAINER=ROLE_ARN` (several roles, [`roles`]) the
+//! pod gets one token per role instead: the sidecar all of them, each named
+//! container (init containers too) its own only, through a `subPath` of the
+//! shared directory and its own Secret key; the other containers nothing.
+//!
 //! What a pod keeps or loses of its author's:
 //!
 //! - an app container that sets both `AWS_ROLE_ARN` and
