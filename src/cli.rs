@@ -421,6 +421,18 @@ pub struct DoctorArgs {
     /// As serve's [env: IRSA_PROXY_SESSION_POLICY_ARNS, comma-separated]
     #[arg(long, value_name = "ARN")]
     pub session_policy_arn: Vec<String>,
+
+    /// Fetch the token's issuer documents (discovery and JWKS) over HTTPS as STS would, and check them
+    #[arg(long)]
+    pub issuer: bool,
+
+    /// With --issuer: CA certificates (PEM) trusted besides the system's and AWS_CA_BUNDLE's
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// With --issuer: connect to ADDR for HOST instead of asking DNS (repeatable)
+    #[arg(long, value_name = "HOST=ADDR")]
+    pub resolve: Vec<String>,
 }
 
 /// Flags of `inject`.

@@ -719,6 +719,8 @@ pub mod doctor {
     pub const TRUST_POLICY: Flag = Flag::bare("--trust-policy");
     pub const CHAIN_TRUST_POLICY: Flag = Flag::bare("--chain-trust-policy");
     pub(crate) const OUTPUT: Flag = Flag::bare("--output");
+    pub(crate) const CA_FILE: Flag = Flag::bare("--ca-file");
+    pub(crate) const RESOLVE: Flag = Flag::bare("--resolve");
     pub(crate) const DEFAULT_AUDIENCE: &str = super::DEFAULT_AUDIENCE;
 }
 

@@ -630,15 +630,18 @@ fn every_route_should_carry_the_chained_role_from_injected_manifests() {
 /// Pod Identity mutation at admission (the pod runner's simulation). The
 /// `skip-containers` annotation keeps the agent's variables away from the
 /// apps; the sidecar gets them with the token volume, and the old SDKs get the
-/// Pod Identity role's credentials from the sidecar (the emulator plays the
-/// agent on the pod's loopback, with the association for the pod's service
-/// account).
+/// Pod Identity role's credentials from the sidecar. The sidecar asks the
+/// agent at the URL the EKS webhook writes, `http://169.254.170.23/v1/credentials`:
+/// the pod runner puts that address on the pod's lo, in the pod's own network
+/// namespace with no route out, and relays it to the emulator playing the
+/// agent (with the association for the pod's service account).
 #[test]
 fn old_sdks_should_get_pod_identity_credentials_in_an_injected_pod() {
     require_root();
     let work = tempfile::tempdir().expect("tempdir");
     let manifest = inject(&[], &pod_yaml(&["js", "debian-boto3"]), work.path());
-    let agent = format!("http://127.0.0.1:{POD_STS_PORT}/v1/credentials");
+    let agent = "http://169.254.170.23/v1/credentials";
+    let upstream = format!("127.0.0.1:{POD_STS_PORT}");
     let association = format!("apps/legacy-sa={ROLE}");
     let (out, logs) = run_pod_with_emulator(
         &[&manifest],
@@ -648,7 +651,9 @@ fn old_sdks_should_get_pod_identity_credentials_in_an_injected_pod() {
         ],
         &[
             "--eks-pod-identity",
-            &agent,
+            agent,
+            "--pod-identity-agent",
+            &upstream,
             "--eks-webhook-region",
             "us-east-1",
         ],
@@ -679,5 +684,25 @@ fn old_sdks_should_get_pod_identity_credentials_in_an_injected_pod() {
     assert!(
         report.contains("pod-identity"),
         "the mutation was not simulated: {context}"
+    );
+    // The agent answered at its real address inside the pod, and nowhere else.
+    let report: serde_json::Value =
+        serde_json::from_str(&report).expect("the runner's JSON report");
+    let addresses = report["pod_identity_agent"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        addresses.iter().any(|a| a == "169.254.170.23:80"),
+        "{addresses:?}\n{context}"
+    );
+    let sidecar = std::fs::read_dir(work.path().join("pod/logs"))
+        .expect("the pod's logs")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .find(|log| log.contains("credential source: EKS Pod Identity agent"))
+        .unwrap_or_default();
+    assert!(
+        sidecar.contains("http://169.254.170.23/v1/credentials"),
+        "the sidecar did not use the agent's real address:\n{sidecar}\n{context}"
     );
 }

@@ -386,3 +386,143 @@ async fn serve_should_name_a_missing_association() {
     let raw = std::fs::read_to_string(token.path()).unwrap();
     assert!(!logs.contains(raw.trim()), "the token reached the logs");
 }
+
+/// EKS makes the six Pod Identity tags transitive (docs.aws.amazon.com/eks/
+/// latest/userguide/pod-id-abac.html, "Cross-account tags"): an `AssumeRole`
+/// chained on the agent's session carries them on, the next role's trust
+/// policy sees them as `aws:PrincipalTag/<key>`, and setting one again is
+/// refused. The real binary chains on the agent's credentials for a role
+/// whose trust policy names the namespace tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_identity_tags_should_be_transitive_down_a_chain() {
+    const TARGET: &str = "arn:aws:iam::777788889999:role/cross-account";
+    let trust = |namespace: &str| {
+        irsa_proxy::policy::Policy::parse(
+            &json!({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": ROLE},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Condition": {"StringEquals": {
+                    "aws:PrincipalTag/kubernetes-namespace": namespace,
+                    "aws:PrincipalTag/eks-cluster-name": "irsa-proxy-dev"}}}]})
+            .to_string(),
+        )
+        .unwrap()
+    };
+    let agent = Agent::start(Duration::from_secs(3600), |s| {
+        s.role_trust_policies.insert(TARGET.into(), trust("shop"));
+        s.role_trust_policies.insert(
+            "arn:aws:iam::777788889999:role/other-namespace".into(),
+            trust("payments"),
+        );
+    })
+    .await;
+
+    // The SDK on the agent's credentials.
+    use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_sts::types::Tag;
+    let good = pod_token(&agent.issuer, AUDIENCE, "cart", 600);
+    let creds = agent.ask(Some(&good)).await.json();
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(agent.handle.endpoint_url())
+            .credentials_provider(Credentials::new(
+                creds["AccessKeyId"].as_str().unwrap(),
+                creds["SecretAccessKey"].as_str().unwrap(),
+                Some(creds["Token"].as_str().unwrap().to_string()),
+                None,
+                "pod-identity",
+            ))
+            .build(),
+    );
+    let hop = sts
+        .assume_role()
+        .role_arn(TARGET)
+        .role_session_name("hop")
+        .tags(
+            Tag::builder()
+                .key("team")
+                .value("payments")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let key = hop.credentials().unwrap().access_key_id().to_string();
+    let snapshot = agent.ledger.snapshot();
+    let set = snapshot
+        .sets
+        .iter()
+        .find(|s| s.access_key_id == key)
+        .unwrap();
+    assert_eq!(set.session_tags.len(), 7, "{:?}", set.session_tags);
+    assert_eq!(set.session_tags["kubernetes-namespace"], "shop");
+    assert_eq!(set.session_tags["kubernetes-pod-uid"], "pod-uid-1234");
+    assert_eq!(set.session_tags["team"], "payments");
+
+    // A trust policy for another namespace's tag refuses the same session.
+    let denied = sts
+        .assume_role()
+        .role_arn("arn:aws:iam::777788889999:role/other-namespace")
+        .role_session_name("hop")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        denied.as_service_error().and_then(|e| e.meta().code()),
+        Some("AccessDenied")
+    );
+    // A transitive tag cannot be set again down the chain.
+    let again = sts
+        .assume_role()
+        .role_arn(TARGET)
+        .role_session_name("hop")
+        .tags(
+            Tag::builder()
+                .key("kubernetes-namespace")
+                .value("prod")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        again.as_service_error().and_then(|e| e.meta().code()),
+        Some("InvalidParameterValue"),
+        "{again:?}"
+    );
+
+    // The binary: Pod Identity, then the cross-account role.
+    let token = TokenDir::new(&pod_token(&agent.issuer, AUDIENCE, "cart", 3600));
+    let proxy = ProxyBuilder::serve(&token.path(), &agent.handle.endpoint_url())
+        .without("--role-arn")
+        .without("--token-file")
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &agent.uri())
+        .env(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            &token.path().display().to_string(),
+        )
+        .env("IRSA_PROXY_CHAIN_ROLE_ARN", TARGET)
+        .start();
+    let r = proxy.ecs(None).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.body, proxy.logs());
+    let served = r.json()["AccessKeyId"].as_str().unwrap().to_string();
+    let snapshot = agent.ledger.snapshot();
+    let set = snapshot
+        .sets
+        .iter()
+        .find(|s| s.access_key_id == served)
+        .unwrap();
+    assert!(
+        set.session
+            .starts_with("arn:aws:sts::777788889999:assumed-role/cross-account/"),
+        "{}",
+        set.session
+    );
+    assert_eq!(set.session_tags.len(), 6, "{:?}", set.session_tags);
+    assert_eq!(set.session_tags["kubernetes-service-account"], "cart");
+}

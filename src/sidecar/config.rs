@@ -232,6 +232,33 @@ impl Config {
                 None,
             )
         };
+        // The agent's session already carries the six Pod Identity tags, all
+        // transitive: STS refuses a chained AssumeRole that sets one again.
+        if pod_identity.is_some() {
+            let keys = crate::sidecar::chain::tags::POD_IDENTITY_KEYS;
+            if let Some(t) = chain
+                .tags
+                .iter()
+                .find(|t| keys.iter().any(|k| k.eq_ignore_ascii_case(&t.key)))
+            {
+                let (shown, source) = match flags.raw(&f::SESSION_TAGS, None) {
+                    Some((v, source)) if args.chain.session_tags.is_empty() => (v, source),
+                    _ => (args.chain.session_tags.join(","), None),
+                };
+                flags.refuse(FlagError::refused(
+                    f::SESSION_TAGS.name,
+                    source,
+                    &shown,
+                    Refusal::new(
+                        format!(
+                            "sets {:?}, which the EKS Pod Identity session already carries as a transitive tag (STS refuses to set it again)",
+                            t.key
+                        ),
+                        "other keys: the chain inherits the six Pod Identity tags from the agent's session",
+                    ),
+                ));
+            }
+        }
         // The agent takes no session policy: only an AssumeRole hop can carry
         // it. With several roles, each role names its own.
         if let Some((flag, v, source)) = session_policy_given(&flags, args) {
@@ -871,6 +898,29 @@ mod tests {
         let c = Config::from_args(&ServeArgs::default(), &e).unwrap();
         assert_eq!(c.source(), SourceKind::PodIdentity);
         assert_eq!(c.served_role().arn, "arn:aws:iam::444455556666:role/target");
+        // The chain inherits the agent's six transitive tags: setting one again
+        // is what STS refuses, so it is refused here; other tags are fine.
+        for (tags, refused) in [
+            ("pod-identity", true),
+            ("Kubernetes-Namespace=shop", true),
+            ("team=payments", false),
+        ] {
+            let mut with_tags = e.clone();
+            with_tags.insert("IRSA_PROXY_SESSION_TAGS".into(), tags.into());
+            with_tags.insert("IRSA_PROXY_CLUSTER_NAME".into(), "prod".into());
+            match Config::from_args(&ServeArgs::default(), &with_tags) {
+                Ok(_) => assert!(!refused, "{tags}"),
+                Err(e) => {
+                    let all = flags::lines(&e);
+                    assert!(refused, "{tags}: {all}");
+                    assert!(
+                        all.contains("--session-tags (IRSA_PROXY_SESSION_TAGS)")
+                            && all.contains("already carries as a transitive tag"),
+                        "{all}"
+                    );
+                }
+            }
+        }
     }
 
     fn roles_json() -> String {

@@ -217,6 +217,11 @@ impl fmt::Debug for CaBundle {
 }
 
 impl CaBundle {
+    /// The usable certificates, as PEM.
+    pub(crate) fn pem(&self) -> &[u8] {
+        &self.pem
+    }
+
     /// Reads and checks the bundle: readable, PEM, and at least one certificate
     /// usable as a trust root. (Certificates that are not are left out: the
     /// SDK's TLS would stop the process on one.)
@@ -593,22 +598,14 @@ pub enum HttpClientError {
     Tls(String),
 }
 
-/// The SDK's HTTP client for these settings: rustls with aws-lc-rs, the trust
-/// roots, and the proxy for the endpoint's scheme.
-pub(crate) fn http_client(
-    route: &Route,
+/// The proxy the SDK's client takes for an endpoint with this scheme
+/// (`NO_PROXY` applied by the client itself).
+pub(crate) fn proxy_config(
+    scheme: &str,
     egress: &EgressSettings,
-) -> Result<aws_sdk_sts::config::SharedHttpClient, HttpClientError> {
+) -> Result<aws_smithy_http_client::proxy::ProxyConfig, HttpClientError> {
     use aws_smithy_http_client::proxy::ProxyConfig;
-    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-
-    let scheme = route
-        .endpoint
-        .parse::<http::Uri>()
-        .ok()
-        .and_then(|u| u.scheme_str().map(str::to_string))
-        .unwrap_or_else(|| "https".into());
-    let proxy_config = match egress.proxy_for_scheme(&scheme) {
+    Ok(match egress.proxy_for_scheme(scheme) {
         None => ProxyConfig::disabled(),
         Some(p) => {
             let mut c = ProxyConfig::all(p.raw.as_str()).map_err(|e| HttpClientError::Proxy {
@@ -621,7 +618,24 @@ pub(crate) fn http_client(
             }
             c
         }
-    };
+    })
+}
+
+/// The SDK's HTTP client for these settings: rustls with aws-lc-rs, the trust
+/// roots, and the proxy for the endpoint's scheme.
+pub(crate) fn http_client(
+    route: &Route,
+    egress: &EgressSettings,
+) -> Result<aws_sdk_sts::config::SharedHttpClient, HttpClientError> {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+
+    let scheme = route
+        .endpoint
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.scheme_str().map(str::to_string))
+        .unwrap_or_else(|| "https".into());
+    let proxy_config = proxy_config(&scheme, egress)?;
     let trust_store = match &route.trust {
         Some(b) => TrustStore::empty().with_pem_certificate(b.pem.to_vec()),
         None => TrustStore::default(),

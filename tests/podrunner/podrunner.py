@@ -365,10 +365,16 @@ import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 
 POD_IP = "192.0.2.10"       # TEST-NET-1: never routed anywhere
+# The EKS Pod Identity agent's addresses, as the EKS webhook writes them into
+# AWS_CONTAINER_CREDENTIALS_FULL_URI (pod-identity-webhook main.go defaults;
+# eks-pod-identity-agent binds them on the node's link-local interface).
+POD_IDENTITY_AGENT_V4 = "169.254.170.23"
+POD_IDENTITY_AGENT_V6 = "fd00:ec2::23"
 HOST_IP = "192.0.2.1"
 NODE_NAME = "podrunner-node"
 DEFAULT_ISSUER = "https://oidc.podrunner.local"
@@ -691,7 +697,8 @@ def eks_pod_identity_mutate(pod_meta, spec, full_uri, region, regional_sts_defau
     - the pod label eks.amazonaws.com/pod-identity: enabled.
 
     FULL_URI is http://169.254.170.23/v1/credentials on EKS; here it is
-    whatever the caller gives, as the agent runs on the pod's loopback."""
+    whatever the caller gives: with --pod-identity-agent that real address
+    answers inside the pod's network namespace (Pod.start_agent_relay)."""
     domain = "eks.amazonaws.com"
     pod_ann = pod_meta.get("annotations") or {}
     skip = _skip_containers(pod_ann, domain)
@@ -899,6 +906,7 @@ class Runner:
         self.term = None
         self.exit_code = None
         self.webhook = None
+        self.agent_addresses = []
         self.volume_dirs = {}
         self.projected = []        # volumes with tokens to rotate
         self.seq = 0
@@ -1553,6 +1561,100 @@ class Runner:
         finally:
             os.close(fd)
 
+    # ----- the EKS Pod Identity agent's addresses -----
+    def start_agent_relay(self):
+        """--pod-identity-agent UPSTREAM: the node agent's addresses
+        (169.254.170.23 and fd00:ec2::23, port 80) on the pod's lo, each
+        connection relayed to UPSTREAM inside the pod (the emulator playing the
+        agent). Only inside the namespace made above, checked again to have no
+        route out once the addresses are there. fd00:ec2::23 is skipped, with
+        an event, when the namespace has no IPv6; the IPv4 address is required
+        (the runner refuses to run without it, as without its namespace)."""
+        upstream = self.args.pod_identity_agent
+        if not upstream:
+            return
+        host, _, port = upstream.rpartition(":")
+        host = host.strip("[]")
+        try:
+            port = int(port)
+        except ValueError:
+            raise ConfigError("--pod-identity-agent %r: expected HOST:PORT" % upstream)
+        nsenter = ["nsenter", "--net=" + self.netns, "--"]
+        bound = []
+        for family, addr, prefix in ((socket.AF_INET, POD_IDENTITY_AGENT_V4, 32),
+                                     (socket.AF_INET6, POD_IDENTITY_AGENT_V6, 128)):
+            fam = "-4" if family == socket.AF_INET else "-6"
+            r = subprocess.run(nsenter + ["ip", fam, "addr", "add", "%s/%d" % (addr, prefix), "dev", "lo"]
+                               + (["nodad"] if family == socket.AF_INET6 else []),
+                               capture_output=True, text=True, timeout=10)
+            if r.returncode != 0:
+                if family == socket.AF_INET6:
+                    self.event("PodIdentityAgent", "", "%s not added to the pod's lo (%s): IPv4 only"
+                               % (addr, r.stderr.strip()))
+                    continue
+                raise RuntimeError("cannot add %s to the pod's lo: %s" % (addr, r.stderr.strip()))
+
+            def listen(family=family, addr=addr):
+                ls = socket.socket(family, socket.SOCK_STREAM)
+                ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                ls.bind((addr, 80))
+                ls.listen(64)
+                return ls
+            try:
+                ls = self.netpool.submit(listen).result(timeout=10)
+            except OSError as e:
+                if family == socket.AF_INET6:
+                    self.event("PodIdentityAgent", "", "[%s]:80 cannot be bound (%s): IPv4 only" % (addr, e))
+                    continue
+                raise
+            bound.append("[%s]:80" % addr if family == socket.AF_INET6 else "%s:80" % addr)
+            threading.Thread(target=self._agent_accept, args=(ls, host, port), daemon=True).start()
+        self.verify_no_route_out(nsenter)
+        self.event("PodIdentityAgent", "", "the EKS Pod Identity agent at %s in the pod's network namespace "
+                   "(no route out), relayed to %s there" % (" and ".join(bound), upstream))
+        self.agent_addresses = bound
+
+    def _agent_accept(self, ls, host, port):
+        while True:
+            try:
+                conn, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._agent_relay, args=(conn, host, port), daemon=True).start()
+
+    def _agent_relay(self, conn, host, port):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            # Created in the pod's namespace, so it connects there.
+            up = self.netpool.submit(socket.socket, family, socket.SOCK_STREAM).result(timeout=10)
+            up.settimeout(10)
+            up.connect((host, port))
+            up.settimeout(None)
+        except (OSError, concurrent.futures.TimeoutError):
+            conn.close()
+            return
+
+        def pipe(src, dst):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                try:
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+        t = threading.Thread(target=pipe, args=(up, conn), daemon=True)
+        t.start()
+        pipe(conn, up)
+        t.join()
+        conn.close()
+        up.close()
+
     # ----- services -----
     def start_services(self):
         for i, cmd in enumerate(self.args.service):
@@ -1997,6 +2099,7 @@ class Runner:
         self.write_etc_files()
         self.setup_volumes()
         self.start_sandbox()
+        self.start_agent_relay()
         self.start_services()
         while True:
             now = time.monotonic()
@@ -2186,6 +2289,7 @@ class Runner:
             "services": [{"argv": s["argv"], "exit_code": s["proc"].returncode, "log": s["log"],
                           "log_tail": tail(s["log"], 30).splitlines()} for s in self.services],
             "webhook": self.webhook,
+            "pod_identity_agent": self.agent_addresses,
             "issuer": {"iss": self.args.issuer, "public_key": os.path.join(self.workdir, "issuer-public.pem"),
                        "jwks": os.path.join(self.workdir, "issuer-jwks.json")} if self.workdir else None,
             "workdir": self.workdir,
@@ -2287,6 +2391,10 @@ def parse_args(argv):
     p.add_argument("--eks-pod-identity", default=None, metavar="FULL_URI",
                    help="simulate the EKS webhook's Pod Identity mutation, with this agent URL "
                         "(takes precedence over --eks-webhook, as the webhook does)")
+    p.add_argument("--pod-identity-agent", default=None, metavar="HOST:PORT",
+                   help="serve the EKS Pod Identity agent's addresses (%s and [%s], port 80) on the "
+                        "pod's lo, relayed to HOST:PORT in the pod (the emulator playing the agent)"
+                        % (POD_IDENTITY_AGENT_V4, POD_IDENTITY_AGENT_V6))
     p.add_argument("--eks-webhook-region", default="", metavar="REGION",
                    help="the webhook's --aws-default-region (AWS_REGION/AWS_DEFAULT_REGION)")
     p.add_argument("--eks-webhook-regional-sts", action=argparse.BooleanOptionalAction, default=True,

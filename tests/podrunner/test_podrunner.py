@@ -623,6 +623,52 @@ def test_http_and_tcp_probes_reach_the_pod_ip_not_loopback():
     assert "192.0.2.10:8081" in lo["probes"]["readiness"]["last_output"]
 
 
+AGENT = ("import http.server, sys\n"
+         "class H(http.server.BaseHTTPRequestHandler):\n"
+         "    def do_GET(self):\n"
+         "        body = ('agent saw Host %s' % self.headers.get('Host')).encode()\n"
+         "        self.send_response(200); self.send_header('Content-Length', str(len(body)))\n"
+         "        self.end_headers(); self.wfile.write(body)\n"
+         "http.server.HTTPServer(('127.0.0.1', 18099), H).serve_forever()\n")
+
+AGENT_CHECK = """
+import json, urllib.request
+out = {}
+for url in ("http://169.254.170.23/v1/credentials", "http://[fd00:ec2::23]/v1/credentials"):
+    try:
+        out[url] = urllib.request.urlopen(url, timeout=5).read().decode()
+    except Exception as e:
+        out[url] = "error: %s" % e
+print("RESULT " + json.dumps(out), flush=True)
+"""
+
+
+def test_the_pod_identity_agent_answers_at_its_real_addresses_inside_the_pod():
+    rc, rep, err = run_pod("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: agent}
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: app
+            image: py
+            args:
+            - |
+%s
+        """ % indent(AGENT_CHECK, 14),
+        "--service", json.dumps([PY, "-c", AGENT]), "--service-wait-port", "18099",
+        "--pod-identity-agent", "127.0.0.1:18099")
+    assert rc == 0, err
+    r = json_line(rep, "app")
+    assert r["http://169.254.170.23/v1/credentials"] == "agent saw Host 169.254.170.23", r
+    v6 = r["http://[fd00:ec2::23]/v1/credentials"]
+    if "[fd00:ec2::23]:80" in rep["pod_identity_agent"]:
+        assert v6 == "agent saw Host [fd00:ec2::23]", r
+    assert "169.254.170.23:80" in rep["pod_identity_agent"]
+    assert any(e["type"] == "PodIdentityAgent" and "no route out" in e["message"] for e in rep["events"])
+
+
 def test_host_network_pods_are_refused():
     rc, rep, err = run_pod("""
         apiVersion: v1

@@ -65,6 +65,16 @@ pub fn value_problem(key: &str, value: &str) -> Option<String> {
     None
 }
 
+/// The keys of the six tags EKS Pod Identity puts on its sessions.
+pub const POD_IDENTITY_KEYS: [&str; 6] = [
+    "eks-cluster-arn",
+    "eks-cluster-name",
+    "kubernetes-namespace",
+    "kubernetes-service-account",
+    "kubernetes-pod-name",
+    "kubernetes-pod-uid",
+];
+
 /// The six Pod Identity tags. `eks-cluster-arn` only with a cluster ARN.
 pub fn pod_identity(cluster_name: &str, cluster_arn: Option<&str>) -> Vec<SessionTag> {
     let field = |key: &str, f: Field| SessionTag {

@@ -34,6 +34,7 @@ use crate::sidecar::token::{read_token, Claims, TokenError};
 use crate::Fatal;
 
 mod chain;
+mod issuer;
 mod render;
 mod rules;
 
@@ -128,6 +129,9 @@ pub(crate) struct Report {
     /// The session policy the last call would carry, and which call that is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_policy: Option<SessionPolicyReport>,
+    /// `--issuer`: the issuer's documents as STS would fetch them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<issuer::IssuerReport>,
     pub findings: Vec<Finding>,
     pub verdict: Verdict,
 }
@@ -340,12 +344,7 @@ pub(crate) fn diagnose(
         }
     });
 
-    let has_error = findings.iter().any(|f| f.severity == Severity::Error);
-    let verdict = match (&policy_report, has_error) {
-        (_, true) => Verdict::Denied,
-        (Some(_), false) => Verdict::Allowed,
-        (None, false) => Verdict::Ok,
-    };
+    let verdict = verdict(policy_report.is_some(), &findings);
     Ok(Report {
         token_file,
         token: token_report,
@@ -354,9 +353,19 @@ pub(crate) fn diagnose(
         trust_policy: policy_report,
         chain,
         session_policy,
+        issuer: None,
         findings,
         verdict,
     })
+}
+
+fn verdict(has_policy: bool, findings: &[Finding]) -> Verdict {
+    let has_error = findings.iter().any(|f| f.severity == Severity::Error);
+    match (has_policy, has_error) {
+        (_, true) => Verdict::Denied,
+        (true, false) => Verdict::Allowed,
+        (false, false) => Verdict::Ok,
+    }
 }
 
 fn time(secs: Option<i64>) -> Option<String> {
@@ -385,13 +394,28 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode, Fatal> {
     let output = flags.parse(&f::OUTPUT, Some(&args.output), flags::text_or_json);
     let output = flags.finish(|| output);
     // Every refused flag at once, `--output` with the others.
-    let (output, report) = match (output, diagnose(&args, &ProcessEnv, SystemTime::now())) {
-        (Ok(output), Ok(report)) => (output, report),
-        (output, report) => {
-            let errors = output.err().into_iter().chain(report.err()).flatten();
+    let (output, mut report, plan) = match (
+        output,
+        diagnose(&args, &ProcessEnv, SystemTime::now()),
+        issuer::plan(&args, &ProcessEnv),
+    ) {
+        (Ok(output), Ok(report), Ok(plan)) => (output, report, plan),
+        (output, report, plan) => {
+            let errors = output
+                .err()
+                .into_iter()
+                .chain(report.err())
+                .chain(plan.err())
+                .flatten();
             return Err(Fatal::Flags(errors.collect()));
         }
     };
+    if let Some(plan) = plan {
+        let mut findings = std::mem::take(&mut report.findings);
+        report.issuer = issuer::check(&plan, &report, &mut findings).await;
+        report.verdict = verdict(report.trust_policy.is_some(), &findings);
+        report.findings = findings;
+    }
     match output {
         LogFormat::Text => print!("{}", render_text(&report)),
         LogFormat::Json => {
@@ -423,6 +447,9 @@ mod tests {
             duration: None,
             session_policy_file: None,
             session_policy_arn: vec![],
+            issuer: false,
+            ca_file: None,
+            resolve: vec![],
         };
         let env: HashMap<String, String> = HashMap::new();
         let e = diagnose(&args, &env, SystemTime::now()).unwrap_err();

@@ -105,6 +105,38 @@ pub(crate) fn render_text(r: &Report) -> String {
             p.summary, p.sent_on
         ));
     }
+    if let Some(i) = &r.issuer {
+        out.push_str(&format!("Issuer       {} (fetched as STS would)\n", i.url));
+        let discovery = match (&i.discovery_url, &i.discovery_issuer) {
+            (None, _) => "- (not fetched)".to_string(),
+            (Some(u), Some(s)) if *s == i.url => format!("{u}: issuer matches"),
+            (Some(u), Some(s)) => format!("{u}: issuer {s:?} DIFFERS"),
+            (Some(u), None) => format!("{u}: not read (see the findings)"),
+        };
+        out.push_str(&format!("  discovery  {discovery}\n"));
+        let kid = i.token_kid.as_deref().unwrap_or("(none)");
+        let jwks = match (&i.jwks_uri, i.kid_found) {
+            (None, _) => "- (not fetched)".to_string(),
+            (Some(u), Some(true)) => format!("{u}: key {kid:?} found"),
+            (Some(u), Some(false)) => format!("{u}: key {kid:?} NOT FOUND among {:?}", i.jwks_kids),
+            (Some(u), None) if i.jwks_kids.is_empty() => {
+                format!("{u}: not read (see the findings)")
+            }
+            (Some(u), None) => format!("{u}: keys {:?}", i.jwks_kids),
+        };
+        out.push_str(&format!("  jwks       {jwks}\n"));
+        out.push_str(&format!("  proxy      {}\n", i.proxy));
+        out.push_str(&format!("  trust      {}\n", i.trust));
+        for a in &i.resolved {
+            let addrs: Vec<String> = a.addresses.iter().map(|a| a.to_string()).collect();
+            out.push_str(&format!(
+                "  resolved   {} -> {} ({})\n",
+                a.host,
+                addrs.join(", "),
+                a.from
+            ));
+        }
+    }
     if !r.findings.is_empty() {
         out.push_str("\nFindings\n");
         for f in &r.findings {

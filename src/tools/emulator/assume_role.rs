@@ -321,6 +321,8 @@ pub(super) fn assume_role(
         rand::random(),
         rand::random(),
     );
+    // The ledger shows every tag the session carries, inherited ones included.
+    let session_tags = session.tags.iter().cloned().collect();
     let creds = issue(
         state,
         &r.role,
@@ -328,7 +330,7 @@ pub(super) fn assume_role(
         now,
         lifetime,
         session,
-        Default::default(),
+        session_tags,
     );
     let mut result = vec![
         Element::Nested(

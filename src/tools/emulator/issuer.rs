@@ -171,6 +171,16 @@ impl Issuer {
         })
     }
 
+    /// The issuer URL, the `iss` of the tokens [`Issuer::mint_service_account`] makes.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The `kid` in every token's header and in the JWKS.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
     /// `RS256` or `ES256`.
     pub fn alg(&self) -> &'static str {
         match self.signer {
@@ -294,6 +304,68 @@ impl Issuer {
     pub fn verifying_keys(&self) -> Result<VerifyingKeys, IssuerError> {
         VerifyingKeys::from_pem_with_kid(self.public_key_pem().as_bytes(), Some(&self.kid))
             .map_err(|_| IssuerError::PublicKey)
+    }
+}
+
+/// An issuer's public documents, as the emulator serves them on its own port
+/// (over TLS when it has a certificate): `<issuer path>/.well-known/openid-configuration`
+/// and the JWKS at the path of `jwks_uri`, the two GETs STS makes before it
+/// trusts a token (and `doctor --issuer` makes in its place). The fields are
+/// plain so a test can serve a wrong document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcDocuments {
+    /// The issuer URL: where the discovery document is served, under its path.
+    pub issuer_url: String,
+    /// The `issuer` the discovery document states (the issuer URL, unless a
+    /// test makes them differ).
+    pub discovery_issuer: String,
+    /// The discovery document's `jwks_uri`; its path serves [`Self::jwks`].
+    pub jwks_uri: String,
+    /// The JSON Web Key Set.
+    pub jwks: String,
+    /// `RS256` or `ES256`.
+    pub alg: String,
+}
+
+impl OidcDocuments {
+    /// The documents of `issuer`: its URL, its key, the JWKS at
+    /// `<url>/.well-known/jwks.json`.
+    pub fn for_issuer(issuer: &Issuer) -> OidcDocuments {
+        let url = issuer.url.trim_end_matches('/').to_string();
+        OidcDocuments {
+            jwks_uri: format!("{url}/.well-known/jwks.json"),
+            discovery_issuer: issuer.url.clone(),
+            issuer_url: issuer.url.clone(),
+            jwks: issuer.jwks_json(),
+            alg: issuer.alg().to_string(),
+        }
+    }
+
+    fn path_of(url: &str) -> Option<String> {
+        let uri: http::Uri = url.parse().ok()?;
+        Some(uri.path().trim_end_matches('/').to_string())
+    }
+
+    /// The document for a GET of `path`, if it is one of the two.
+    pub(crate) fn serve(&self, path: &str) -> Option<String> {
+        let discovery = Self::path_of(&self.issuer_url)
+            .map(|p| format!("{p}/.well-known/openid-configuration"));
+        if discovery.as_deref() == Some(path) {
+            return Some(
+                json!({
+                    "issuer": self.discovery_issuer,
+                    "jwks_uri": self.jwks_uri,
+                    "response_types_supported": ["id_token"],
+                    "subject_types_supported": ["public"],
+                    "id_token_signing_alg_values_supported": [self.alg],
+                })
+                .to_string(),
+            );
+        }
+        if Self::path_of(&self.jwks_uri).as_deref() == Some(path) {
+            return Some(self.jwks.clone());
+        }
+        None
     }
 }
 

@@ -110,7 +110,8 @@ pub struct SetRecord {
     pub first_expired_use: Option<SystemTime>,
     #[serde(serialize_with = "optional_timestamp")]
     pub last_expired_use: Option<SystemTime>,
-    /// The session tags it was issued with (Pod Identity's six).
+    /// The session tags it carries: Pod Identity's six, or a chained
+    /// session's own and inherited transitive ones.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub session_tags: BTreeMap<String, String>,
 }

@@ -29,6 +29,8 @@
 //!   with the same SigV4 and expiry checks; every verified call and every issue
 //!   is recorded in the [`Ledger`] (`dev`'s verdict), and [`Faults`] can make
 //!   credential issue fail.
+//! - With [`EmulatorSettings::oidc`], the issuer's discovery document and JWKS
+//!   at their exact paths ([`OidcDocuments`]), as an OIDC issuer serves them.
 //!
 //! # In-process API (for `dev` and tests)
 //!
@@ -82,7 +84,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 pub use faults::{Faults, Window};
-pub use issuer::{Issuer, IssuerError, ServiceAccountToken};
+pub use issuer::{Issuer, IssuerError, OidcDocuments, ServiceAccountToken};
 pub use keys::{KeyError, VerifyingKeys};
 pub use ledger::{Ledger, LedgerSnapshot};
 pub use store::IssuedCredentials;
@@ -131,6 +133,9 @@ pub struct EmulatorSettings {
     /// `AssumeRoleWithWebIdentity` calls above this many a second are answered
     /// `Throttling` (`None`: no limit).
     pub max_assume_per_second: Option<u32>,
+    /// The issuer's discovery document and JWKS, served at their paths
+    /// (`doctor --issuer`'s tests); none by default.
+    pub oidc: Option<OidcDocuments>,
 }
 
 impl std::fmt::Debug for EmulatorSettings {
@@ -144,6 +149,7 @@ impl std::fmt::Debug for EmulatorSettings {
             .field("faults", &self.faults)
             .field("s3_buckets", &self.s3_buckets)
             .field("pod_identity", &self.pod_identity)
+            .field("oidc", &self.oidc.is_some())
             .finish()
     }
 }
@@ -164,6 +170,7 @@ impl EmulatorSettings {
             s3_buckets: Vec::new(),
             pod_identity: pod_identity::AgentSettings::default(),
             max_assume_per_second: None,
+            oidc: None,
         }
     }
 }
@@ -358,6 +365,23 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
     // (`/bucket/key`).
     if req.uri().path() == pod_identity::PATH {
         return pod_identity::handle(req, state, peer).await;
+    }
+    // The issuer's documents, at the exact paths of the configured issuer only
+    // (a `.well-known` bucket cannot exist: names start with a letter or digit).
+    if let Some(doc) = state
+        .settings
+        .oidc
+        .as_ref()
+        .filter(|_| req.method() == Method::GET)
+        .and_then(|o| o.serve(req.uri().path()))
+    {
+        tracing::info!(%peer, path = req.uri().path(), "oidc: served");
+        let mut resp = Response::new(Full::new(Bytes::from(doc)));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return resp;
     }
     if req.uri().path() != "/" {
         return s3::handle(req, state, peer).await;

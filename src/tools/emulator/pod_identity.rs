@@ -24,7 +24,10 @@
 //! writes it. The answer is `{"AccessKeyId","SecretAccessKey","Token",
 //! "AccountId","Expiration"}` (`pkg/credentials/model.go`), and the issued
 //! session carries the six Pod Identity session tags, kept with the set so
-//! that later signed calls (and `dev`'s report) see them.
+//! that later signed calls (and `dev`'s report) see them. All six are
+//! transitive, as AWS makes them: an `AssumeRole` chained on the session
+//! inherits them, sees them as `aws:PrincipalTag/<key>` in the next role's
+//! trust policy, and may not set one of those keys again.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,6 +41,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::store::SessionAttributes;
 use super::{random_request_id, service, State};
 use crate::arn::RoleArn;
 use crate::clock::{format_timestamp, unix_seconds};
@@ -386,15 +390,17 @@ fn credentials(
         rand::random(),
         rand::random(),
     );
-    let creds = service::issue(
-        state,
-        role,
-        &session_name,
-        now,
-        lifetime,
-        Default::default(),
-        tags,
-    );
+    // Every tag EKS puts on the session is transitive: a chained AssumeRole
+    // with these credentials carries them on (and may not set them again),
+    // and trust policies down the chain see them as aws:PrincipalTag/<key>
+    // (docs.aws.amazon.com/eks/latest/userguide/pod-id-abac.html, "Cross-account
+    // tags").
+    let session = SessionAttributes {
+        tags: tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        transitive_tag_keys: tags.keys().cloned().collect(),
+        source_identity: None,
+    };
+    let creds = service::issue(state, role, &session_name, now, lifetime, session, tags);
     let expiration = creds.expiration;
     let body = serde_json::to_string(&Answer {
         access_key_id: &creds.access_key_id,

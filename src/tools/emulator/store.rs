@@ -28,7 +28,8 @@ pub struct IssuedCredentials {
     pub account: String,
     /// What a chained `AssumeRole` with these credentials inherits.
     pub session: SessionAttributes,
-    /// Session tags set at issue (Pod Identity's six), for later calls to see.
+    /// The tags the session carries (Pod Identity's six, a chained session's
+    /// own and inherited ones), for later calls and the ledger to see.
     pub session_tags: std::collections::BTreeMap<String, String>,
 }
 
