@@ -623,19 +623,10 @@ fn sidecar(opts: &Options, token: &TokenSource, auth: Vec<Value>, inherited: Vec
     let mut env = auth;
     env.extend(inherited);
     c.insert("env".into(), Value::Array(env));
-    c.insert(
-        "resources".into(),
-        map([
-            (
-                "requests",
-                map([("cpu", "10m".into()), ("memory", "32Mi".into())]),
-            ),
-            (
-                "limits",
-                map([("cpu", "200m".into()), ("memory", "64Mi".into())]),
-            ),
-        ]),
-    );
+    // `resources` first, then the mounts, then the rest: the order of the
+    // keys as `inject` writes them.
+    let (resources, rest) = constant_parts(opts);
+    c.insert("resources".into(), resources);
     c.insert(
         "volumeMounts".into(),
         Value::Array(vec![
@@ -650,6 +641,44 @@ fn sidecar(opts: &Options, token: &TokenSource, auth: Vec<Value>, inherited: Vec
             ]),
         ]),
     );
+    c.extend(rest);
+    Value::Object(c)
+}
+
+/// The parts of the sidecar that depend on nothing but its port: `resources`,
+/// and after `volumeMounts` the three probes and `securityContext`. Built once
+/// per port and thread and cloned for each pod (the webhook builds a sidecar
+/// per review; a clone copies the maps without hashing their keys again).
+fn constant_parts(opts: &Options) -> (Value, Vec<(String, Value)>) {
+    type Parts = (u16, Value, Vec<(String, Value)>);
+    thread_local! {
+        static PARTS: std::cell::RefCell<Option<Parts>> = const { std::cell::RefCell::new(None) };
+    }
+    PARTS.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().is_none_or(|(port, _, _)| *port != opts.port) {
+            *cell = Some((opts.port, resources(), rest_of_sidecar(opts)));
+        }
+        let (_, resources, rest) = cell.as_ref().expect("set just above");
+        (resources.clone(), rest.clone())
+    })
+}
+
+fn resources() -> Value {
+    map([
+        (
+            "requests",
+            map([("cpu", "10m".into()), ("memory", "32Mi".into())]),
+        ),
+        (
+            "limits",
+            map([("cpu", "200m".into()), ("memory", "64Mi".into())]),
+        ),
+    ])
+}
+
+fn rest_of_sidecar(opts: &Options) -> Vec<(String, Value)> {
+    let mut c = Mapping::new();
     // Exec probes: kubelet's httpGet probes connect to the pod IP, which a
     // loopback-only listener does not answer; the binary probes 127.0.0.1 itself.
     // Startup: up to 2 minutes for the first STS answer, checked every second.
@@ -679,7 +708,7 @@ fn sidecar(opts: &Options, token: &TokenSource, auth: Vec<Value>, inherited: Vec
             ("seccompProfile", map([("type", "RuntimeDefault".into())])),
         ]),
     );
-    Value::Object(c)
+    c.into_iter().collect()
 }
 
 fn probe(opts: &Options, path: &str, period: u32, failures: u32) -> Value {

@@ -43,6 +43,22 @@ pub const SESSION_NAME: &str = "irsa-proxy.io/session-name";
 pub const SOURCE_IDENTITY: &str = "irsa-proxy.io/source-identity";
 pub const CHAIN_EXTERNAL_ID_SECRET: &str = "irsa-proxy.io/chain-external-id-secret";
 
+/// Every per-pod annotation that overrides a default (`with_annotations`).
+const PER_POD: [&str; 12] = [
+    ROLE_ARN,
+    LINK_LOCAL,
+    PORT,
+    CONTAINERS,
+    CONTAINER_ROLES,
+    AUDIENCE,
+    IMAGE,
+    KEEP_WEB_IDENTITY,
+    CHAIN_ROLE_ARN,
+    SESSION_NAME,
+    SOURCE_IDENTITY,
+    CHAIN_EXTERNAL_ID_SECRET,
+];
+
 const API_VERSION: &str = "admission.k8s.io/v1";
 
 /// Which webhook entry of the `MutatingWebhookConfiguration` called: the API
@@ -104,6 +120,19 @@ pub struct Answer {
 /// Decides one review. `defaults` are the webhook's flags in `inject`'s terms;
 /// annotations override them per pod.
 pub fn review(body: &[u8], defaults: &InjectArgs, opt_in: OptIn) -> Result<Answer, BadReview> {
+    review_with(body, defaults, None, opt_in)
+}
+
+/// [`review`], given also the options `defaults` make (`Options::from_args`
+/// of them, made once when the webhook starts): a pod with none of the
+/// per-pod annotations gets them as they are, instead of them being made
+/// again for each review.
+pub fn review_with(
+    body: &[u8],
+    defaults: &InjectArgs,
+    default_options: Option<&Options>,
+    opt_in: OptIn,
+) -> Result<Answer, BadReview> {
     let mut review: Json =
         serde_json::from_slice(body).map_err(|e| BadReview::NotJson(e.to_string()))?;
     let api_version = review.get("apiVersion").and_then(Json::as_str);
@@ -149,7 +178,7 @@ pub fn review(body: &[u8], defaults: &InjectArgs, opt_in: OptIn) -> Result<Answe
         _ => return Err(BadReview::NoObject),
     };
     let label = pod_label(&pod, namespace);
-    let (patch, warnings, outcome) = decide(&mut pod, defaults, opt_in);
+    let (patch, warnings, outcome) = decide(&mut pod, defaults, default_options, opt_in);
     Ok(answer(uid, patch, warnings, outcome, label))
 }
 
@@ -171,6 +200,7 @@ fn pod_label(pod: &Json, namespace: &str) -> String {
 fn decide(
     pod: &mut Json,
     defaults: &InjectArgs,
+    default_options: Option<&Options>,
     opt_in: OptIn,
 ) -> (Option<Vec<u8>>, Vec<String>, Outcome) {
     let metadata = pod.get("metadata");
@@ -210,19 +240,25 @@ fn decide(
         return skip;
     }
 
-    let args = match with_annotations(defaults, &annotation) {
-        Ok(a) => a,
-        Err(errors) => return warn(errors),
-    };
-    let mut opts = match Options::from_args(&args) {
-        Ok(o) => o,
-        Err(errors) => {
-            return warn(
-                errors
-                    .into_iter()
-                    .map(|e| annotation_terms(&e.to_string()))
-                    .collect(),
-            )
+    let overridden = PER_POD.iter().any(|key| annotation(key).is_some());
+    let mut opts = match default_options {
+        Some(o) if !overridden => o.clone(),
+        _ => {
+            let args = match with_annotations(defaults, &annotation) {
+                Ok(a) => a,
+                Err(errors) => return warn(errors),
+            };
+            match Options::from_args(&args) {
+                Ok(o) => o,
+                Err(errors) => {
+                    return warn(
+                        errors
+                            .into_iter()
+                            .map(|e| annotation_terms(&e.to_string()))
+                            .collect(),
+                    )
+                }
+            }
         }
     };
     // One fresh token per pod, as a plain value: see AuthTokenSource::Value.
@@ -296,10 +332,29 @@ fn patch_text(pod: &Json, changes: &PodChanges) -> serde_json::Result<Vec<u8>> {
 /// A JSON value written with every object's keys in sorted order.
 struct Sorted<'a>(&'a Json);
 
+/// Objects up to this many keys are sorted without an allocation.
+const SMALL: usize = 16;
+
 impl serde::Serialize for Sorted<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         match self.0 {
+            // The keys sorted on the stack: the objects of a pod are small,
+            // and a Vec for each was a good part of the patch's allocations.
+            Json::Object(m) if m.len() <= SMALL => {
+                static NULL: Json = Json::Null;
+                let mut entries: [(&str, &Json); SMALL] = [("", &NULL); SMALL];
+                for (slot, (k, v)) in entries.iter_mut().zip(m) {
+                    *slot = (k, v);
+                }
+                let entries = &mut entries[..m.len()];
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries.iter() {
+                    map.serialize_entry(k, &Sorted(v))?;
+                }
+                map.end()
+            }
             Json::Object(m) => {
                 let mut entries: Vec<(&String, &Json)> = m.iter().collect();
                 entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -925,6 +980,51 @@ mod tests {
 
     /// The answer, written field by field, is the AdmissionReview it was as a
     /// serialised struct: escapes in the uid and the warnings included.
+    #[test]
+    fn the_options_made_once_should_give_what_the_annotations_give() {
+        // The token is fresh per review: masked before comparing.
+        fn masked(mut pod: Json) -> Json {
+            for list in ["containers", "initContainers"] {
+                let containers = pod["spec"][list].as_array_mut().into_iter().flatten();
+                for env in containers.filter_map(|c| c["env"].as_array_mut()) {
+                    for e in env.iter_mut() {
+                        if e["name"].as_str().is_some_and(|n| {
+                            n.ends_with("AUTH_TOKEN") || n == "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+                        }) {
+                            e["value"] = "t".into();
+                        }
+                    }
+                }
+            }
+            pod
+        }
+        let made_once = Options::from_args(&defaults()).expect("options");
+        for annotations in [
+            json!({}),
+            json!({INJECT: "true"}),
+            json!({PORT: "9999"}),
+            json!({LINK_LOCAL: "true", IMAGE: "other:1"}),
+            json!({PORT: "0"}),
+        ] {
+            let body = review_of(pod(annotations.clone()), "CREATE");
+            let each = |a: Answer| -> (Outcome, Json) {
+                let v: Json = serde_json::from_slice(&a.body).expect("json");
+                let r = &v["response"];
+                let pod = match r.get("patch") {
+                    Some(_) => masked(patched(pod(annotations.clone()), r)),
+                    None => Json::Null,
+                };
+                (a.outcome, json!({"pod": pod, "warnings": r["warnings"]}))
+            };
+            let slow = each(review(&body, &defaults(), OptIn::Namespace).expect("review"));
+            let fast = each(
+                review_with(&body, &defaults(), Some(&made_once), OptIn::Namespace)
+                    .expect("review"),
+            );
+            assert_eq!(slow, fast, "{annotations}");
+        }
+    }
+
     #[test]
     fn the_answer_should_be_an_admission_review() {
         let a = answer(

@@ -158,6 +158,7 @@ async fn serve(args: ServeWebhookArgs) -> Result<ExitCode, Fatal> {
         .await
         .map_err(|e| Fatal::Runtime(format!("--listen {listen}: cannot bind: {e}")))?;
     let state = Arc::new(server::State {
+        default_options: Options::from_args(&defaults).ok(),
         defaults,
         metrics,
         shutting_down: Default::default(),

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use super::admission::{self, OptIn};
 use crate::cli::InjectArgs;
 use crate::sidecar::http_server::{Conn, Limits};
+use crate::tools::inject::Options;
 use crate::tools::tls::Tls;
 
 /// Largest AdmissionReview accepted. A pod object is at most etcd's 1.5 MiB
@@ -123,6 +124,9 @@ impl Default for WebhookMetrics {
 pub struct State {
     /// The webhook's flags, as `inject` flags: the defaults annotations override.
     pub defaults: InjectArgs,
+    /// `Options::from_args(&defaults)`, made once: what a pod with no
+    /// per-pod annotation gets.
+    pub default_options: Option<Options>,
     pub metrics: WebhookMetrics,
     /// Set at SIGTERM: readiness answers 503 so the Service stops sending here.
     pub shutting_down: AtomicBool,
@@ -246,7 +250,12 @@ async fn mutate(state: &State, req: Request<Incoming>, opt_in: OptIn) -> Respons
         Ok(Ok(b)) => b.to_bytes(),
     };
     let started = Instant::now();
-    let decided = admission::review(&body, &state.defaults, opt_in);
+    let decided = admission::review_with(
+        &body,
+        &state.defaults,
+        state.default_options.as_ref(),
+        opt_in,
+    );
     state
         .metrics
         .duration
