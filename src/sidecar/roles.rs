@@ -664,14 +664,14 @@ mod tests {
         }
     }
 
-    fn parsed(text: &str) -> Result<Roles, String> {
+    fn parsed(text: &str) -> Result<Roles, Vec<FlagError>> {
         let mut errors = Vec::new();
         let r = parse(text, &origin(), &mut |e| errors.push(e));
         if errors.is_empty() {
             Ok(r.unwrap())
         } else {
             assert!(errors.iter().all(|e| !e.to_string().contains('\n')));
-            Err(flags::lines(&errors))
+            Err(errors)
         }
     }
 
@@ -734,7 +734,7 @@ mod tests {
             }
         })
         .to_string();
-        let all = parsed(&text).unwrap_err();
+        let all = flags::lines(&parsed(&text).unwrap_err());
         for needle in [
             "IRSA_PROXY_ROLES has \"colour\", which is not a key of the roles JSON; expected imds_role or roles",
             "IRSA_PROXY_ROLES has a role named \"App\", which is not a role name; expected 1 to 32 of [a-z0-9-]",
@@ -758,7 +758,7 @@ mod tests {
             ("[]", "IRSA_PROXY_ROLES is not a JSON object"),
             ("{\"roles\": {}}", "IRSA_PROXY_ROLES names no role"),
         ] {
-            let all = parsed(text).unwrap_err();
+            let all = flags::lines(&parsed(text).unwrap_err());
             assert!(all.contains(needle), "missing {needle:?} in\n{all}");
         }
     }
