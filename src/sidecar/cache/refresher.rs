@@ -102,6 +102,30 @@ pub(crate) struct Refresher<S> {
     pub refresh_now: Arc<Notify>,
 }
 
+/// Everything a refresher needs but its source: `serve` builds one per role,
+/// and the tests one per scripted source.
+pub(crate) struct RefresherParts {
+    pub store: Arc<CredentialStore>,
+    pub settings: RefreshSettings,
+    pub metrics: Arc<Metrics>,
+    pub rotated: Arc<Notify>,
+    pub refresh_now: Arc<Notify>,
+}
+
+impl RefresherParts {
+    /// The refresher over `source`.
+    pub fn with<S: CredentialSource>(self, source: S) -> Refresher<S> {
+        Refresher {
+            store: self.store,
+            sts: source,
+            settings: self.settings,
+            metrics: self.metrics,
+            rotated: self.rotated,
+            refresh_now: self.refresh_now,
+        }
+    }
+}
+
 /// What the last attempt left behind, for deciding whether a rotation should cut
 /// the wait short.
 enum Outcome {
