@@ -18,14 +18,17 @@
 //! # The sidecar, in the order a credential travels
 //!
 //! - [`sidecar::config`] turns `serve`'s flags and their environment twins into
-//!   a validated [`sidecar::config::Config`] (every bad value named, exit 2).
+//!   a validated [`sidecar::config::Config`] (every bad value named, exit 2);
+//!   [`sidecar::roles`] reads the roles JSON of several roles in one pod (one
+//!   configuration, token, cache and refresher per role).
 //! - [`sidecar::token`] reads the projected web-identity token (never formatting
 //!   it) and decodes its claims for logs; [`sidecar::token::watch`] follows
 //!   kubelet's `..data` symlink swap.
 //! - [`sidecar::sts`] calls `AssumeRoleWithWebIdentity` behind a small trait:
 //!   the SDK client ([`sidecar::sts::SdkSts`]) and the diagnosis of what went
 //!   wrong on the way out, through [`sidecar::egress`] (proxy, private CA, FIPS
-//!   and dual-stack endpoints).
+//!   and dual-stack endpoints); [`sidecar::sts::policy`] is a role's session
+//!   policy (document and managed ARNs, AWS's limits checked at start-up).
 //! - [`sidecar::chain`] runs role chaining on top of it: one `AssumeRole` per
 //!   hop after the web-identity role, with session tags, SourceIdentity and a
 //!   session name from the token's claims; only the last role's credentials
@@ -50,7 +53,9 @@
 //!   nftables rule), for the `link-local` init step ([`sidecar::link_local`]).
 //! - [`sidecar::probe`] is the exec probe of the distroless image (no shell, no
 //!   curl); [`sidecar::doctor`] explains, from inside a pod, why a token cannot
-//!   assume a role, and what each chained role's trust policy refuses.
+//!   assume a role, and what each chained role's trust policy refuses;
+//!   `doctor --issuer` (`sidecar::doctor::issuer`) fetches the token's OIDC
+//!   discovery document and JWKS as STS would.
 //!
 //! # The tools
 //!
