@@ -4,6 +4,11 @@
 //! configuration elsewhere (`config.rs` for `serve`), so that every bad value can
 //! be named in one error line with what is allowed, and so that the environment
 //! twins of `serve`'s flags are read through one seam that tests can replace.
+//!
+//! The doc comments of the arguments are clap's `--help` text, written for a
+//! terminal (`<name>`, `[\w+=,.@-]`), not Markdown; rustdoc's HTML and link
+//! lints do not apply to them.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 

@@ -365,7 +365,7 @@ struct RoleUnit {
 
 /// The roles to serve: the one of `--role-arn` (`default`, with the pod's
 /// token if configured), or each of several with its token written to
-/// `--auth-token-dir`/<name>/token.
+/// `--auth-token-dir/<name>/token`.
 fn role_units(config: &Config) -> Result<Vec<RoleUnit>, Fatal> {
     let Some(roles) = &config.roles else {
         let token = match (&config.auth_token, &config.auth_token_file) {

@@ -11,7 +11,8 @@
 //! for every decision and the sleeps until the next attempt. So the refresher
 //! runs the same on its own thread and runtime in production (`serve.rs`) and
 //! under a test's paused tokio clock, where `tests.rs` drives hours of refreshes,
-//! outages and back-off against a scripted [`AssumeRole`] in milliseconds.
+//! outages and back-off against a scripted
+//! [`AssumeRole`](crate::sidecar::sts::AssumeRole) in milliseconds.
 
 use std::path::PathBuf;
 use std::sync::Arc;
