@@ -11,36 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
+use common::pki::Pki;
 use irsa_proxy::tools::emulator::{self, EmulatorHandle, EmulatorSettings, Issuer, OidcDocuments};
 use serde_json::{json, Value};
 
 /// Public-looking, so only what is wrong on purpose is flagged.
 const HOST: &str = "oidc.eks.us-east-1.amazonaws.com";
 const ROLE: &str = "arn:aws:iam::111122223333:role/demo-role";
-
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let issued = irsa_proxy::tools::tls::ca::issue(
-            "irsa-proxy test CA",
-            vec![HOST.to_string(), "127.0.0.1".to_string()],
-            1,
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), issued.ca_pem).unwrap();
-        std::fs::write(dir.path().join("tls.crt"), issued.cert_pem).unwrap();
-        std::fs::write(dir.path().join("tls.key"), issued.key_pem).unwrap();
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
 
 /// The emulator over HTTPS serving `docs(issuer)`; the issuer's URL names the
 /// emulator's port, so it is made after the port is known.
@@ -56,9 +33,7 @@ async fn serve(pki: &Pki, host: &str, docs: impl FnOnce(&Issuer) -> OidcDocument
     let issuer = Issuer::generate_rsa(format!("https://{host}:{port}/id/TEST")).unwrap();
     let mut settings = EmulatorSettings::new(issuer.verifying_keys().unwrap());
     settings.oidc = Some(docs(&issuer));
-    let tls =
-        irsa_proxy::tools::tls::reloading_config(pki.path("tls.crt"), pki.path("tls.key"), |_| {})
-            .unwrap();
+    let tls = pki.server_config();
     let handle = emulator::spawn_with(
         format!("127.0.0.1:{port}").parse().unwrap(),
         settings,
@@ -145,7 +120,7 @@ fn resolve() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_issuer_should_pass_and_its_key_be_found() {
-    let pki = Pki::new();
+    let pki = Pki::new(HOST);
     let s = serve(&pki, HOST, OidcDocuments::for_issuer).await;
     let dir = tempfile::tempdir().unwrap();
     let t = token(dir.path(), &s.issuer, s.issuer.url());
@@ -229,7 +204,7 @@ async fn a_published_issuer_should_pass_and_its_key_be_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_key_and_a_foreign_discovery_document_should_be_named() {
-    let pki = Pki::new();
+    let pki = Pki::new(HOST);
     let ca = pki.path("ca.pem");
     let ca = ca.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -326,7 +301,7 @@ async fn a_missing_key_and_a_foreign_discovery_document_should_be_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_issuer_sts_cannot_reach_should_be_flagged() {
-    let pki = Pki::new();
+    let pki = Pki::new(HOST);
     let ca = pki.path("ca.pem");
     let ca = ca.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -480,7 +455,7 @@ async fn connect_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documents_should_be_fetched_through_https_proxy_unless_no_proxy_names_the_host() {
-    let pki = Pki::new();
+    let pki = Pki::new(HOST);
     let ca = pki.path("ca.pem");
     let ca = ca.to_str().unwrap();
     let s = serve(&pki, HOST, OidcDocuments::for_issuer).await;

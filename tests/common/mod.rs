@@ -7,6 +7,8 @@ pub mod clients;
 pub mod fake_sts;
 pub mod http;
 pub mod kubelet;
+#[cfg(feature = "tools")]
+pub mod pki;
 pub mod podrunner;
 pub mod proxy;
 
