@@ -118,6 +118,22 @@ fn resolve() -> String {
     format!("{HOST}=127.0.0.1")
 }
 
+/// `doctor --issuer --ca-file CA --resolve HOST=127.0.0.1 --output json`, then `extra`.
+fn doctor_issuer(token: &Path, ca: &str, extra: &[&str]) -> Run {
+    let resolve = resolve();
+    let mut args = vec![
+        "--issuer",
+        "--ca-file",
+        ca,
+        "--resolve",
+        &resolve,
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    doctor(token, &args, &[])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_issuer_should_pass_and_its_key_be_found() {
     let pki = Pki::new(HOST);
@@ -126,19 +142,7 @@ async fn a_published_issuer_should_pass_and_its_key_be_found() {
     let t = token(dir.path(), &s.issuer, s.issuer.url());
     let ca = pki.path("ca.pem");
     let ca = ca.to_str().unwrap();
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &[]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let i = &r.report["issuer"];
     assert_eq!(i["url"], s.issuer.url());
@@ -174,21 +178,7 @@ async fn a_published_issuer_should_pass_and_its_key_be_found() {
         .to_string(),
     )
     .unwrap();
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--trust-policy",
-            policy.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &["--trust-policy", policy.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(
         r.finding("principal_mismatch")["message"]
@@ -218,19 +208,7 @@ async fn a_missing_key_and_a_foreign_discovery_document_should_be_named() {
     })
     .await;
     let t = token(dir.path(), &s.issuer, s.issuer.url());
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &[]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert_eq!(r.codes(), ["jwks_kid_missing"], "{}", r.stdout);
     let message = r.finding("jwks_kid_missing")["message"].as_str().unwrap();
@@ -246,19 +224,7 @@ async fn a_missing_key_and_a_foreign_discovery_document_should_be_named() {
     })
     .await;
     let t = token(dir.path(), &s.issuer, s.issuer.url());
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &[]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert_eq!(r.codes(), ["issuer_discovery_mismatch"], "{}", r.stdout);
     assert!(r.finding("issuer_discovery_mismatch")["message"]
@@ -275,21 +241,7 @@ async fn a_missing_key_and_a_foreign_discovery_document_should_be_named() {
     })
     .await;
     let t = token(dir.path(), &s.issuer, s.issuer.url());
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--resolve",
-            "kubernetes.default.svc=127.0.0.1",
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &["--resolve", "kubernetes.default.svc=127.0.0.1"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(
         r.codes().contains(&"jwks_uri_internal_name".to_string()),
@@ -326,19 +278,7 @@ async fn an_issuer_sts_cannot_reach_should_be_flagged() {
     };
     let iss = format!("https://{HOST}:{closed}/id/TEST");
     let t = token(dir.path(), &s.issuer, &iss);
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &[]);
     assert_eq!(r.codes(), ["issuer_unreachable"], "{}", r.stdout);
 
     // The API server's in-cluster name, a loopback address, plain HTTP.

@@ -352,58 +352,40 @@ async fn get_caller_identity_should_answer_the_assumed_role() {
     );
 }
 
+/// The error code of a GetCallerIdentity signed with this key, secret and
+/// session token.
+async fn caller_identity_code(f: &Fixture, key: &str, secret: &str, token: &str) -> String {
+    let creds = Credentials::new(key, secret, Some(token.to_string()), None, "test");
+    let err = client(&f.sts.endpoint_url(), Some(creds))
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap_err();
+    err.code().unwrap_or_default().to_string()
+}
+
 #[tokio::test]
 async fn tampered_secret_should_be_signature_does_not_match() {
     let f = start().await;
     let creds = issued(&f).await;
     let mut secret = creds.secret_access_key().to_string();
     secret.replace_range(0..1, if secret.starts_with('A') { "B" } else { "A" });
-    let tampered = Credentials::new(
-        creds.access_key_id(),
-        secret,
-        Some(creds.session_token().to_string()),
-        None,
-        "test",
-    );
-    let err = client(&f.sts.endpoint_url(), Some(tampered))
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some("SignatureDoesNotMatch"));
+    let code =
+        caller_identity_code(&f, creds.access_key_id(), &secret, creds.session_token()).await;
+    assert_eq!(code, "SignatureDoesNotMatch");
 }
 
 #[tokio::test]
 async fn unknown_key_should_be_invalid_client_token_id() {
     let f = start().await;
     let creds = issued(&f).await;
-    let unknown = Credentials::new(
-        "ASIAAAAAAAAAAAAAAAAA",
-        creds.secret_access_key(),
-        Some(creds.session_token().to_string()),
-        None,
-        "test",
-    );
-    let err = client(&f.sts.endpoint_url(), Some(unknown))
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some("InvalidClientTokenId"));
+    let (key, secret) = (creds.access_key_id(), creds.secret_access_key());
+    let code =
+        caller_identity_code(&f, "ASIAAAAAAAAAAAAAAAAA", secret, creds.session_token()).await;
+    assert_eq!(code, "InvalidClientTokenId");
     // A known key with another session token is just as unknown.
-    let wrong_token = Credentials::new(
-        creds.access_key_id(),
-        creds.secret_access_key(),
-        Some("IRSAEMUforged".to_string()),
-        None,
-        "test",
-    );
-    let err = client(&f.sts.endpoint_url(), Some(wrong_token))
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some("InvalidClientTokenId"));
+    let code = caller_identity_code(&f, key, secret, "IRSAEMUforged").await;
+    assert_eq!(code, "InvalidClientTokenId");
 }
 
 #[tokio::test]
