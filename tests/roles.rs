@@ -111,24 +111,6 @@ fn key(r: &common::Reply) -> String {
     r.json()["AccessKeyId"].as_str().unwrap().to_string()
 }
 
-async fn imds(p: &ProxyProcess, path: &str) -> common::Reply {
-    let t = request(
-        p.addr,
-        "PUT",
-        "/latest/api/token",
-        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
-    )
-    .await;
-    assert_eq!(t.status, 200, "{}", t.body);
-    request(
-        p.addr,
-        "GET",
-        path,
-        &[("X-aws-ec2-metadata-token", t.body.as_str())],
-    )
-    .await
-}
-
 #[tokio::test]
 async fn each_token_should_get_its_own_role_and_a_failing_role_should_not_stop_the_others() {
     let sts = Sts::start().await;
@@ -252,12 +234,14 @@ async fn each_token_should_get_its_own_role_and_a_failing_role_should_not_stop_t
     );
 
     // IMDS serves imds_role alone.
-    let listing = imds(&p, "/latest/meta-data/iam/security-credentials/").await;
+    let listing =
+        common::http::imds_v2(p.addr, "/latest/meta-data/iam/security-credentials/").await;
     assert_eq!((listing.status, listing.body.as_str()), (200, "app"));
-    let from_imds = imds(&p, "/latest/meta-data/iam/security-credentials/app").await;
+    let from_imds =
+        common::http::imds_v2(p.addr, "/latest/meta-data/iam/security-credentials/app").await;
     assert_eq!(key(&from_imds), app_key);
     assert_eq!(
-        imds(&p, "/latest/meta-data/iam/security-credentials/target")
+        common::http::imds_v2(p.addr, "/latest/meta-data/iam/security-credentials/target")
             .await
             .status,
         404
@@ -322,7 +306,7 @@ async fn without_an_imds_role_imds_should_serve_no_credentials() {
         "/latest/meta-data/iam/security-credentials/app",
         "/latest/meta-data/iam/info",
     ] {
-        let r = imds(&p, path).await;
+        let r = common::http::imds_v2(p.addr, path).await;
         assert_eq!(r.status, 404, "{path}: {}", r.body);
         assert!(
             r.body.contains("IMDS serves no role") && r.body.contains("imds_role"),
