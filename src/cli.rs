@@ -280,6 +280,30 @@ pub struct DevArgs {
     #[arg(long)]
     pub link_local: bool,
 
+    /// As serve's: a session policy (JSON) sent on the role's last call; the emulator enforces it, so the app's calls outside it are AccessDenied and the report lists them
+    #[arg(long, value_name = "PATH")]
+    pub session_policy_file: Option<String>,
+
+    /// As serve's (repeatable); each needs a --managed-policy with its document
+    #[arg(long, value_name = "ARN")]
+    pub session_policy_arn: Vec<String>,
+
+    /// A managed policy the emulator holds, as POLICY_ARN=FILE (repeatable): what --session-policy-arn (or a role's session_policy_arns) may name
+    #[arg(long, value_name = "ARN=FILE")]
+    pub managed_policy: Vec<String>,
+
+    /// Several roles, as serve's --roles-file (the JSON of docs/several-roles.md): the proxy serves each with its own token. Each role's role_arn defaults to --role-arn; the emulator lets the dev token assume any of them
+    #[arg(long, value_name = "PATH")]
+    pub roles_file: Option<String>,
+
+    /// With --roles-file: the role whose variables the command gets (its token file and value), or, without a command, whose export lines are printed [default without a command: every role's, one block each]
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_role: Option<String>,
+
+    /// With --roles-file: run COMMAND with the variables of role NAME, as NAME=COMMAND (COMMAND split on whitespace, no shell); repeat for several, run side by side. The report names each command's role and how it ended
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub run: Vec<String>,
+
     /// Where the proxy gets credentials: web-identity (the emulator plays STS) or pod-identity (the emulator plays the EKS Pod Identity agent, with an association for the dev service account and a token for audience pods.eks.amazonaws.com)
     #[arg(long, value_name = "SOURCE", default_value = "web-identity")]
     pub source: String,
@@ -319,6 +343,10 @@ pub struct EmulatorArgs {
     /// The trust policy (JSON) of a role that AssumeRole (a chained hop) may target, as ROLE_ARN=FILE; repeat for several. A role without one may be assumed by any session the emulator issued
     #[arg(long, value_name = "ARN=FILE")]
     pub role_trust_policy: Vec<String>,
+
+    /// A managed policy (JSON) that PolicyArns may name as a session policy, as POLICY_ARN=FILE; repeat for several. PolicyArns naming any other ARN is refused (MalformedPolicyDocument), as STS refuses one that does not exist
+    #[arg(long, value_name = "ARN=FILE")]
+    pub managed_policy: Vec<String>,
 
     /// Longest lifetime of issued credentials
     #[arg(long, value_name = "DURATION", default_value = flags::emulator::DEFAULT_CREDENTIAL_TTL)]

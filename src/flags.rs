@@ -661,6 +661,12 @@ pub mod dev {
     pub const EARLY_EXPIRY: Flag = Flag::bare("--early-expiry");
     pub const SCENARIO: Flag = Flag::bare("--scenario");
     pub const SOURCE: Flag = Flag::bare("--source");
+    pub const MANAGED_POLICY: Flag = Flag::bare("--managed-policy");
+    pub const SESSION_POLICY_ARN: Flag = Flag::bare("--session-policy-arn");
+    pub const SESSION_POLICY_FILE: Flag = Flag::bare("--session-policy-file");
+    pub const ROLES_FILE: Flag = Flag::bare("--roles-file");
+    pub const AS: Flag = Flag::bare("--as");
+    pub const RUN: Flag = Flag::bare("--run");
 
     pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
     pub(crate) const DEFAULT_CREDENTIAL_TTL: &str = "5m";
@@ -696,6 +702,7 @@ pub mod emulator {
     pub(crate) const AUDIENCE: Flag = Flag::bare("--audience");
     pub const TRUST_POLICY: Flag = Flag::bare("--trust-policy");
     pub const ROLE_TRUST_POLICY: Flag = Flag::bare("--role-trust-policy");
+    pub const MANAGED_POLICY: Flag = Flag::bare("--managed-policy");
     pub const CREDENTIAL_TTL: Flag = Flag::bare("--credential-ttl");
     pub const LOG_FORMAT: Flag = Flag::bare("--log-format");
     pub(crate) const TLS_CERT_FILE: Flag = Flag::bare("--tls-cert-file");

@@ -338,3 +338,304 @@ fn dev_should_run_a_chain_on_the_pod_identity_source() {
         "{stdout}"
     );
 }
+
+/// A session policy under dev: the proxy sends it, the emulator enforces it,
+/// boto3's calls outside it are AccessDenied and the report lists them.
+#[test]
+fn dev_should_show_the_calls_a_session_policy_leaves_out() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inline = dir.path().join("inline.json");
+    std::fs::write(
+        &inline,
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::irsa-proxy-dev/*"}]}"#,
+    )
+    .unwrap();
+    let guard = dir.path().join("guard.json");
+    std::fs::write(
+        &guard,
+        r#"{"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::irsa-proxy-dev"},
+            {"Effect": "Deny", "Action": "s3:*", "Resource": "arn:aws:s3:::irsa-proxy-dev/private/*"}]}"#,
+    )
+    .unwrap();
+    let guard_arn = "arn:aws:iam::111122223333:policy/reports-guard";
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/session_policy_s3.py"
+    );
+    let out = clean_command(home.path())
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--report",
+            "json",
+            "--session-policy-file",
+            &inline.display().to_string(),
+            "--session-policy-arn",
+            guard_arn,
+            "--managed-policy",
+            &format!("{guard_arn}={}", guard.display()),
+            "--",
+            &python_with_boto3(),
+            script,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("because no session policy allows the s3:PutObject action"),
+        "{stdout}"
+    );
+    let json_start = stderr.find("{\n").expect("a JSON report");
+    let report: serde_json::Value = serde_json::from_str(&stderr[json_start..]).unwrap();
+    assert_eq!(report["verdict"], "passed");
+    let denied: Vec<String> = report["denied_by_session_policy"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no denials in {report}"))
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d["action"].as_str().unwrap(),
+                d["resource"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "s3:PutObject arn:aws:s3:::other-team/k",
+        "s3:DeleteObject arn:aws:s3:::irsa-proxy-dev/reports/q1.csv",
+        "s3:PutObject arn:aws:s3:::irsa-proxy-dev/private/k",
+    ] {
+        assert!(denied.iter().any(|d| d == want), "{want} not in {denied:?}");
+    }
+    assert!(report["credential_sets"][0]["session_policy"]
+        .as_str()
+        .is_some_and(|p| p.contains(guard_arn)));
+
+    // An ARN the emulator holds no document for is refused at start-up.
+    let out = clean_command(home.path())
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--session-policy-arn",
+            guard_arn,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("--session-policy-arn: \"{guard_arn}\" names a managed policy the emulator does not hold; expected --managed-policy {guard_arn}=FILE too")),
+        "{stderr}"
+    );
+}
+
+/// The roles file of the several-roles tests: `app` (dev's role, IMDS's),
+/// `copier` (a role of its own) and `reader` (dev's role narrowed by a session
+/// policy to reading the dev bucket).
+fn roles_file(dir: &std::path::Path) -> String {
+    let path = dir.join("roles.json");
+    std::fs::write(
+        &path,
+        r#"{"imds_role": "app",
+            "roles": {
+              "app": {},
+              "copier": {"role_arn": "arn:aws:iam::111122223333:role/s3-copy"},
+              "reader": {"session_policy": {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::irsa-proxy-dev/*"}]}}}}"#,
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// `dev --roles-file --run NAME=COMMAND`: each command gets its own role's
+/// variables and so its own role; the one narrowed by a session policy is
+/// denied what it leaves out; the report names every command and the denial.
+#[test]
+fn dev_should_run_a_command_per_role() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let roles = roles_file(dir.path());
+    let python = python_with_boto3();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/roles_whoami.py");
+    let out = clean_command(home.path())
+        .args(["dev", "--listen", "127.0.0.1:0", "--report", "json"])
+        .args(["--roles-file", &roles])
+        .args(["--run", &format!("app={python} {script} app")])
+        .args(["--run", &format!("copier={python} {script} copier")])
+        .args(["--run", &format!("reader={python} {script} reader")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for want in [
+        "app arn arn:aws:sts::111122223333:assumed-role/irsa-proxy-dev/",
+        "copier arn arn:aws:sts::111122223333:assumed-role/s3-copy/",
+        "reader arn arn:aws:sts::111122223333:assumed-role/irsa-proxy-dev/",
+        "app put ok",
+        "copier put ok",
+        "reader put AccessDenied",
+        "app imds enabled",
+        "copier imds disabled",
+        "reader imds disabled",
+    ] {
+        assert!(stdout.contains(want), "{want:?} not in:\n{stdout}");
+    }
+    let json_start = stderr.find("{\n").expect("a JSON report");
+    let report: serde_json::Value = serde_json::from_str(&stderr[json_start..]).unwrap();
+    assert_eq!(report["verdict"], "passed", "{report}");
+    let commands: Vec<String> = report["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {} {}", c["role"], c["ended"], c["exit_code"]))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "\"app\" \"exited\" 0",
+            "\"copier\" \"exited\" 0",
+            "\"reader\" \"exited\" 0"
+        ]
+    );
+    let denial = &report["denied_by_session_policy"][0];
+    assert_eq!(denial["action"], "s3:PutObject");
+    assert_eq!(
+        denial["resource"],
+        "arn:aws:s3:::irsa-proxy-dev/from/reader"
+    );
+}
+
+/// `dev --roles-file --as NAME -- COMMAND` gives the command that role; without
+/// a command, every role's export lines are printed, one block each.
+#[test]
+fn dev_should_give_one_command_the_role_it_names() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let roles = roles_file(dir.path());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/roles_whoami.py");
+    let out = clean_command(home.path())
+        .args(["dev", "--listen", "127.0.0.1:0", "--roles-file", &roles])
+        .args([
+            "--as",
+            "copier",
+            "--",
+            &python_with_boto3(),
+            script,
+            "copier",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("copier arn arn:aws:sts::111122223333:assumed-role/s3-copy/"),
+        "{stdout}"
+    );
+
+    let out = clean_command(home.path())
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--roles-file",
+            &roles,
+            "--for",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let mut tokens = Vec::new();
+    for role in ["app", "copier", "reader"] {
+        let block = stdout
+            .split(&format!("# role {role}\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no block for {role} in:\n{stdout}"));
+        let file = block
+            .lines()
+            .find_map(|l| l.strip_prefix("export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="))
+            .unwrap();
+        assert!(file.ends_with(&format!("/roles/{role}/token")), "{file}");
+        tokens.push(
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix("export AWS_CONTAINER_AUTHORIZATION_TOKEN="))
+                .unwrap()
+                .to_string(),
+        );
+    }
+    tokens.dedup();
+    assert_eq!(tokens.len(), 3, "every role its own token");
+}
+
+#[test]
+fn dev_role_flags_should_be_refused_one_line_each() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let roles = roles_file(dir.path());
+    let run = |args: &[&str]| {
+        let out = clean_command(home.path())
+            .args(["dev", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = run(&["--as", "app", "--run", "app=true"]);
+    assert!(
+        e.contains("--as: \"app\" needs several roles; expected --roles-file too"),
+        "{e}"
+    );
+    assert!(e.contains("--run: \"app=true\" needs several roles"), "{e}");
+    let e = run(&[
+        "--roles-file",
+        &roles,
+        "--run",
+        "nobody=true",
+        "--run",
+        "app",
+    ]);
+    assert!(
+        e.contains("--run: \"nobody=true\" is not a role of --roles-file; expected one of app, copier, reader"),
+        "{e}"
+    );
+    assert!(e.contains("--run: \"app\" is not NAME=COMMAND"), "{e}");
+    let e = run(&["--roles-file", &roles, "--", "true"]);
+    assert!(
+        e.contains("--as is required; expected the role the command gets"),
+        "{e}"
+    );
+    let e = run(&[
+        "--roles-file",
+        &roles,
+        "--session-policy-arn",
+        "arn:aws:iam::aws:policy/X",
+    ]);
+    assert!(e.contains("--session-policy-arn: \"arn:aws:iam::aws:policy/X\" is given together with --roles-file"), "{e}");
+    // A role's session_policy_arns need their documents in the emulator.
+    let with_arn = dir.path().join("with-arn.json");
+    std::fs::write(
+        &with_arn,
+        r#"{"roles": {"app": {"session_policy_arns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}}}"#,
+    )
+    .unwrap();
+    let e = run(&["--roles-file", &with_arn.display().to_string()]);
+    assert!(
+        e.contains("has roles.app.session_policy_arns \"arn:aws:iam::aws:policy/ReadOnlyAccess\", a managed policy the emulator does not hold; expected --managed-policy arn:aws:iam::aws:policy/ReadOnlyAccess=FILE too"),
+        "{e}"
+    );
+}

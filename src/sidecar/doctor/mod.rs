@@ -455,4 +455,67 @@ mod tests {
         let e = diagnose(&args, &env, SystemTime::now()).unwrap_err();
         assert_eq!(e[0].source, Some("AWS_WEB_IDENTITY_TOKEN_FILE"));
     }
+
+    #[test]
+    fn a_session_policy_should_be_named_with_the_call_it_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "a.b.c").unwrap();
+        let policy = dir.path().join("policy.json");
+        std::fs::write(
+            &policy,
+            r#"{"Statement": {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}}"#,
+        )
+        .unwrap();
+        let args = |chain: Vec<String>| DoctorArgs {
+            token_file: Some(token.clone()),
+            role_arn: Some("arn:aws:iam::111122223333:role/app".into()),
+            trust_policy: None,
+            audience: "sts.amazonaws.com".into(),
+            output: "text".into(),
+            chain: crate::cli::ChainArgs {
+                chain_role_arn: chain,
+                ..Default::default()
+            },
+            chain_trust_policy: vec![],
+            chain_external_id: None,
+            chain_external_id_file: None,
+            duration: None,
+            session_policy_file: Some(policy.display().to_string()),
+            session_policy_arn: vec![],
+            issuer: false,
+            ca_file: None,
+            resolve: vec![],
+        };
+        let env: HashMap<String, String> = [(
+            "IRSA_PROXY_SESSION_POLICY_ARNS".to_string(),
+            "arn:aws:iam::aws:policy/ReadOnlyAccess".to_string(),
+        )]
+        .into_iter()
+        .collect();
+        let r = diagnose(&args(vec![]), &env, SystemTime::now()).unwrap();
+        let p = r.session_policy.as_ref().unwrap();
+        assert_eq!(
+            p.sent_on,
+            "AssumeRoleWithWebIdentity arn:aws:iam::111122223333:role/app"
+        );
+        assert_eq!(p.arns, ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+        assert!(render_text(&r).contains("Session policy an inline policy of "));
+        let r = diagnose(
+            &args(vec!["arn:aws:iam::444455556666:role/t".into()]),
+            &env,
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(
+            r.session_policy.unwrap().sent_on,
+            "AssumeRole arn:aws:iam::444455556666:role/t"
+        );
+        // Not given: no line.
+        let mut none = args(vec![]);
+        none.session_policy_file = None;
+        let r = diagnose(&none, &HashMap::new(), SystemTime::now()).unwrap();
+        assert!(r.session_policy.is_none());
+        assert!(!render_text(&r).contains("Session policy"));
+    }
 }

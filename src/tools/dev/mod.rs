@@ -86,7 +86,13 @@ pub(crate) struct Bench {
 
 impl Bench {
     /// The bench of a run starting now.
-    fn new(s: &DevSettings, command: &[String]) -> Bench {
+    fn new(s: &DevSettings, given: &[String]) -> Bench {
+        // With --run, the first command names the run in the report's
+        // `command`; each one is listed with its role in `commands`.
+        let command = match s.runs.first() {
+            Some((_, argv)) => argv.as_slice(),
+            None => given,
+        };
         Bench {
             ledger: Arc::new(Ledger::default()),
             started: Instant::now(),
@@ -187,6 +193,26 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
         .map_err(|e| runtime("cannot write the token", &e))?;
     let (proxy, auth_token) =
         start_proxy(&s, &root, projected.token_path(), &sts, tls.as_ref()).await?;
+    // With several roles: each role's token, as the proxy wrote it.
+    let role_tokens = match &s.roles {
+        None => Vec::new(),
+        Some(roles) => {
+            let dir = root.join(ROLES_DIR);
+            let mut tokens = Vec::new();
+            for r in &roles.roles {
+                let file = r.token_file(&dir);
+                let value = std::fs::read_to_string(&file)
+                    .map_err(|e| runtime(&format!("cannot read {}", file.display()), &e))?;
+                tokens.push(RoleToken {
+                    name: r.name.clone(),
+                    file,
+                    value: value.trim().to_string(),
+                    imds: roles.imds_role.as_deref() == Some(r.name.as_str()),
+                });
+            }
+            tokens
+        }
+    };
     let _ = bench.proxy_refresh.set(proxy.refresh_trigger());
     let schedule = Schedule {
         expired_tokens: s.expired_tokens.clone(),
@@ -206,25 +232,41 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
 
     // Wait until the first credentials are cached, so the app's first call works:
     // on the store, woken by the refresher's first success or failure.
-    if let Err(u) = proxy.state.roles[0]
-        .store
-        .get(Duration::from_secs(10))
-        .await
-    {
-        tracing::warn!(code = %u.code, message = %u.message, "dev: no credentials yet");
+    for role in &proxy.state.roles {
+        if let Err(u) = role.store.get(Duration::from_secs(10)).await {
+            tracing::warn!(code = %u.code, message = %u.message, "dev: no credentials yet");
+        }
     }
-    let exports = exports(
-        &s,
-        &Endpoints {
-            proxy: proxy.addrs[0],
-            root: &root,
-            auth_token: &auth_token,
-            sts: &sts,
-            ca: tls.as_ref().map(|(ca, _)| ca.as_path()),
-            control: &control.url(),
-        },
-    );
     let control_url = control.url();
+    let endpoints = Endpoints {
+        proxy: proxy.addrs[0],
+        sts: &sts,
+        ca: tls.as_ref().map(|(ca, _)| ca.as_path()),
+        control: &control_url,
+    };
+    let single = RoleToken {
+        name: String::new(),
+        file: root.join("auth-token"),
+        value: auth_token.clone(),
+        imds: true,
+    };
+    let exports_of = |name: Option<&str>| {
+        let token = match name {
+            Some(n) => role_tokens.iter().find(|t| t.name == n).unwrap_or(&single),
+            None => &single,
+        };
+        exports(&s, &endpoints, token)
+    };
+    let exports = exports_of(s.as_role.as_deref());
+    let run_exports: Vec<(String, Vec<String>, Exports)> = s
+        .runs
+        .iter()
+        .map(|(name, argv)| (name.clone(), argv.clone(), exports_of(Some(name))))
+        .collect();
+    let every_role: Vec<(String, Exports)> = role_tokens
+        .iter()
+        .map(|t| (t.name.clone(), exports_of(Some(&t.name))))
+        .collect();
     let running = Running {
         rotator,
         signals,
@@ -233,8 +275,35 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
         sts,
     };
     let deadline = s.run_for.map(|d| bench.started + d);
-    let ending = if args.command.is_empty() {
-        wait_without_command(&s, &exports, &control_url, deadline).await
+    let mut commands = Vec::new();
+    let ending = if !run_exports.is_empty() {
+        let runs = run_exports
+            .iter()
+            .map(|(_, argv, exports)| child::run_command(argv, exports, &root, deadline));
+        let results = futures_util::future::join_all(runs).await;
+        let mut endings = Vec::new();
+        for ((name, argv, _), result) in run_exports.iter().zip(results) {
+            let ending = match result? {
+                Ok(ending) => ending,
+                // Could not be started: as a shell says, 127 or 126.
+                Err(code) => Ending::Exited(i32::from(code)),
+            };
+            commands.push(report::RoleCommand::new(name, argv, &ending));
+            endings.push(ending);
+        }
+        report::combined(&endings)
+    } else if args.command.is_empty() {
+        if s.as_role.is_none() && !every_role.is_empty() {
+            for (name, exports) in &every_role {
+                println!("# role {name}");
+                for (k, v) in exports {
+                    println!("export {k}={v}");
+                }
+            }
+            wait_without_command(&s, &[], &control_url, deadline).await
+        } else {
+            wait_without_command(&s, &exports, &control_url, deadline).await
+        }
     } else {
         match child::run_command(&args.command, &exports, &root, deadline).await? {
             Ok(ending) => ending,
@@ -245,7 +314,8 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
         }
     };
 
-    let report = report::build(&bench.ledger.snapshot(), &bench.facts(), &ending);
+    let mut report = report::build(&bench.ledger.snapshot(), &bench.facts(), &ending);
+    report.commands = commands;
     running.stop().await;
     drop(temp);
     // Last, so that it is the end of the output.
@@ -299,6 +369,7 @@ async fn start_emulator(
     };
     settings.ledger = bench.ledger.clone();
     settings.s3_buckets = vec![BUCKET.to_string()];
+    settings.managed_policies = s.managed_policies.clone();
     // With --source pod-identity the emulator is also the node's agent, and
     // the dev service account is associated with the role.
     settings.pod_identity.associations = vec![pod_identity::Association {
@@ -345,6 +416,18 @@ async fn start_proxy(
     }
     config.session_name = crate::sidecar::config::sanitize_session_name("irsa-proxy-dev");
     config.chain = s.chain.clone();
+    if let Some(roles) = &s.roles {
+        // Each role's token is written under the run's directory; no token
+        // of the single-role kind.
+        let dir = root.join(ROLES_DIR);
+        std::fs::create_dir(&dir)
+            .map_err(|e| runtime("cannot create the roles' token directory", &e))?;
+        let mut roles = roles.clone();
+        roles.token_dir = dir;
+        config.roles = Some(roles);
+        config.auth_token = None;
+        config.auth_token_file = None;
+    }
     if s.source == SourceKind::PodIdentity {
         config.pod_identity = Some(
             format!("{}{}", sts.endpoint_url(), pod_identity::PATH)
@@ -355,7 +438,11 @@ async fn start_proxy(
     // The emulator caps the lifetime at --credential-ttl; asking for at least 15 min
     // keeps the request valid for real STS rules.
     config.duration = s.credential_ttl.max(Duration::from_secs(900));
-    if config.chain.is_chained() {
+    let any_hop = config
+        .roles
+        .as_ref()
+        .is_some_and(|r| r.roles.iter().any(|r| !r.hops.is_empty()));
+    if config.chain.is_chained() || any_hop {
         config.duration = config
             .duration
             .min(crate::flags::serve::CHAINED_DURATION_CAP);
@@ -393,16 +480,32 @@ async fn start_proxy(
 /// Where the app finds what `dev` runs.
 struct Endpoints<'a> {
     proxy: std::net::SocketAddr,
-    root: &'a Path,
-    auth_token: &'a str,
     sts: &'a EmulatorHandle,
     /// The CA of `--sts-tls`.
     ca: Option<&'a Path>,
     control: &'a str,
 }
 
+/// The variables an app gets, in order.
+type Exports = Vec<(&'static str, String)>;
+
+/// Where each role's token is written, under the run's directory.
+const ROLES_DIR: &str = "roles";
+
+/// The authorization token an app presents: the one of a single-role run, or
+/// a role's.
+struct RoleToken {
+    /// The role's name (empty for a single-role run).
+    name: String,
+    file: PathBuf,
+    value: String,
+    /// IMDS serves this role (always with one role; with several, only
+    /// `imds_role`).
+    imds: bool,
+}
+
 /// The variables an app needs, in the order `dev` prints them.
-fn exports(s: &DevSettings, e: &Endpoints<'_>) -> Vec<(&'static str, String)> {
+fn exports(s: &DevSettings, e: &Endpoints<'_>, token: &RoleToken) -> Exports {
     let addr = e.proxy;
     let mut exports = vec![
         (
@@ -411,28 +514,31 @@ fn exports(s: &DevSettings, e: &Endpoints<'_>) -> Vec<(&'static str, String)> {
         ),
         (
             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            e.root.join("auth-token").display().to_string(),
+            token.file.display().to_string(),
         ),
-        (
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-            e.auth_token.to_string(),
-        ),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", token.value.clone()),
         ("AWS_ENDPOINT_URL_STS", e.sts.endpoint_url()),
     ];
     if s.link_local {
         // The SDKs from 2016 on take the relative URI (resolved against
         // 169.254.170.2) before the full one; IMDS is at its own address, where
         // every SDK looks by default. No IMDS endpoint variable: the Ruby SDK v3
-        // reads it but always dials port 80.
+        // reads it but always dials port 80. The token in the path picks the
+        // role, as the full URI's Authorization does.
         exports.push((
             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-            format!("/v2/credentials/{}", e.auth_token),
+            format!("/v2/credentials/{}", token.value),
         ));
-    } else {
+    } else if token.imds {
         exports.push((
             "AWS_EC2_METADATA_SERVICE_ENDPOINT",
             format!("http://{addr}"),
         ));
+    }
+    if !token.imds {
+        // IMDS serves another role (or none): an SDK that fell back to it
+        // would get a role that is not this one's.
+        exports.push(("AWS_EC2_METADATA_DISABLED", "true".to_string()));
     }
     // S3 at the emulator: an IP address, so every SDK uses path style.
     exports.push(("AWS_ENDPOINT_URL_S3", e.sts.endpoint_url()));

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::clock::format_timestamp;
-use crate::tools::emulator::ledger::{CallCounts, LedgerSnapshot, SetRecord};
+use crate::tools::emulator::ledger::{CallCounts, Denial, LedgerSnapshot, SetRecord};
 
 pub(crate) const EXIT_PASSED: u8 = 0;
 pub(crate) const EXIT_EXPIRED: u8 = 3;
@@ -53,6 +53,63 @@ pub(crate) struct CommandOutcome {
     pub ended: &'static str,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+}
+
+/// One command of `--run NAME=COMMAND`: its role and how it ended.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RoleCommand {
+    pub role: String,
+    /// The program (arguments are left out: they may carry anything).
+    pub program: String,
+    /// `exited`, `killed`, `stopped_at_time_limit` or `interrupted`.
+    pub ended: &'static str,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl RoleCommand {
+    pub(crate) fn new(role: &str, argv: &[String], ending: &Ending) -> RoleCommand {
+        let program = argv
+            .first()
+            .map(|p| {
+                std::path::Path::new(p)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| p.clone())
+            })
+            .unwrap_or_default();
+        let (ended, exit_code, signal) = match ending {
+            Ending::Exited(c) => ("exited", Some(*c), None),
+            Ending::Signaled(s) => ("killed", None, Some(*s)),
+            Ending::TimeUp => ("stopped_at_time_limit", None, None),
+            Ending::Interrupted => ("interrupted", None, None),
+        };
+        RoleCommand {
+            role: role.to_string(),
+            program,
+            ended,
+            exit_code,
+            signal,
+        }
+    }
+}
+
+/// How several commands ended, as one: interrupted if any was, else the first
+/// that failed, else time up if every one ran until `--for`, else exit 0.
+pub(crate) fn combined(endings: &[Ending]) -> Ending {
+    if endings.contains(&Ending::Interrupted) {
+        return Ending::Interrupted;
+    }
+    if let Some(failed) = endings
+        .iter()
+        .find(|e| matches!(e, Ending::Exited(c) if *c != 0) || matches!(e, Ending::Signaled(_)))
+    {
+        return failed.clone();
+    }
+    if !endings.is_empty() && endings.iter().all(|e| *e == Ending::TimeUp) {
+        return Ending::TimeUp;
+    }
+    Ending::Exited(0)
 }
 
 /// Faults that were set for the run.
@@ -98,6 +155,10 @@ pub(crate) struct Report {
     pub verdict: &'static str,
     pub exit_code: u8,
     pub command: CommandOutcome,
+    /// With `--run`: every command, its role and how it ended (the verdict
+    /// takes the first that failed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<RoleCommand>,
     pub duration_seconds: u64,
     pub credential_sets_issued: u64,
     /// Fresh web-identity tokens written after the first.
@@ -117,6 +178,10 @@ pub(crate) struct Report {
     pub expired_credentials: Vec<ExpiredUse>,
     /// Access key ids presented that the emulator never issued.
     pub never_issued_keys: BTreeMap<String, u64>,
+    /// Calls a session policy refused (AccessDenied): by session, action and
+    /// resource. Information, not a failure: the command decides.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied_by_session_policy: Vec<Denial>,
     pub faults: FaultSummary,
     /// The role the app was served (the last role of a chain).
     pub served_role: Option<String>,
@@ -195,6 +260,7 @@ pub(crate) fn build(snapshot: &LedgerSnapshot, facts: &RunFacts, ending: &Ending
             exit_code: command.1,
             signal: command.2,
         },
+        commands: Vec::new(),
         duration_seconds: facts.elapsed.as_secs(),
         credential_sets_issued: snapshot.sets_issued,
         token_rotations: facts.token_rotations,
@@ -207,6 +273,7 @@ pub(crate) fn build(snapshot: &LedgerSnapshot, facts: &RunFacts, ending: &Ending
         signed_calls_by_service: snapshot.calls_by_service.clone(),
         expired_credentials: expired,
         never_issued_keys: snapshot.never_issued_keys.clone(),
+        denied_by_session_policy: snapshot.session_policy_denials.clone(),
         faults: facts.faults.clone(),
         served_role: served_role.map(|r| r.arn.clone()),
         served_principals: principals,
@@ -253,10 +320,29 @@ impl Report {
             ("interrupted", _, _) => format!("{program} was interrupted"),
             _ => "no command".to_string(),
         };
-        line(format!(
-            "  command:                 {ended}, after {}s",
-            self.duration_seconds
-        ));
+        if self.commands.is_empty() {
+            line(format!(
+                "  command:                 {ended}, after {}s",
+                self.duration_seconds
+            ));
+        } else {
+            line(format!(
+                "  commands:                {} (one per role), after {}s",
+                self.commands.len(),
+                self.duration_seconds
+            ));
+            for c in &self.commands {
+                let how = match (c.ended, c.exit_code, c.signal) {
+                    ("exited", Some(code), _) => format!("exited with {code}"),
+                    ("killed", _, Some(s)) => format!("was killed by signal {s}"),
+                    ("stopped_at_time_limit", _, _) => {
+                        "was stopped at the --for time limit".to_string()
+                    }
+                    (other, _, _) => other.to_string(),
+                };
+                line(format!("    role {}: {} {how}", c.role, c.program));
+            }
+        }
         let refusals = if self.sts_refusals.is_empty() {
             String::new()
         } else {
@@ -329,6 +415,16 @@ impl Report {
         }
         for (k, n) in &self.never_issued_keys {
             line(format!("  never issued: {k} presented {n} times"));
+        }
+        for d in &self.denied_by_session_policy {
+            line(format!(
+                "  denied by a session policy: {} on {} ({} {}, by {})",
+                d.action,
+                d.resource,
+                d.calls,
+                if d.calls == 1 { "call" } else { "calls" },
+                d.session
+            ));
         }
         out
     }

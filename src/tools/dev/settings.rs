@@ -35,6 +35,15 @@ pub(super) struct DevSettings {
     pub chain: crate::sidecar::chain::Plan,
     /// `--source`: what the proxy uses, and so what the emulator plays.
     pub source: SourceKind,
+    /// `--managed-policy`: the managed policies the emulator holds.
+    pub managed_policies: std::collections::HashMap<String, crate::policy::Policy>,
+    /// `--roles-file`: several roles, checked as `serve` checks them (the
+    /// token directory is set when the run's directory exists).
+    pub roles: Option<crate::sidecar::roles::Roles>,
+    /// `--as`: the role the command (or the export lines) get.
+    pub as_role: Option<String>,
+    /// `--run NAME=COMMAND`, in order.
+    pub runs: Vec<(String, Vec<String>)>,
 }
 
 /// What `--scenario` fills in for the flags not given.
@@ -111,18 +120,194 @@ pub(super) fn validate(args: &DevArgs) -> Result<DevSettings, Vec<FlagError>> {
     let role_arn = flags.parse(&f::ROLE_ARN, Some(&args.role_arn), flags::role_arn);
     // The chain's flags are serve's, read by the same code; the emulator caps
     // a chained session at an hour, so no --duration is checked here.
-    let chain = crate::sidecar::chain::Plan::from_args(
-        &mut flags,
-        &crate::cli::ServeArgs {
-            chain: crate::cli::ChainArgs {
-                cluster_name: args.chain.cluster_name.clone().or(Some(CLUSTER.into())),
-                ..args.chain.clone()
-            },
-            session_name: args.session_name.clone(),
-            ..Default::default()
+    let serve_args = crate::cli::ServeArgs {
+        chain: crate::cli::ChainArgs {
+            cluster_name: args.chain.cluster_name.clone().or(Some(CLUSTER.into())),
+            ..args.chain.clone()
         },
-        None,
-    );
+        session_name: args.session_name.clone(),
+        session_policy_file: args.session_policy_file.clone(),
+        session_policy_arn: args.session_policy_arn.clone(),
+        roles_file: args.roles_file.clone(),
+        ..Default::default()
+    };
+    // Several roles: read and checked as serve reads them.
+    let roles = crate::sidecar::roles::read(&mut flags, &serve_args);
+    let chain = if args.roles_file.is_some() {
+        crate::sidecar::chain::Plan::for_roles(&mut flags, &serve_args).0
+    } else {
+        crate::sidecar::chain::Plan::from_args(&mut flags, &serve_args, None)
+    };
+    if args.roles_file.is_some() {
+        let (flag, given) = match (&args.session_policy_file, args.session_policy_arn.first()) {
+            (Some(v), _) => (Some(&f::SESSION_POLICY_FILE), v.clone()),
+            (None, Some(_)) => (
+                Some(&f::SESSION_POLICY_ARN),
+                args.session_policy_arn.join(","),
+            ),
+            (None, None) => (None, String::new()),
+        };
+        if let Some(flag) = flag {
+            flags.refuse(FlagError::refused(
+                flag.name,
+                None,
+                &given,
+                Refusal::new(
+                    "is given together with --roles-file",
+                    "session_policy, session_policy_file or session_policy_arns in each role of the roles file",
+                ),
+            ));
+        }
+    }
+    if let Some(r) = &roles {
+        crate::sidecar::roles::check_with(
+            &mut flags,
+            r,
+            crate::sidecar::roles::Context {
+                source: match args.source.parse() {
+                    Ok(SourceChoice::Given(kind)) => kind,
+                    _ => SourceKind::WebIdentity,
+                },
+                top_role: true,
+                chain: &chain,
+                external_id: false,
+                duration: None,
+            },
+        );
+    }
+    let role_names: Vec<String> = roles
+        .as_ref()
+        .map(|r| r.roles.iter().map(|r| r.name.clone()).collect())
+        .unwrap_or_default();
+    let needs_roles = |flags: &mut Flags<'_>, flag: &flags::Flag, v: &str| {
+        flags.refuse(FlagError::refused(
+            flag.name,
+            None,
+            v,
+            Refusal::new(
+                "needs several roles",
+                "--roles-file too (the roles it names)",
+            ),
+        ));
+    };
+    let known = |name: &str| -> Result<String, Refusal> {
+        if role_names.iter().any(|n| n == name) {
+            Ok(name.to_string())
+        } else {
+            Err(Refusal::new(
+                "is not a role of --roles-file",
+                format!("one of {}", role_names.join(", ")),
+            ))
+        }
+    };
+    let as_role = match (&args.as_role, args.roles_file.is_some()) {
+        (None, _) => None,
+        (Some(v), false) => {
+            needs_roles(&mut flags, &f::AS, v);
+            None
+        }
+        // The roles file was refused: its names are unknown, nothing to add.
+        (Some(_), true) if roles.is_none() => None,
+        (Some(v), true) => flags.parse(&f::AS, Some(v), |v| known(v.trim())),
+    };
+    let mut runs = Vec::new();
+    for v in &args.run {
+        if args.roles_file.is_none() {
+            needs_roles(&mut flags, &f::RUN, v);
+            continue;
+        }
+        if roles.is_none() {
+            continue;
+        }
+        if let Some(run) = flags.parse(&f::RUN, Some(v), |v| {
+            let (name, command) = v.split_once('=').ok_or_else(|| {
+                Refusal::new(
+                    "is not NAME=COMMAND",
+                    "a role of --roles-file, =, and a command (split on whitespace, no shell)",
+                )
+            })?;
+            let name = known(name.trim())?;
+            let argv: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+            if argv.is_empty() {
+                return Err(Refusal::new(
+                    "has no command",
+                    "a role of --roles-file, =, and a command (split on whitespace, no shell)",
+                ));
+            }
+            Ok((name, argv))
+        }) {
+            runs.push(run);
+        }
+    }
+    if !args.run.is_empty() && !args.command.is_empty() {
+        flags.refuse(FlagError::refused(
+            f::RUN.name,
+            None,
+            &args.run.join(" "),
+            Refusal::new(
+                "is given together with a command after --",
+                "--run NAME=COMMAND for every command, or --as NAME -- COMMAND for one",
+            ),
+        ));
+    }
+    if roles.is_some() && args.as_role.is_none() && args.run.is_empty() && !args.command.is_empty()
+    {
+        flags.refuse(FlagError::missing(
+            &f::AS,
+            "the role the command gets, with --roles-file and a command (or --run NAME=COMMAND)",
+        ));
+    }
+    // Every managed policy a session policy names, the top-level one's or a
+    // role's, must be one the emulator holds.
+    let mut managed_policies = std::collections::HashMap::new();
+    for v in &args.managed_policy {
+        if let Some((arn, policy)) = flags.parse(
+            &f::MANAGED_POLICY,
+            Some(v),
+            crate::tools::emulator::session_policy::managed_policy,
+        ) {
+            managed_policies.insert(arn, policy);
+        }
+    }
+    // The emulator refuses an ARN it holds no document for; say so now.
+    let held = |arn: &str| {
+        managed_policies.contains_key(arn)
+            || args
+                .managed_policy
+                .iter()
+                .any(|m| m.starts_with(&format!("{arn}=")))
+    };
+    for arn in &chain.session_policy.arns {
+        if !held(arn) {
+            flags.refuse(FlagError::refused(
+                f::SESSION_POLICY_ARN.name,
+                None,
+                arn,
+                Refusal::new(
+                    "names a managed policy the emulator does not hold",
+                    format!("--managed-policy {arn}=FILE too (its document)"),
+                ),
+            ));
+        }
+    }
+    if let (Some(r), Some(path)) = (&roles, &args.roles_file) {
+        for role in &r.roles {
+            for arn in role.session_policy.arns.iter().filter(|a| !held(a)) {
+                flags.refuse(FlagError::refused(
+                    f::ROLES_FILE.name,
+                    None,
+                    path,
+                    Refusal::new(
+                        format!(
+                            "has roles.{}.session_policy_arns {arn:?}, a managed policy the emulator does not hold",
+                            role.name
+                        ),
+                        format!("--managed-policy {arn}=FILE too (its document)"),
+                    ),
+                ));
+            }
+        }
+    }
     let log_format = flags.parse(&f::LOG_FORMAT, Some(&args.log_format), flags::text_or_json);
     let report = flags.parse(&f::REPORT, Some(&args.report), flags::text_or_json);
     let report_file = flags.parse(&f::REPORT_FILE, args.report_file.as_deref(), |v| {
@@ -186,6 +371,10 @@ pub(super) fn validate(args: &DevArgs) -> Result<DevSettings, Vec<FlagError>> {
             early_expiry_percent,
             chain,
             source: source?,
+            managed_policies,
+            roles,
+            as_role,
+            runs,
         })
     })
 }
@@ -222,6 +411,12 @@ mod tests {
             scenario: None,
             chain: Default::default(),
             session_name: None,
+            session_policy_file: None,
+            session_policy_arn: vec![],
+            managed_policy: vec![],
+            roles_file: None,
+            as_role: None,
+            run: vec![],
             command: vec![],
         }
     }

@@ -26,6 +26,15 @@
 //!   `sts:TransitiveTagKeys`, `aws:PrincipalTag/<key>` (the caller's tags),
 //!   `aws:PrincipalArn`, `aws:PrincipalAccount`.
 //!
+//! - the caller's session policy, when it was issued with one
+//!   (`session_policy.rs`; `AccessDenied`, 403, `User: <caller> is not
+//!   authorized to perform: <action> on resource: <role> because no session
+//!   policy allows the <action> action`): the same three actions on the
+//!   target role's ARN;
+//! - this call's own `Policy` / `PolicyArns` (`ValidationError`,
+//!   `MalformedPolicyDocument`, `PackedPolicyTooLarge`, 400): the new
+//!   session's session policy, sharing the packed budget with its tags.
+//!
 //! The new session keeps the caller's transitive tags and SourceIdentity, so
 //! the next hop inherits them; `GetCallerIdentity` with its credentials answers
 //! the target role's assumed-role ARN.
@@ -265,15 +274,48 @@ pub(super) fn assume_role(
         }
     }
 
+    let mut actions = vec!["sts:AssumeRole"];
+    if !r.tags.is_empty() {
+        actions.push("sts:TagSession");
+    }
+    if r.source_identity.is_some() {
+        actions.push("sts:SetSourceIdentity");
+    }
+    // The caller's own permissions: its session policy, when it has one.
+    if let Some(sp) = &inherited.session_policy {
+        for action in &actions {
+            if let Err(denied) = sp.check(action, &r.role.arn) {
+                tracing::warn!(
+                    role_arn = %r.role,
+                    caller = %caller.assumed_role_arn,
+                    "the caller's session policy ({}) denies {action}",
+                    sp.describe()
+                );
+                return Err(StsFault::access_denied(format!(
+                    "User: {} is not authorized to perform: {action} on resource: {} {denied}",
+                    caller.assumed_role_arn, r.role
+                )));
+            }
+        }
+    }
+    // This call's session policy, for the new session. Inherited transitive
+    // tags share its packed budget.
+    let tag_chars: usize = r
+        .tags
+        .iter()
+        .chain(inherited.tags.iter().filter(|(k, _)| {
+            inherited
+                .transitive_tag_keys
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(k))
+        }))
+        .map(|(k, v)| k.chars().count() + v.chars().count())
+        .sum();
+    let session_policy =
+        super::session_policy::from_params(params, &state.settings.managed_policies, tag_chars)?;
+
     if let Some(policy) = state.settings.role_trust_policies.get(&r.role.arn) {
         let keys = condition_keys(&r, &caller);
-        let mut actions = vec!["sts:AssumeRole"];
-        if !r.tags.is_empty() {
-            actions.push("sts:TagSession");
-        }
-        if r.source_identity.is_some() {
-            actions.push("sts:SetSourceIdentity");
-        }
         for action in actions {
             let ctx = RequestContext::assume_role(&caller.assumed_role_arn, action, keys.clone());
             let evaluation = policy.evaluate(&ctx);
@@ -311,6 +353,7 @@ pub(super) fn assume_role(
             .source_identity
             .clone()
             .or(r.source_identity.clone()),
+        session_policy: session_policy.clone(),
     };
     session.tags.extend(r.tags.iter().cloned());
     session
@@ -353,11 +396,17 @@ pub(super) fn assume_role(
     if let Some(si) = &creds.session.source_identity {
         result.push(Element::Text("SourceIdentity", si.clone()));
     }
+    if let Some(sp) = &session_policy {
+        result.push(Element::Text(
+            "PackedPolicySize",
+            sp.packed_percent.to_string(),
+        ));
+    }
     let xml = result_document("AssumeRole", &result, request_id);
     Ok(Answer {
         xml,
         log: format!(
-            "issued {} for {} (by {}, {} tags{}) until {}",
+            "issued {} for {} (by {}, {} tags{}{}) until {}",
             creds.access_key_id,
             creds.assumed_role_arn,
             caller.assumed_role_arn,
@@ -367,6 +416,10 @@ pub(super) fn assume_role(
                 .source_identity
                 .as_deref()
                 .map(|s| format!(", source identity {s}"))
+                .unwrap_or_default(),
+            session_policy
+                .as_ref()
+                .map(|sp| format!(", session policy {}", sp.describe()))
                 .unwrap_or_default(),
             format_timestamp(creds.expiration)
         ),

@@ -20,6 +20,9 @@
 //!     token that is not the one issued with it;
 //!   - `rejected`: any other refusal (bad signature, malformed or unsigned).
 //! - `AssumeRoleWithWebIdentity` outcomes by error code, injected faults included.
+//! - Calls refused `AccessDenied` by the session policy of the credentials
+//!   that signed them (accepted as signed calls above: the credentials were
+//!   good), by session, action and resource, with counts.
 //!
 //! Never recorded: secrets and session tokens. Bounded: at most [`MAX_SETS`]
 //! sets are kept in detail (oldest dropped; the totals keep counting).
@@ -37,6 +40,20 @@ use crate::clock::format_timestamp;
 pub(crate) const MAX_SETS: usize = 10_000;
 /// Distinct never-issued key ids kept by name.
 const MAX_UNKNOWN_KEYS: usize = 100;
+/// Distinct denied (session, action, resource) kept.
+const MAX_DENIALS: usize = 100;
+
+/// Calls a session policy refused: one session, one action, one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Denial {
+    /// The assumed-role ARN that made the calls.
+    pub session: String,
+    /// `s3:GetObject`, `sts:AssumeRole`, ...
+    pub action: String,
+    /// `arn:aws:s3:::bucket/key`, a role ARN, ...
+    pub resource: String,
+    pub calls: u64,
+}
 
 /// The class of one signed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -114,6 +131,9 @@ pub struct SetRecord {
     /// session's own and inherited transitive ones.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub session_tags: BTreeMap<String, String>,
+    /// The session policy it was issued with, described (never the document).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_policy: Option<String>,
 }
 
 fn timestamp<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -145,6 +165,9 @@ pub struct LedgerSnapshot {
     pub sets: Vec<SetRecord>,
     /// Access key ids presented that the emulator never issued, with counts.
     pub never_issued_keys: BTreeMap<String, u64>,
+    /// Calls refused by a session policy, first seen first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub session_policy_denials: Vec<Denial>,
 }
 
 impl LedgerSnapshot {
@@ -228,6 +251,7 @@ impl Ledger {
             first_expired_use: None,
             last_expired_use: None,
             session_tags: creds.session_tags.clone(),
+            session_policy: creds.session.session_policy.as_ref().map(|p| p.describe()),
         });
     }
 
@@ -308,6 +332,26 @@ impl Ledger {
         }
         inner.snapshot.calls.add(class);
         class
+    }
+
+    /// A call by `session` for `action` on `resource` was refused by the
+    /// session policy of its credentials.
+    pub(crate) fn denied(&self, session: &str, action: &str, resource: &str) {
+        let mut inner = self.lock();
+        let denials = &mut inner.snapshot.session_policy_denials;
+        if let Some(d) = denials
+            .iter_mut()
+            .find(|d| d.session == session && d.action == action && d.resource == resource)
+        {
+            d.calls += 1;
+        } else if denials.len() < MAX_DENIALS {
+            denials.push(Denial {
+                session: session.to_string(),
+                action: action.to_string(),
+                resource: resource.to_string(),
+                calls: 1,
+            });
+        }
     }
 
     /// A copy of everything recorded so far.

@@ -24,6 +24,15 @@
 //! - `GetCallerIdentity` errors (all 403): `MissingAuthenticationToken`,
 //!   `InvalidClientTokenId` (unknown key or session token), `ExpiredToken`,
 //!   `SignatureDoesNotMatch`.
+//! - Session policies (`session_policy.rs`): `Policy` and `PolicyArns` on
+//!   both `AssumeRole*` calls, with STS's limits and errors
+//!   (`ValidationError`, `MalformedPolicyDocument`, `PackedPolicyTooLarge`);
+//!   managed policies come from `--managed-policy ARN=FILE`. The session
+//!   policy is kept on the session issued, and every verified S3 call and
+//!   chained `AssumeRole` made with it must be inside it (`AccessDenied`).
+//!   `GetCallerIdentity` is never denied, as AWS never denies it. Roles have
+//!   no identity policies here: a role may do everything, a session what its
+//!   session policy allows.
 //! - Never logged: the web-identity token, the secret access key, the session token.
 //! - Every path but `/` is a small in-memory S3, path-style (`s3.rs`), verified
 //!   with the same SigV4 and expiry checks; every verified call and every issue
@@ -67,6 +76,7 @@ pub mod ledger;
 pub mod pod_identity;
 pub(crate) mod s3;
 mod service;
+pub mod session_policy;
 mod sigv4;
 mod store;
 pub mod xml;
@@ -118,6 +128,10 @@ pub struct EmulatorSettings {
     /// ARN; a role without one may be assumed by any caller the emulator
     /// issued credentials to (`assume_role.rs`).
     pub role_trust_policies: std::collections::HashMap<String, Policy>,
+    /// The managed policies a `PolicyArns` session policy may name, by ARN
+    /// (`--managed-policy ARN=FILE`); any other ARN is refused as STS refuses
+    /// one that does not exist.
+    pub managed_policies: std::collections::HashMap<String, Policy>,
     /// Longest lifetime of issued credentials; `DurationSeconds` can only shorten it.
     pub credential_ttl: Duration,
     /// Decides token and credential expiry, so tests can move time.
@@ -145,6 +159,7 @@ impl std::fmt::Debug for EmulatorSettings {
             .field("audience", &self.audience)
             .field("trust_policy", &self.trust_policy.is_some())
             .field("role_trust_policies", &self.role_trust_policies.len())
+            .field("managed_policies", &self.managed_policies.len())
             .field("credential_ttl", &self.credential_ttl)
             .field("faults", &self.faults)
             .field("s3_buckets", &self.s3_buckets)
@@ -163,6 +178,7 @@ impl EmulatorSettings {
             audience: crate::flags::DEFAULT_AUDIENCE.to_string(),
             trust_policy: None,
             role_trust_policies: Default::default(),
+            managed_policies: Default::default(),
             credential_ttl: Duration::from_secs(3600),
             clock: Arc::new(SystemClock),
             faults: Faults::default(),
@@ -543,6 +559,13 @@ fn settings_from_args(
             role_trust_policies.insert(arn, policy);
         }
     }
+    let mut managed_policies = std::collections::HashMap::new();
+    for v in &args.managed_policy {
+        let parsed = flags.parse(&f::MANAGED_POLICY, Some(v), session_policy::managed_policy);
+        if let Some((arn, policy)) = parsed {
+            managed_policies.insert(arn, policy);
+        }
+    }
     let credential_ttl = flags.parse(
         &f::CREDENTIAL_TTL,
         Some(&args.credential_ttl),
@@ -587,6 +610,7 @@ fn settings_from_args(
         settings.audience = audience?;
         settings.trust_policy = trust_policy;
         settings.role_trust_policies = role_trust_policies;
+        settings.managed_policies = managed_policies;
         settings.credential_ttl = credential_ttl?;
         Some((listen?, settings, log_format?, tls))
     })

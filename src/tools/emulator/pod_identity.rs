@@ -399,6 +399,8 @@ fn credentials(
         tags: tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         transitive_tag_keys: tags.keys().cloned().collect(),
         source_identity: None,
+        // The agent takes no session policy.
+        session_policy: None,
     };
     let creds = service::issue(state, role, &session_name, now, lifetime, session, tags);
     let expiration = creds.expiration;

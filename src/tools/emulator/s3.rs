@@ -13,6 +13,13 @@
 //!   operation answers `501 NotImplemented`.
 //! - Every request is verified as [`super::sigv4`] verifies `GetCallerIdentity`
 //!   (scope `s3`, S3's canonical request) and recorded in the ledger.
+//! - Credentials issued with a session policy (`session_policy.rs`) may do
+//!   only what it allows: `s3:CreateBucket`/`s3:ListBucket` (HeadBucket) on
+//!   `arn:aws:s3:::bucket`, `s3:PutObject`/`s3:GetObject` (also HeadObject)/
+//!   `s3:DeleteObject` on `arn:aws:s3:::bucket/key`; else `403 AccessDenied`
+//!   `User: <session> is not authorized to perform: <action> on resource:
+//!   "<arn>" because no session policy allows the <action> action` (or `with
+//!   an explicit deny in a session policy`), recorded in the ledger.
 //! - `x-amz-content-sha256`: a hex SHA-256 (checked against the body,
 //!   `XAmzContentSHA256Mismatch`), `UNSIGNED-PAYLOAD`, and the `aws-chunked`
 //!   forms `STREAMING-UNSIGNED-PAYLOAD-TRAILER`,
@@ -471,6 +478,26 @@ fn payload_data(declared: &str, headers: &HeaderMap, body: &[u8]) -> Result<Deco
     Ok(decoded)
 }
 
+/// The IAM action and resource ARN of a request (`None` for what this S3
+/// does not serve), in the partition of the session that signed it.
+fn s3_action(method: &Method, target: &Target, session: &str) -> Option<(&'static str, String)> {
+    let partition = session.split(':').nth(1).unwrap_or("aws");
+    let bucket = format!("arn:{partition}:s3:::{}", target.bucket);
+    let action = match (method, &target.key) {
+        (&Method::PUT, None) => "s3:CreateBucket",
+        (&Method::HEAD, None) => "s3:ListBucket",
+        (&Method::PUT, Some(_)) => "s3:PutObject",
+        (&Method::GET | &Method::HEAD, Some(_)) => "s3:GetObject",
+        (&Method::DELETE, Some(_)) => "s3:DeleteObject",
+        _ => return None,
+    };
+    let resource = match &target.key {
+        Some(key) => format!("{bucket}/{key}"),
+        None => bucket,
+    };
+    Some((action, resource))
+}
+
 /// Serves one S3 request.
 pub(crate) async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> S3Response {
     let request_id = request_id();
@@ -556,7 +583,7 @@ async fn serve(
     if let Some(k) = auth_key(&parts, &query) {
         *access_key_id = Some(k);
     }
-    verified.map_err(|r| S3Error::from_refusal(&r))?;
+    let creds = verified.map_err(|r| S3Error::from_refusal(&r))?;
 
     // Subresources and query parameters other than the SDKs' `x-id` mark
     // operations this emulator does not serve.
@@ -572,6 +599,27 @@ async fn serve(
     ];
     if let Some((k, _)) = query.iter().find(|(k, _)| !signing.contains(&k.as_str())) {
         return Err(S3Error::not_implemented(&format!("?{k}")));
+    }
+
+    // The session policy the credentials were issued with, if any.
+    if let (Some(sp), Some((action, resource))) = (
+        &creds.session.session_policy,
+        s3_action(&parts.method, &target, &creds.assumed_role_arn),
+    ) {
+        if let Err(denied) = sp.check(action, &resource) {
+            state
+                .settings
+                .ledger
+                .denied(&creds.assumed_role_arn, action, &resource);
+            return Err(S3Error::new(
+                "AccessDenied",
+                StatusCode::FORBIDDEN,
+                format!(
+                    "User: {} is not authorized to perform: {action} on resource: \"{resource}\" {denied}",
+                    creds.assumed_role_arn
+                ),
+            ));
+        }
     }
 
     let objects = &state.s3;

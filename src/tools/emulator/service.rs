@@ -256,6 +256,8 @@ fn assume_role_with_web_identity(
         return Err(fault);
     }
     let p = validate_assume(params)?;
+    let session_policy =
+        super::session_policy::from_params(params, &state.settings.managed_policies, 0)?;
     let claims = state
         .settings
         .keys
@@ -335,7 +337,10 @@ fn assume_role_with_web_identity(
         p.session_name,
         now,
         lifetime,
-        Default::default(),
+        super::store::SessionAttributes {
+            session_policy: session_policy.clone(),
+            ..Default::default()
+        },
         Default::default(),
     );
     let (expiration, assumed_role_id, assumed_role_arn) = (
@@ -349,36 +354,43 @@ fn assume_role_with_web_identity(
         p.role.account,
         issuer_host_path(&issuer)
     );
-    let xml = result_document(
-        "AssumeRoleWithWebIdentity",
-        &[
-            Element::Nested(
-                "Credentials",
-                vec![
-                    Element::Text("AccessKeyId", creds.access_key_id.clone()),
-                    Element::Text("SecretAccessKey", creds.secret_access_key.clone()),
-                    Element::Text("SessionToken", creds.session_token.clone()),
-                    Element::Text("Expiration", format_timestamp(expiration)),
-                ],
-            ),
-            Element::Text("SubjectFromWebIdentityToken", subject.clone()),
-            Element::Nested(
-                "AssumedRoleUser",
-                vec![
-                    Element::Text("AssumedRoleId", assumed_role_id),
-                    Element::Text("Arn", assumed_role_arn.clone()),
-                ],
-            ),
-            Element::Text("Audience", state.settings.audience.clone()),
-            Element::Text("Provider", provider),
-        ],
-        request_id,
-    );
+    let mut result = vec![
+        Element::Nested(
+            "Credentials",
+            vec![
+                Element::Text("AccessKeyId", creds.access_key_id.clone()),
+                Element::Text("SecretAccessKey", creds.secret_access_key.clone()),
+                Element::Text("SessionToken", creds.session_token.clone()),
+                Element::Text("Expiration", format_timestamp(expiration)),
+            ],
+        ),
+        Element::Text("SubjectFromWebIdentityToken", subject.clone()),
+        Element::Nested(
+            "AssumedRoleUser",
+            vec![
+                Element::Text("AssumedRoleId", assumed_role_id),
+                Element::Text("Arn", assumed_role_arn.clone()),
+            ],
+        ),
+        Element::Text("Audience", state.settings.audience.clone()),
+        Element::Text("Provider", provider),
+    ];
+    if let Some(sp) = &session_policy {
+        result.push(Element::Text(
+            "PackedPolicySize",
+            sp.packed_percent.to_string(),
+        ));
+    }
+    let xml = result_document("AssumeRoleWithWebIdentity", &result, request_id);
     Ok(Answer {
         xml,
         log: format!(
-            "issued {} for {assumed_role_arn} (sub {subject}) until {}",
+            "issued {} for {assumed_role_arn} (sub {subject}{}) until {}",
             creds.access_key_id,
+            session_policy
+                .as_ref()
+                .map(|sp| format!(", session policy {}", sp.describe()))
+                .unwrap_or_default(),
             format_timestamp(expiration)
         ),
     })

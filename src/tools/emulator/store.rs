@@ -42,6 +42,10 @@ pub struct SessionAttributes {
     pub transitive_tag_keys: Vec<String>,
     /// Set once in a chain, and kept.
     pub source_identity: Option<String>,
+    /// The session policy of the call that issued the credentials: every
+    /// verified call made with them must be inside it. Not inherited: a
+    /// chained session has its own call's (`session_policy.rs`).
+    pub session_policy: Option<std::sync::Arc<super::session_policy::SessionPolicy>>,
 }
 
 impl fmt::Debug for IssuedCredentials {

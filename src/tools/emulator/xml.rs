@@ -58,6 +58,14 @@ impl StsFault {
         Self::new("AccessDenied", StatusCode::FORBIDDEN, message)
     }
 
+    pub(crate) fn malformed_policy_document(message: impl Into<String>) -> Self {
+        Self::new("MalformedPolicyDocument", StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn packed_policy_too_large(message: impl Into<String>) -> Self {
+        Self::new("PackedPolicyTooLarge", StatusCode::BAD_REQUEST, message)
+    }
+
     pub(crate) fn invalid_parameter_value(message: impl Into<String>) -> Self {
         Self::new("InvalidParameterValue", StatusCode::BAD_REQUEST, message)
     }
