@@ -1,15 +1,17 @@
 //! The STS emulator against real clients on 127.0.0.1: the Rust `aws-sdk-sts`
 //! in-process, boto3 against the real binary, and the binary's logs.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_sts::config::retry::RetryConfig;
-use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sts::config::Credentials;
 use aws_sdk_sts::error::ProvideErrorMetadata;
+use common::sdk::sts_client as client;
 use irsa_proxy::clock::OffsetClock;
 use irsa_proxy::policy::Policy;
 use irsa_proxy::tools::emulator::{
@@ -71,18 +73,6 @@ async fn start_with(configure: impl FnOnce(&mut EmulatorSettings)) -> Fixture {
 
 async fn start() -> Fixture {
     start_with(|_| {}).await
-}
-
-fn client(endpoint: &str, creds: Option<Credentials>) -> aws_sdk_sts::Client {
-    let mut b = aws_sdk_sts::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .retry_config(RetryConfig::disabled());
-    if let Some(c) = creds {
-        b = b.credentials_provider(c);
-    }
-    aws_sdk_sts::Client::from_conf(b.build())
 }
 
 async fn assume(

@@ -11,6 +11,7 @@ pub mod kubelet;
 pub mod pki;
 pub mod podrunner;
 pub mod proxy;
+pub mod sdk;
 
 #[allow(unused_imports)]
 pub use fake_sts::FakeSts;
