@@ -95,6 +95,14 @@ async fn assume(
         .map_err(|e| e.code().unwrap_or("no code").to_string())
 }
 
+/// The error code of an AssumeRoleWithWebIdentity (session `s1`) with `token`,
+/// which must be refused.
+async fn refusal(f: &Fixture, token: &str) -> String {
+    assume(&f.sts.endpoint_url(), token, "s1", None)
+        .await
+        .unwrap_err()
+}
+
 fn sdk_credentials(out: &aws_sdk_sts::types::Credentials) -> Credentials {
     Credentials::new(
         out.access_key_id(),
@@ -177,12 +185,7 @@ async fn token_signed_by_another_key_should_be_invalid_identity_token() {
     let f = start().await;
     let stranger = Issuer::generate_rsa(ISSUER).unwrap();
     let token = sa_token(&stranger, "demo", "sts.amazonaws.com");
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &token, "s1", None)
-            .await
-            .unwrap_err(),
-        "InvalidIdentityToken"
-    );
+    assert_eq!(refusal(&f, &token).await, "InvalidIdentityToken");
     // A token whose payload was edited after signing.
     let good = sa_token(&f.issuer, "demo", "sts.amazonaws.com");
     let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
@@ -212,12 +215,7 @@ async fn token_signed_by_another_key_should_be_invalid_identity_token() {
 async fn wrong_audience_should_be_invalid_identity_token() {
     let f = start().await;
     let token = sa_token(&f.issuer, "demo", "vault");
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &token, "s1", None)
-            .await
-            .unwrap_err(),
-        "InvalidIdentityToken"
-    );
+    assert_eq!(refusal(&f, &token).await, "InvalidIdentityToken");
 }
 
 #[tokio::test]
@@ -227,33 +225,18 @@ async fn expired_token_should_be_expired_token_exception() {
         &f.issuer,
         json!({"iat": now_secs() - 700, "exp": now_secs() - 100}),
     );
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &token, "s1", None)
-            .await
-            .unwrap_err(),
-        "ExpiredTokenException"
-    );
+    assert_eq!(refusal(&f, &token).await, "ExpiredTokenException");
     // The same happens when the emulator's clock passes a valid token's expiry.
     let token = sa_token(&f.issuer, "demo", "sts.amazonaws.com");
     f.clock.advance(Duration::from_secs(601));
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &token, "s1", None)
-            .await
-            .unwrap_err(),
-        "ExpiredTokenException"
-    );
+    assert_eq!(refusal(&f, &token).await, "ExpiredTokenException");
 }
 
 #[tokio::test]
 async fn future_nbf_should_be_invalid_identity_token() {
     let f = start().await;
     let token = claims_token(&f.issuer, json!({"nbf": now_secs() + 300}));
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &token, "s1", None)
-            .await
-            .unwrap_err(),
-        "InvalidIdentityToken"
-    );
+    assert_eq!(refusal(&f, &token).await, "InvalidIdentityToken");
 }
 
 #[tokio::test]
@@ -270,12 +253,7 @@ async fn trust_policy_should_allow_its_subject_and_deny_others() {
     let ok = sa_token(&f.issuer, "demo", "sts.amazonaws.com");
     assert!(assume(&f.sts.endpoint_url(), &ok, "s1", None).await.is_ok());
     let other = sa_token(&f.issuer, "other", "sts.amazonaws.com");
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &other, "s1", None)
-            .await
-            .unwrap_err(),
-        "AccessDenied"
-    );
+    assert_eq!(refusal(&f, &other).await, "AccessDenied");
 }
 
 #[tokio::test]
