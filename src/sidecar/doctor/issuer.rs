@@ -205,7 +205,7 @@ impl ResolveDns for Resolver {
 enum FetchError {
     #[error("not a URL: {0}")]
     Url(String),
-    /// The connection's innermost causes ([`connection_error`]).
+    /// The connection's error and its causes ([`crate::sidecar::sts::error_chain`]).
     #[error("{0}")]
     Connection(String),
     #[error("the answer could not be read ({0})")]
@@ -223,7 +223,7 @@ async fn fetch(connector: &Connector, url: &str) -> Result<Vec<u8>, FetchError> 
         let response = connector
             .call(request)
             .await
-            .map_err(|e| FetchError::Connection(connection_error(&e)))?;
+            .map_err(|e| FetchError::Connection(crate::sidecar::sts::error_chain(&e)))?;
         let status = response.status().as_u16();
         let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
             .collect()
@@ -238,21 +238,6 @@ async fn fetch(connector: &Connector, url: &str) -> Result<Vec<u8>, FetchError> 
     tokio::time::timeout(FETCH_TIMEOUT, call)
         .await
         .unwrap_or(Err(FetchError::Timeout))
-}
-
-/// The innermost causes of a connection failure, which say what happened
-/// ("invalid peer certificate: UnknownIssuer", "Connection refused").
-fn connection_error(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 /// The connector: the SDK's, with the proxy for `https://`, the system's trust
