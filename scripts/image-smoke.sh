@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds both images with a container engine and smoke-tests them (README "Build
+# Builds both images with a container engine and smoke-tests them (docs/inject.md, "Build
 # the image"):
 #   1. the sidecar image (`docker build .`) and the webhook image
 #      (`--build-arg FEATURES=tools`); extra arguments go to both builds, e.g.

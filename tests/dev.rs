@@ -276,7 +276,7 @@ fn dev_should_run_a_chain_and_report_a_stable_principal() {
     assert_eq!(report["served_principals"], serde_json::json!([arns[0]]));
 }
 
-/// README, "On EKS Pod Identity": `dev --source pod-identity -- aws sts
+/// docs/pod-identity.md: `dev --source pod-identity -- aws sts
 /// get-caller-identity` runs the whole Pod Identity chain on one machine: the
 /// emulator plays the agent, the proxy uses it, the CLI gets a Pod Identity
 /// session (named `eks-<cluster>-<pod>-...`) through the proxy.

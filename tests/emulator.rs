@@ -777,7 +777,7 @@ async fn presigned_get_caller_identity_should_verify() {
     assert!(body.contains("<Code>SignatureDoesNotMatch</Code>"));
 }
 
-/// The README's example, as a new user runs it: an openssl key, `mint` for the
+/// The example of docs/emulator.md, as a new user runs it: an openssl key, `mint` for the
 /// token, the emulator with the public key and the example trust policy, curl.
 #[test]
 fn a_token_from_mint_should_assume_the_role_in_the_emulator() {

@@ -112,7 +112,7 @@ fn token_value_clients_should_get_credentials_through_dev() {
     }
 }
 
-/// `dev --link-local` in a namespace of its own, as the README shows it.
+/// `dev --link-local` in a namespace of its own, as docs/legacy-apps.md shows it.
 fn dev_link_local(script: &str) -> Output {
     dev_link_local_with("", script)
 }

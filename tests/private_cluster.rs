@@ -444,17 +444,16 @@ fn a_bad_bundle_or_proxy_should_stop_start_up_with_one_line() {
     }
 }
 
-/// The table in README's "Private clusters" section, checked against what
+/// The endpoint table of docs/private-clusters.md, checked against what
 /// `serve --print-endpoint` resolves (the SDK's endpoint rules; no network).
 #[test]
-fn the_readme_endpoint_table_should_be_what_serve_resolves() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme
-        .split("## Private clusters")
-        .nth(1)
-        .expect("README has a Private clusters section");
-    let table = section
+fn the_endpoint_table_should_be_what_serve_resolves() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/private-clusters.md"
+    ))
+    .unwrap();
+    let table = page
         .split("<!-- endpoint-table -->")
         .nth(1)
         .expect("the section marks its endpoint table with <!-- endpoint-table -->");
@@ -493,7 +492,7 @@ fn the_readme_endpoint_table_should_be_what_serve_resolves() {
             .and_then(|l| l.strip_prefix("endpoint: "))
             .and_then(|l| l.split_whitespace().next())
             .unwrap_or_default();
-        assert_eq!(endpoint, expected, "README row: {line}");
+        assert_eq!(endpoint, expected, "table row: {line}");
         rows += 1;
     }
     assert!(rows >= 6, "the table has {rows} rows");

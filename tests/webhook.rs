@@ -960,17 +960,17 @@ fn webhook_certs_should_print_a_secret_the_webhook_can_serve() {
     assert_eq!(call(&w, "GET", "/readyz", Vec::new()).0, 200);
 }
 
-/// The README's "Try it on your machine" block, exactly as written there: its
-/// lines run in one shell (as when pasted), inside a network namespace and a
-/// private /tmp of their own, so port 8443 and the files are this test's.
-/// The patch printed must add the sidecar with the image given and the role of
-/// the review's annotation.
+/// The "Try it on your machine" block of docs/webhook.md, exactly as written
+/// there: its lines run in one shell (as when pasted), inside a network
+/// namespace and a private /tmp of their own, so port 8443 and the files are
+/// this test's. The patch printed must add the sidecar with the image given and
+/// the role of the review's annotation.
 #[test]
-fn the_try_it_block_of_the_readme_should_work_as_pasted() {
+fn the_try_it_block_of_the_manual_should_work_as_pasted() {
     require_root();
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
-    let section = readme
-        .split_once("### Try it on your machine")
+    let page = std::fs::read_to_string(root().join("docs/webhook.md")).expect("docs/webhook.md");
+    let section = page
+        .split_once("## Try it on your machine")
         .expect("the section")
         .1;
     let block = section

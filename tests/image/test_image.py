@@ -4,7 +4,7 @@ on its real context for the sidecar (FEATURES="") and the webhook
 
 Needs root (mount and PID namespaces, chroot), Debian 12 (the runtime root is
 made of its packages), Rust and a C compiler. The two release builds take
-minutes; see README "Build the image" for the figures.
+minutes; see docs/inject.md, "Build the image", for the figures.
 """
 
 from __future__ import annotations

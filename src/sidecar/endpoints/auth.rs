@@ -179,8 +179,14 @@ impl TokenTable {
 /// A new token: 256 random bits as 64 lowercase hex digits, which fit a
 /// header, a URL path segment and a Secret alike.
 pub(crate) fn random_token() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut token = String::with_capacity(64);
+    for b in bytes {
+        token.push(char::from(HEX[usize::from(b >> 4)]));
+        token.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    token
 }
 
 /// Writes the file atomically-enough (create-new, then mode 0644), so a racing
@@ -208,6 +214,18 @@ fn create_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_tokens_should_be_256_bits_as_lowercase_hex() {
+        let (a, b) = (random_token(), random_token());
+        for t in [&a, &b] {
+            assert_eq!(t.len(), 64, "{t}");
+            assert!(t
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        }
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn missing_file_should_be_created_with_64_hex_chars_and_mode_0644() {

@@ -401,7 +401,7 @@ fn check_checksums(data: &[u8], given: &[(String, String)]) -> Result<(), S3Erro
             "sha1" => {
                 STANDARD.encode(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, data).as_ref())
             }
-            // Accepted unverified (README says so).
+            // Accepted unverified (docs/dev.md says so).
             "crc32c" | "crc64nvme" => continue,
             // `x-amz-checksum-type`, `-algorithm`, `-mode`: not checksums.
             _ => continue,

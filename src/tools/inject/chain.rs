@@ -3,7 +3,7 @@
 //! kubelet when the sidecar starts), checked by the same code `serve` uses, so
 //! a manifest `inject` writes never makes a sidecar that refuses to start.
 
-use serde_norway::Value;
+use serde_json::Value;
 
 use super::pod::{env_from_secret, env_var};
 use crate::cli::{InjectArgs, ServeArgs};

@@ -7,6 +7,10 @@
 //! YAML is parsed, not patched as text). Any bad document stops the run with one
 //! line naming it and exit 2, before anything is written.
 //!
+//! One engine for `inject` and the webhook ([`pod`]), on JSON: the pod as the
+//! API server holds it. `inject` hands it each pod spec and pod metadata
+//! converted from YAML, and converts them back ([`yaml`]).
+//!
 //! What a pod gets, and how it lines up with `serve`:
 //!
 //! - a container named [`SIDECAR_NAME`] running the image's entrypoint
@@ -56,6 +60,7 @@ mod chain;
 mod emit;
 mod pod;
 mod workload;
+mod yaml;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -243,7 +248,7 @@ impl Options {
     /// The environment every configured app container gets, in this order: the
     /// token value first, since `$(AWS_CONTAINER_AUTHORIZATION_TOKEN)` in the
     /// relative URI expands only names defined before it.
-    pub(crate) fn app_env(&self) -> Vec<Value> {
+    pub(crate) fn app_env(&self) -> Vec<serde_json::Value> {
         let base = format!("http://{}", self.listen());
         let mut env = vec![
             self.auth_token.env("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
@@ -291,7 +296,7 @@ impl AuthTokenSource {
     }
 
     /// The env entry `name` carrying the token.
-    pub(crate) fn env(&self, name: &str) -> Value {
+    pub(crate) fn env(&self, name: &str) -> serde_json::Value {
         match self {
             AuthTokenSource::Secret(secret) => pod::env_from_secret(name, secret, AUTH_SECRET_KEY),
             AuthTokenSource::Value(token) => pod::env_var(name, token),
@@ -485,24 +490,31 @@ fn inject_document(
     let mut injected = Vec::new();
     let mut notes = Vec::new();
     for at in workload::find_pod_specs(doc)? {
+        let fail = |p: Problem| (at.label.clone(), p);
         // find_pod_specs checked that the path leads to a mapping.
-        let Some(spec) = workload::get_mut(doc, &at.path).and_then(Value::as_mapping_mut) else {
-            return Err((at.label, Problem::NoPodSpec("spec".into())));
+        let Some(spec) = workload::get_mut(doc, &at.path) else {
+            return Err(fail(Problem::NoPodSpec("spec".into())));
         };
+        // The engine's edge: the pod spec as JSON, and back only if changed.
+        let mut json_spec = yaml::to_json_object(spec, "spec").map_err(fail)?;
         let Some(Injected {
             apps,
             notes: pod_notes,
-        }) = pod::inject(spec, opts).map_err(|p| (at.label.clone(), p))?
+            ..
+        }) = pod::inject(&mut json_spec, opts).map_err(fail)?
         else {
             continue;
         };
+        *spec = yaml::from_json(serde_json::Value::Object(json_spec));
         notes.extend(pod_notes.into_iter().map(|n| (at.label.clone(), n)));
         // The pod template's metadata: beside its spec.
         let meta_path = workload::metadata_path(&at.path);
         let Some(meta) = workload::get_or_insert_mapping(doc, &meta_path) else {
-            return Err((at.label, Problem::NoPodSpec("metadata".into())));
+            return Err(fail(Problem::NoPodSpec("metadata".into())));
         };
-        pod::skip_for_eks_webhook(meta, &apps).map_err(|p| (at.label.clone(), p))?;
+        let mut json_meta = yaml::mapping_to_json(meta, "metadata").map_err(fail)?;
+        pod::skip_for_eks_webhook(&mut json_meta, &apps).map_err(fail)?;
+        *meta = yaml::mapping_from_json(json_meta);
         injected.push(at.namespace);
     }
     Ok((injected, notes))
@@ -510,36 +522,68 @@ fn inject_document(
 
 /// One pod, as JSON (the API server's object), through the same engine: the
 /// pod with the sidecar and the notes on what was changed of its author's (see
-/// [`Manifests::notes`]), or `None` when it already has the sidecar. The
-/// webhook's entry.
+/// [`Manifests::notes`]), or `None` when it already has the sidecar.
 pub fn inject_pod(
     pod: &serde_json::Value,
     opts: &Options,
 ) -> Result<Option<(serde_json::Value, Vec<String>)>, Problem> {
-    let mut doc: Value = serde_json::from_value(pod.clone())
-        .map_err(|e| Problem::NoPodSpec(format!("the pod ({e})")))?;
-    let Some(pod_map) = doc.as_mapping_mut() else {
+    let mut pod = pod.clone();
+    Ok(inject_pod_in_place(&mut pod, opts)?.map(|c| (pod, c.notes)))
+}
+
+/// What [`inject_pod_in_place`] changed of a pod.
+#[derive(Debug)]
+pub struct PodChanges {
+    /// What it changed that the pod's author wrote (see [`Manifests::notes`]).
+    pub notes: Vec<String>,
+    /// The fields of `spec` it changed; every other one is as it was.
+    pub spec: Vec<&'static str>,
+    /// It changed `metadata.annotations`.
+    pub annotations: bool,
+    /// It created `metadata` (absent or null before).
+    pub metadata_created: bool,
+}
+
+/// The engine on the pod itself (the webhook's entry: no copy, and the patch
+/// is made of the fields it names): what it changed, or `None` when the pod
+/// already has the sidecar and was left as it was. On an error the pod may be
+/// half changed.
+pub fn inject_pod_in_place(
+    pod: &mut serde_json::Value,
+    opts: &Options,
+) -> Result<Option<PodChanges>, Problem> {
+    use serde_json::{Map, Value as Json};
+    let Some(pod_map) = pod.as_object_mut() else {
         return Err(Problem::NoPodSpec("the pod (not an object)".into()));
     };
-    let Some(spec) = pod_map.get_mut("spec").and_then(Value::as_mapping_mut) else {
+    let Some(spec) = pod_map.get_mut("spec").and_then(Json::as_object_mut) else {
         return Err(Problem::NoPodSpec("spec".into()));
     };
-    let Some(Injected { apps, notes }) = pod::inject(spec, opts)? else {
+    let Some(Injected {
+        apps,
+        notes,
+        changed,
+    }) = pod::inject(spec, opts)?
+    else {
         return Ok(None);
     };
+    let metadata_created = !pod_map.get("metadata").is_some_and(Json::is_object);
     let meta = pod_map
-        .entry("metadata".into())
-        .or_insert_with(|| Value::Mapping(Mapping::new()));
+        .entry("metadata")
+        .or_insert_with(|| Json::Object(Map::new()));
     if meta.is_null() {
-        *meta = Value::Mapping(Mapping::new());
+        *meta = Json::Object(Map::new());
     }
-    let Some(meta) = meta.as_mapping_mut() else {
+    let Some(meta) = meta.as_object_mut() else {
         return Err(Problem::NoPodSpec("metadata".into()));
     };
     pod::skip_for_eks_webhook(meta, &apps)?;
-    serde_json::to_value(&doc)
-        .map(|pod| Some((pod, notes)))
-        .map_err(|e| Problem::NoPodSpec(format!("the pod ({e})")))
+    Ok(Some(PodChanges {
+        notes,
+        spec: changed,
+        annotations: !apps.is_empty(),
+        metadata_created,
+    }))
 }
 
 /// The subcommand: read, inject, and write only if every document succeeded.

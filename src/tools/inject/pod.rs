@@ -1,13 +1,21 @@
 //! The transformation of one pod spec: add the sidecar, its volumes, and the
 //! environment and mount of the app containers.
 //!
+//! The engine works on the pod as the API server holds it, a JSON object
+//! (`serde_json` with `preserve_order`, so that key order is kept): the webhook
+//! hands it the pod of the review as it is, and `inject` converts each pod
+//! spec of its YAML to JSON and back ([`super::yaml`]).
+//!
 //! User fields keep their values and their order; what `inject` adds is appended
 //! (volumes, env entries, mounts) or, for a new `initContainers` list, placed just
 //! before `containers`. A pod spec that already has a container named
 //! [`SIDECAR_NAME`] is left exactly as it is, which is what makes `inject`
 //! idempotent.
 
-use serde_norway::{Mapping, Value};
+use serde_json::{Map, Value};
+
+/// A JSON object: the pod spec, a container, the metadata.
+type Mapping = Map<String, Value>;
 
 use super::{Options, TokenSource};
 use super::{
@@ -59,6 +67,8 @@ pub enum Problem {
         "the pod already has a volume named {0:?} but no {SIDECAR_NAME} container; remove it first"
     )]
     VolumeExists(&'static str),
+    #[error("{at}: {what}, which JSON (how the API server holds a pod) cannot carry")]
+    NotJson { at: String, what: String },
     #[error("container {container:?} already mounts something at {path}")]
     MountPathInUse {
         container: String,
@@ -74,6 +84,9 @@ pub(crate) struct Injected {
     /// container and the variable (never a value), for stderr or a webhook
     /// warning.
     pub notes: Vec<String>,
+    /// The fields of the spec it changed (the webhook's patch replaces each
+    /// whole); every other field is left exactly as it was.
+    pub changed: Vec<&'static str>,
 }
 
 /// Injects the sidecar into one pod spec (a mapping, checked by the caller).
@@ -147,7 +160,7 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<Option<Inject
     if let Some((_, mount)) = pod_identity {
         if let Some(mounts) = sidecar
             .get_mut("volumeMounts")
-            .and_then(Value::as_sequence_mut)
+            .and_then(Value::as_array_mut)
         {
             mounts.push(mount);
         }
@@ -157,9 +170,10 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<Option<Inject
     // Everything is checked; from here on the spec is only changed.
     let app_env = opts.app_env();
     let mut notes = Vec::new();
+    let mut changed = vec!["containers"];
     let list = seq_mut(spec, "containers")?;
     for (&i, name) in selected.iter().zip(&configured) {
-        if let Some(c) = list.get_mut(i).and_then(Value::as_mapping_mut) {
+        if let Some(c) = list.get_mut(i).and_then(Value::as_object_mut) {
             notes.extend(configure_app(c, name, &app_env, opts)?);
         }
     }
@@ -169,10 +183,14 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<Option<Inject
         // First, so that regular init containers after it can use credentials too.
         init_first(spec, sidecar)?;
     }
+    if !opts.classic || opts.link_local {
+        changed.push("initContainers");
+    }
     if opts.link_local {
         // Before the sidecar, which binds the addresses it adds.
         init_first(spec, link_local_container(opts))?;
     }
+    changed.push("volumes");
     let volumes = seq_mut(spec, "volumes")?;
     volumes.push(map([
         ("name", SHARED_VOLUME.into()),
@@ -187,6 +205,7 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<Option<Inject
     Ok(Some(Injected {
         apps: configured,
         notes,
+        changed,
     }))
 }
 
@@ -238,7 +257,7 @@ fn link_local_container(opts: &Options) -> Value {
         ("image", opts.image.as_str().into()),
         (
             "command",
-            Value::Sequence(vec![
+            Value::Array(vec![
                 BINARY_PATH.into(),
                 "link-local".into(),
                 format!(
@@ -251,7 +270,7 @@ fn link_local_container(opts: &Options) -> Value {
         ),
         (
             "env",
-            Value::Sequence(vec![
+            Value::Array(vec![
                 field("IRSA_PROXY_POD_IP", "status.podIP"),
                 field("IRSA_PROXY_HOST_IP", "status.hostIP"),
             ]),
@@ -281,8 +300,8 @@ fn link_local_container(opts: &Options) -> Value {
                 (
                     "capabilities",
                     map([
-                        ("drop", Value::Sequence(vec!["ALL".into()])),
-                        ("add", Value::Sequence(vec!["NET_ADMIN".into()])),
+                        ("drop", Value::Array(vec!["ALL".into()])),
+                        ("add", Value::Array(vec!["NET_ADMIN".into()])),
                     ]),
                 ),
                 ("seccompProfile", map([("type", "RuntimeDefault".into())])),
@@ -306,7 +325,7 @@ fn check(
         return Err(Problem::HostNetwork);
     }
     for (name, c) in containers.iter().chain(init.iter()) {
-        let ports = c.get("ports").and_then(Value::as_sequence);
+        let ports = c.get("ports").and_then(Value::as_array);
         let clash = ports
             .into_iter()
             .flatten()
@@ -327,7 +346,7 @@ fn check(
             });
         }
     }
-    let volumes = spec.get("volumes").and_then(Value::as_sequence);
+    let volumes = spec.get("volumes").and_then(Value::as_array);
     for v in volumes.into_iter().flatten() {
         for ours in [SHARED_VOLUME, TOKEN_VOLUME] {
             if v.get("name").and_then(Value::as_str) == Some(ours) {
@@ -367,14 +386,14 @@ fn windows(spec: &Mapping) -> Option<&'static str> {
         .and_then(|a| a.get("nodeAffinity"))
         .and_then(|a| a.get("requiredDuringSchedulingIgnoredDuringExecution"))
         .and_then(|r| r.get("nodeSelectorTerms"))
-        .and_then(Value::as_sequence)?;
+        .and_then(Value::as_array)?;
     let windows_only = |term: &Value| {
         term.get("matchExpressions")
-            .and_then(Value::as_sequence)
+            .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .any(|e| {
-                let values = e.get("values").and_then(Value::as_sequence);
+                let values = e.get("values").and_then(Value::as_array);
                 e.get("key")
                     .and_then(Value::as_str)
                     .is_some_and(|k| OS_LABELS.contains(&k))
@@ -453,7 +472,7 @@ fn pod_identity_source(
 /// The pod's volume of this name.
 fn volume_named<'a>(spec: &'a Mapping, name: &str) -> Option<&'a Value> {
     spec.get("volumes")
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .find(|v| v.get("name").and_then(Value::as_str) == Some(name))
@@ -464,7 +483,7 @@ fn projected_token_path(volume: &Value) -> Option<&str> {
     volume
         .get("projected")
         .and_then(|p| p.get("sources"))
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .find_map(|s| s.get("serviceAccountToken")?.get("path")?.as_str())
@@ -495,7 +514,7 @@ fn token_volume(opts: &Options) -> Value {
             "projected",
             map([(
                 "sources",
-                Value::Sequence(vec![map([("serviceAccountToken", token)])]),
+                Value::Array(vec![map([("serviceAccountToken", token)])]),
             )]),
         ),
     ])
@@ -525,12 +544,12 @@ fn sidecar(opts: &Options, token: &TokenSource, inherited: Vec<Value>) -> Value 
         // container AWS_ROLE_ARN only if it has neither variable yet.
         format!("--token-file={}", token.path()).into(),
     ]);
-    c.insert("args".into(), Value::Sequence(args));
+    c.insert("args".into(), Value::Array(args));
     // The token as a value, from the same source as the apps' (no flag: a
     // secret in args would show in the process list).
     let mut env = vec![opts.auth_token.env("IRSA_PROXY_AUTH_TOKEN")];
     env.extend(inherited);
-    c.insert("env".into(), Value::Sequence(env));
+    c.insert("env".into(), Value::Array(env));
     c.insert(
         "resources".into(),
         map([
@@ -546,7 +565,7 @@ fn sidecar(opts: &Options, token: &TokenSource, inherited: Vec<Value>) -> Value 
     );
     c.insert(
         "volumeMounts".into(),
-        Value::Sequence(vec![
+        Value::Array(vec![
             map([
                 ("name", token.volume.as_str().into()),
                 ("mountPath", token.dir.as_str().into()),
@@ -582,12 +601,12 @@ fn sidecar(opts: &Options, token: &TokenSource, inherited: Vec<Value>) -> Value 
             ("allowPrivilegeEscalation", false.into()),
             (
                 "capabilities",
-                map([("drop", Value::Sequence(vec!["ALL".into()]))]),
+                map([("drop", Value::Array(vec!["ALL".into()]))]),
             ),
             ("seccompProfile", map([("type", "RuntimeDefault".into())])),
         ]),
     );
-    Value::Mapping(c)
+    Value::Object(c)
 }
 
 fn probe(opts: &Options, path: &str, period: u32, failures: u32) -> Value {
@@ -597,7 +616,7 @@ fn probe(opts: &Options, path: &str, period: u32, failures: u32) -> Value {
             "exec",
             map([(
                 "command",
-                Value::Sequence(vec![BINARY_PATH.into(), "probe".into(), url.into()]),
+                Value::Array(vec![BINARY_PATH.into(), "probe".into(), url.into()]),
             )]),
         ),
         ("periodSeconds", period.into()),
@@ -662,14 +681,14 @@ fn configure_app(
     Ok(notes)
 }
 
-// ---- small helpers over serde_norway values ----
+// ---- small helpers over JSON values ----
 
 fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     let mut m = Mapping::with_capacity(N);
     for (k, v) in pairs {
         m.insert(k.into(), v);
     }
-    Value::Mapping(m)
+    Value::Object(m)
 }
 
 pub(crate) fn env_var(name: &str, value: &str) -> Value {
@@ -697,13 +716,13 @@ fn named_containers<'a>(
 ) -> Result<Vec<(String, &'a Mapping)>, Problem> {
     let list = match spec.get(key) {
         None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Sequence(list)) => list,
+        Some(Value::Array(list)) => list,
         Some(_) => return Err(Problem::NotAList(key.into())),
     };
     list.iter()
         .enumerate()
         .map(|(i, c)| {
-            let m = c.as_mapping().ok_or(Problem::UnnamedContainer(key, i))?;
+            let m = c.as_object().ok_or(Problem::UnnamedContainer(key, i))?;
             let name = m
                 .get("name")
                 .and_then(Value::as_str)
@@ -715,21 +734,18 @@ fn named_containers<'a>(
 
 fn mounts(c: &Mapping) -> impl Iterator<Item = &Value> {
     c.get("volumeMounts")
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
 }
 
 fn env_entries(c: &Mapping) -> impl Iterator<Item = &Value> {
-    c.get("env")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
+    c.get("env").and_then(Value::as_array).into_iter().flatten()
 }
 
 /// The value at `key`, set to `empty()` when absent or an explicit null.
 fn slot_mut<'a>(m: &'a mut Mapping, key: &str, empty: fn() -> Value) -> &'a mut Value {
-    let slot = m.entry(key.into()).or_insert_with(empty);
+    let slot = m.entry(key).or_insert_with(empty);
     if slot.is_null() {
         *slot = empty();
     }
@@ -739,15 +755,15 @@ fn slot_mut<'a>(m: &'a mut Mapping, key: &str, empty: fn() -> Value) -> &'a mut 
 /// The mapping at `key`, created when absent; `what` names it when it is
 /// something else.
 fn mapping_mut<'a>(m: &'a mut Mapping, key: &str, what: &str) -> Result<&'a mut Mapping, Problem> {
-    slot_mut(m, key, || Value::Mapping(Mapping::new()))
-        .as_mapping_mut()
+    slot_mut(m, key, || Value::Object(Mapping::new()))
+        .as_object_mut()
         .ok_or_else(|| Problem::NotAMapping(what.to_string()))
 }
 
 /// The list at `key`, created when absent.
 fn seq_mut<'a>(m: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>, Problem> {
-    slot_mut(m, key, || Value::Sequence(Vec::new()))
-        .as_sequence_mut()
+    slot_mut(m, key, || Value::Array(Vec::new()))
+        .as_array_mut()
         .ok_or_else(|| Problem::NotAList(key.into()))
 }
 
@@ -758,7 +774,7 @@ fn init_first(spec: &mut Mapping, container: Value) -> Result<(), Problem> {
         insert_before(
             spec,
             "initContainers",
-            Value::Sequence(Vec::new()),
+            Value::Array(Vec::new()),
             "containers",
         );
     }
@@ -772,7 +788,7 @@ fn insert_before(m: &mut Mapping, key: &str, value: Value, before: &str) {
     let old = std::mem::take(m);
     let mut value = Some(value);
     for (k, v) in old {
-        if k.as_str() == Some(before) {
+        if k == before {
             if let Some(value) = value.take() {
                 m.insert(key.into(), value);
             }

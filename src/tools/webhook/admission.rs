@@ -19,7 +19,7 @@ use serde_json::Value as Json;
 
 use crate::cli::InjectArgs;
 use crate::sidecar::config::RoleArn;
-use crate::tools::inject::{AuthTokenSource, Options, SIDECAR_NAME};
+use crate::tools::inject::{AuthTokenSource, Options, PodChanges, SIDECAR_NAME};
 
 /// The opt-in label (namespaces, pods) and annotation (pods).
 pub const INJECT: &str = "irsa-proxy.io/inject";
@@ -101,7 +101,7 @@ pub struct Answer {
 /// Decides one review. `defaults` are the webhook's flags in `inject`'s terms;
 /// annotations override them per pod.
 pub fn review(body: &[u8], defaults: &InjectArgs, opt_in: OptIn) -> Result<Answer, BadReview> {
-    let review: Json =
+    let mut review: Json =
         serde_json::from_slice(body).map_err(|e| BadReview::NotJson(e.to_string()))?;
     let api_version = review.get("apiVersion").and_then(Json::as_str);
     let kind = review.get("kind").and_then(Json::as_str);
@@ -111,6 +111,9 @@ pub fn review(body: &[u8], defaults: &InjectArgs, opt_in: OptIn) -> Result<Answe
             kind.unwrap_or("").into(),
         ));
     }
+    // The pod, owned: the engine changes it in place and the patch is read
+    // from it (nothing else reads `request.object`).
+    let object = review.pointer_mut("/request/object").map(Json::take);
     let request = review.get("request").unwrap_or(&Json::Null);
     let uid = request
         .get("uid")
@@ -138,12 +141,12 @@ pub fn review(body: &[u8], defaults: &InjectArgs, opt_in: OptIn) -> Result<Answe
             String::new(),
         ));
     }
-    let pod = match request.get("object") {
+    let mut pod = match object {
         Some(o @ Json::Object(_)) => o,
         _ => return Err(BadReview::NoObject),
     };
-    let label = pod_label(pod, namespace);
-    let (patch, warnings, outcome) = decide(pod, defaults, opt_in);
+    let label = pod_label(&pod, namespace);
+    let (patch, warnings, outcome) = decide(&mut pod, defaults, opt_in);
     Ok(answer(uid, patch, warnings, outcome, label))
 }
 
@@ -163,14 +166,16 @@ fn pod_label(pod: &Json, namespace: &str) -> String {
 
 /// The patch (if any, as JSON text), the warnings, and the outcome for one pod.
 fn decide(
-    pod: &Json,
+    pod: &mut Json,
     defaults: &InjectArgs,
     opt_in: OptIn,
 ) -> (Option<Vec<u8>>, Vec<String>, Outcome) {
-    let annotation =
-        |key: &str| pod.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")));
-    let label = pod
-        .pointer(&format!("/metadata/labels/{}", INJECT.replace('/', "~1")))
+    let metadata = pod.get("metadata");
+    let annotations = metadata.and_then(|m| m.get("annotations"));
+    let annotation = |key: &str| annotations.and_then(|a| a.get(key));
+    let label = metadata
+        .and_then(|m| m.get("labels"))
+        .and_then(|l| l.get(INJECT))
         .and_then(Json::as_str);
     let skip = (None, Vec::new(), Outcome::Skipped);
     let warn = |w: Vec<String>| (None, w, Outcome::Warned);
@@ -221,15 +226,15 @@ fn decide(
     opts.auth_token = AuthTokenSource::Value(crate::sidecar::endpoints::random_token());
     opts.emit_auth_secret = false;
 
-    match crate::tools::inject::inject_pod(pod, &opts) {
-        Ok(Some((mutated, notes))) => {
-            // Straight to text: the patch is only ever sent.
-            let patch = json_patch::diff(pod, &mutated);
-            let notes = notes
+    // The engine works on the pod itself and names what it changed.
+    match crate::tools::inject::inject_pod_in_place(pod, &opts) {
+        Ok(Some(changes)) => {
+            let notes = changes
+                .notes
                 .iter()
                 .map(|n| format!("{SIDECAR_NAME}: {}", annotation_terms(n)))
                 .collect();
-            match serde_json::to_vec(&patch) {
+            match patch_text(pod, &changes) {
                 Ok(p) => (Some(p), notes, Outcome::Mutated),
                 Err(e) => warn(vec![format!("{SIDECAR_NAME}: sidecar not added: {e}")]),
             }
@@ -239,6 +244,71 @@ fn decide(
             "{SIDECAR_NAME}: sidecar not added: {}",
             annotation_terms(&problem.to_string())
         )]),
+    }
+}
+
+/// The patch (RFC 6902), as JSON text: one `add` per field the engine
+/// changed, carrying its new value whole (`add` replaces a member that is
+/// there, and creates one that is not), read from the changed pod. No copy of
+/// the pod and no diff; the API server applies it to the pod it sent, which
+/// gives the pod the engine made. The keys of each value are written sorted:
+/// the same pod gets the same bytes whatever order the engine built them in.
+fn patch_text(pod: &Json, changes: &PodChanges) -> serde_json::Result<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    struct Add<'a> {
+        op: &'static str,
+        path: String,
+        value: Sorted<'a>,
+    }
+    let null = Json::Null;
+    let at = |pointer: &str| pod.pointer(pointer).unwrap_or(&null);
+    let mut ops: Vec<Add<'_>> = changes
+        .spec
+        .iter()
+        .map(|field| {
+            let path = format!("/spec/{field}");
+            Add {
+                op: "add",
+                value: Sorted(at(&path)),
+                path,
+            }
+        })
+        .collect();
+    if changes.metadata_created {
+        ops.push(Add {
+            op: "add",
+            path: "/metadata".into(),
+            value: Sorted(at("/metadata")),
+        });
+    } else if changes.annotations {
+        ops.push(Add {
+            op: "add",
+            path: "/metadata/annotations".into(),
+            value: Sorted(at("/metadata/annotations")),
+        });
+    }
+    serde_json::to_vec(&ops)
+}
+
+/// A JSON value written with every object's keys in sorted order.
+struct Sorted<'a>(&'a Json);
+
+impl serde::Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            Json::Object(m) => {
+                let mut entries: Vec<(&String, &Json)> = m.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, &Sorted(v))?;
+                }
+                map.end()
+            }
+            Json::Array(items) => s.collect_seq(items.iter().map(Sorted)),
+            scalar => scalar.serialize(s),
+        }
     }
 }
 
@@ -384,41 +454,32 @@ fn answer(
     pod: String,
 ) -> Answer {
     use base64::Engine;
-    // Serialised from borrowed fields: no intermediate JSON tree.
-    #[derive(serde::Serialize)]
-    struct Review<'a> {
-        #[serde(rename = "apiVersion")]
-        api_version: &'a str,
-        kind: &'a str,
-        response: Response<'a>,
+    // Written field by field: the patch's base64 goes in as it is (it needs
+    // no escaping), with no intermediate JSON tree or escape scan of it.
+    let b64_len = patch.as_ref().map_or(0, |p| p.len().div_ceil(3) * 4);
+    let mut body = Vec::with_capacity(192 + b64_len);
+    body.extend_from_slice(b"{\"apiVersion\":");
+    let _ = serde_json::to_writer(&mut body, API_VERSION);
+    body.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+    // Writing a string or a list of strings into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut body, uid);
+    body.extend_from_slice(b",\"allowed\":true");
+    if let Some(patch) = patch {
+        body.extend_from_slice(b",\"patchType\":\"JSONPatch\",\"patch\":\"");
+        let start = body.len();
+        body.resize(start + b64_len, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(&patch, &mut body[start..])
+            .unwrap_or(0);
+        body.truncate(start + written);
+        body.push(b'"');
     }
-    #[derive(serde::Serialize)]
-    struct Response<'a> {
-        uid: &'a str,
-        allowed: bool,
-        #[serde(rename = "patchType", skip_serializing_if = "Option::is_none")]
-        patch_type: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        patch: Option<String>,
-        #[serde(skip_serializing_if = "<[String]>::is_empty")]
-        warnings: &'a [String],
+    if !warnings.is_empty() {
+        body.extend_from_slice(b",\"warnings\":");
+        let _ = serde_json::to_writer(&mut body, &warnings);
     }
-    let review = Review {
-        api_version: API_VERSION,
-        kind: "AdmissionReview",
-        response: Response {
-            uid,
-            allowed: true,
-            patch_type: patch.as_ref().map(|_| "JSONPatch"),
-            patch: patch.map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
-            warnings: &warnings,
-        },
-    };
-    Answer {
-        body: serde_json::to_vec(&review).unwrap_or_default(),
-        outcome,
-        pod,
-    }
+    body.extend_from_slice(b"}}");
+    Answer { body, outcome, pod }
 }
 
 #[cfg(test)]
@@ -705,6 +766,79 @@ mod tests {
             AuthTokenSource::Value("SECRET-MARKER-DO-NOT-LOG".into())
         );
         assert!(!shown.contains("SECRET-MARKER"), "{shown}");
+    }
+
+    /// The patch names only the fields the engine changed, whole: applied to
+    /// the pod as sent, it gives exactly the pod the engine made, whatever
+    /// the options and whatever the pod already had.
+    #[test]
+    fn the_patch_should_make_the_pod_the_engine_makes() {
+        let app = json!({"name": "app", "image": "a:1", "env": [{"name": "A", "value": "1"}]});
+        let pods = [
+            with_spec(json!({"containers": [app.clone()]})),
+            with_spec(json!({
+                "initContainers": [{"name": "setup", "image": "s:1"}],
+                "containers": [app.clone(), {"name": "side", "image": "b:1"}],
+                "volumes": [{"name": "data", "emptyDir": {}}],
+            })),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"annotations": null},
+                "spec": {"containers": [app.clone()]}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [app.clone()]}}),
+        ];
+        let mut args = defaults();
+        for options in [
+            "",
+            "classic",
+            "link-local",
+            "classic link-local",
+            "container",
+        ] {
+            args.sidecar.classic_sidecar = options.contains("classic");
+            args.link_local = options.contains("link-local");
+            args.container = match options {
+                "container" => vec!["app".into()],
+                _ => Vec::new(),
+            };
+            let mut opts = Options::from_args(&args).expect("options");
+            opts.auth_token = AuthTokenSource::Value("t".into());
+            for pod in &pods {
+                let mut made = pod.clone();
+                let changes = crate::tools::inject::inject_pod_in_place(&mut made, &opts)
+                    .expect("injected")
+                    .expect("a change");
+                let ops: json_patch::Patch =
+                    serde_json::from_slice(&patch_text(&made, &changes).expect("text"))
+                        .expect("a JSON patch");
+                let mut patched = pod.clone();
+                json_patch::patch(&mut patched, &ops).expect("the patch applies");
+                assert_eq!(patched, made, "{options}: {pod}");
+            }
+        }
+    }
+
+    /// The answer, written field by field, is the AdmissionReview it was as a
+    /// serialised struct: escapes in the uid and the warnings included.
+    #[test]
+    fn the_answer_should_be_an_admission_review() {
+        let a = answer(
+            "u\"1\\",
+            Some(b"[{\"op\":\"add\"}]".to_vec()),
+            vec!["w \"1\"\n".into(), "w2".into()],
+            Outcome::Mutated,
+            String::new(),
+        );
+        let v: Json = serde_json::from_slice(&a.body).expect("JSON");
+        assert_eq!(
+            v,
+            json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": {
+                "uid": "u\"1\\", "allowed": true, "patchType": "JSONPatch",
+                "patch": "W3sib3AiOiJhZGQifV0=", "warnings": ["w \"1\"\n", "w2"]}})
+        );
+        let a = answer("u", None, Vec::new(), Outcome::Skipped, String::new());
+        assert_eq!(
+            String::from_utf8_lossy(&a.body),
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u","allowed":true}}"#
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! No Kubernetes API access: the role comes from the pod annotation, from
 //! `inject`'s copy of the app containers' `AWS_ROLE_ARN` (the EKS webhook ran
 //! first), or from the EKS webhook mutating our sidecar (it runs after us);
-//! README "Cluster-wide: the webhook" says why.
+//! docs/webhook.md, "The role: no Kubernetes API access", says why.
 
 pub mod admission;
 pub mod certs;
