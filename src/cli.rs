@@ -496,6 +496,10 @@ pub struct InjectArgs {
     #[arg(long, value_name = "NAME")]
     pub container: Vec<String>,
 
+    /// Give this container (an app or an init container) a role of its own, named after it; repeat for several. Each such container sees only its own token; containers named in none get nothing. Not with --container
+    #[arg(long, value_name = "CONTAINER=ROLE_ARN", conflicts_with = "container")]
+    pub container_role: Vec<String>,
+
     /// Also remove a lone AWS_ROLE_ARN or AWS_WEB_IDENTITY_TOKEN_FILE from app containers (the pair is removed by default)
     #[arg(long, conflicts_with = "keep_web_identity")]
     pub strip_web_identity: bool,

@@ -20,8 +20,8 @@
 //!
 //! - [`sidecar::config`] turns `serve`'s flags and their environment twins into
 //!   a validated [`sidecar::config::Config`] (every bad value named, exit 2);
-//!   [`sidecar::roles`] reads the roles JSON of several roles in one pod (one
-//!   configuration, token, cache and refresher per role).
+//!   [`sidecar::roles`] reads the roles JSON of a pod with several roles, each
+//!   then served with its own token, cache and refresher (docs/contract.md §13).
 //! - [`sidecar::token`] reads the projected web-identity token (never formatting
 //!   it) and decodes its claims for logs; [`sidecar::token::watch`] follows
 //!   kubelet's `..data` symlink swap.
@@ -42,9 +42,10 @@
 //!   inside the safety margin.
 //! - [`sidecar::endpoints`] answers ECS (`/v1/credentials`), IMDS v1/v2, health,
 //!   readiness and metrics from the cache, with the DNS-rebinding `Host` check
-//!   and the authorization token; [`sidecar::http_server`] is the HTTP skeleton
-//!   it shares with the tools' servers: accept loop, connection limit, header
-//!   timeout, signal wait and drain.
+//!   and the authorization token (with several roles, the token picks the
+//!   role); [`sidecar::http_server`] is the HTTP skeleton it shares with the
+//!   tools' servers: accept loop, connection limit, header timeout, signal wait
+//!   and drain.
 //! - [`sidecar::metrics`] registers the Prometheus metrics whose names
 //!   docs/contract.md §6 fixes.
 //! - [`sidecar::serve`] is the `serve` subcommand that wires all of the above.

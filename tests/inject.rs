@@ -90,17 +90,29 @@ fn assert_golden(path: &Path, actual: &str) -> TestResult {
 /// every other run's.
 fn mask_tokens(text: &str) -> String {
     use base64::Engine;
+    let random = |b64: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .is_ok_and(|raw| raw.len() == 64 && raw.iter().all(u8::is_ascii_hexdigit))
+    };
     text.lines()
         .map(|line| match line.strip_prefix("  token: ") {
             Some(b64) => {
-                let raw = base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .expect("the Secret's token is base64");
-                assert_eq!(raw.len(), 64, "{line}");
-                assert!(raw.iter().all(u8::is_ascii_hexdigit), "{line}");
+                assert!(random(b64), "not 64 random hex digits, base64: {line}");
                 "  token: <64 random hex digits, base64>\n".to_string()
             }
-            None => format!("{line}\n"),
+            // With several roles, one key per role (the role's name).
+            None => match line.strip_prefix("  ").and_then(|l| l.split_once(": ")) {
+                Some((key, b64))
+                    if key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && random(b64) =>
+                {
+                    format!("  {key}: <64 random hex digits, base64>\n")
+                }
+                _ => format!("{line}\n"),
+            },
         })
         .collect()
 }
@@ -1082,5 +1094,329 @@ fn chain_flags_that_serve_would_refuse_should_be_refused_here() -> TestResult {
         stderr.contains("--source-identity: \"{pod}\" needs a chain"),
         "{stderr}"
     );
+    Ok(())
+}
+
+// ---- several roles in one pod (issue 18) ----
+
+const ROLE_S3_COPY: &str = "copier=arn:aws:iam::111122223333:role/s3-copy";
+const ROLE_API: &str = "api=arn:aws:iam::111122223333:role/api";
+const ROLE_WORKER: &str = "worker=arn:aws:iam::111122223333:role/worker";
+
+/// An init container and two app containers with a role each, one container
+/// with none: one Secret key and one `subPath` per role, the roles JSON on the
+/// sidecar, every container but the sidecar kept from the EKS webhook.
+#[test]
+fn container_roles_should_give_each_container_only_its_own_token() -> TestResult {
+    golden(
+        "roles",
+        "roles.yaml",
+        &[
+            "--container-role",
+            ROLE_S3_COPY,
+            "--container-role",
+            ROLE_API,
+            "--container-role",
+            ROLE_WORKER,
+        ],
+    )
+}
+
+/// What inject writes for a role, as `serve` reads it: the roles JSON names
+/// each role once with its ARN, and each role's token variable and the
+/// container's token come from the same Secret key.
+#[test]
+fn container_roles_should_line_up_with_serves_variables() -> TestResult {
+    let text = std::fs::read_to_string(fixture("roles.out.yaml"))?;
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(Value::deserialize)
+        .collect::<Result<_, _>>()?;
+    let spec = &docs[1]["spec"]["template"]["spec"];
+    let init = containers(spec, "initContainers");
+    let sidecar = init[0];
+    assert_eq!(sidecar["name"], "irsa-proxy");
+    let roles: serde_json::Value =
+        serde_json::from_str(env_value(sidecar, "IRSA_PROXY_ROLES").ok_or("no roles")?)?;
+    assert_eq!(
+        roles,
+        serde_json::json!({"roles": {
+            "copier": {"role_arn": "arn:aws:iam::111122223333:role/s3-copy"},
+            "api": {"role_arn": "arn:aws:iam::111122223333:role/api"},
+            "worker": {"role_arn": "arn:aws:iam::111122223333:role/worker"},
+        }})
+    );
+    assert_eq!(
+        env_value(sidecar, "IRSA_PROXY_AUTH_TOKEN_DIR"),
+        Some("/var/run/irsa-proxy/roles")
+    );
+    let args: Vec<&str> = sidecar["args"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        !args.iter().any(|a| a.starts_with("--auth-token-file")),
+        "{args:?}"
+    );
+    let env_of = |c: &Value, name: &str| -> Option<Value> {
+        c["env"]
+            .as_sequence()?
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+    };
+    let secret_key = |e: &Value| {
+        e["valueFrom"]["secretKeyRef"]["key"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let all: Vec<&Value> = init
+        .iter()
+        .copied()
+        .chain(containers(spec, "containers"))
+        .collect();
+    for role in ["copier", "api", "worker"] {
+        let c = all
+            .iter()
+            .find(|c| c["name"] == role)
+            .ok_or("no container")?;
+        let theirs = env_of(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN").ok_or("no token")?;
+        let sidecars = env_of(
+            sidecar,
+            &format!("IRSA_PROXY_AUTH_TOKEN_{}", role.to_uppercase()),
+        )
+        .ok_or("no sidecar token")?;
+        assert_eq!(secret_key(&theirs).as_deref(), Some(role));
+        assert_eq!(secret_key(&sidecars).as_deref(), Some(role));
+        assert_eq!(
+            env_value(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+            Some("/var/run/irsa-proxy/token")
+        );
+        let mounts: Vec<&Value> = c["volumeMounts"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["name"] == "irsa-proxy-auth")
+            .collect();
+        assert_eq!(mounts.len(), 1, "{role}");
+        assert_eq!(mounts[0]["subPath"], format!("roles/{role}").as_str());
+        assert_eq!(mounts[0]["mountPath"], "/var/run/irsa-proxy");
+        assert_eq!(mounts[0]["readOnly"], true);
+    }
+    let metrics = all
+        .iter()
+        .find(|c| c["name"] == "metrics")
+        .ok_or("no metrics")?;
+    assert!(metrics.get("env").is_none() && metrics.get("volumeMounts").is_none());
+    Ok(())
+}
+
+/// Every bad `--container-role` is one line, exit 2, nothing written.
+#[test]
+fn bad_container_roles_should_be_refused_with_one_line() -> TestResult {
+    let roles = std::fs::read_to_string(fixture("roles.yaml"))?;
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "unknown container",
+            &[
+                "--container-role",
+                ROLE_API,
+                "--container-role",
+                "apx=arn:aws:iam::111122223333:role/x",
+            ],
+            &["Deployment/shop", "\"apx\"", "copier, api, worker, metrics"],
+        ),
+        (
+            "given twice",
+            &["--container-role", ROLE_API, "--container-role", ROLE_API],
+            &["--container-role", "\"api\" a second time"],
+        ),
+        (
+            "in two roles",
+            &[
+                "--container-role",
+                ROLE_API,
+                "--container-role",
+                "api=arn:aws:iam::111122223333:role/other",
+            ],
+            &["--container-role", "\"api\" in a second role", "role/api"],
+        ),
+        (
+            "no ARN",
+            &["--container-role", "api"],
+            &["--container-role", "\"api\"", "CONTAINER=ROLE_ARN"],
+        ),
+        (
+            "bad ARN",
+            &["--container-role", "api=arn:aws:iam::1:role/x"],
+            &["--container-role", "12-digit"],
+        ),
+        (
+            "the sidecar",
+            &[
+                "--container-role",
+                "irsa-proxy=arn:aws:iam::111122223333:role/x",
+            ],
+            &["--container-role", "a container inject adds"],
+        ),
+        (
+            "init role with a classic sidecar",
+            &["--classic-sidecar", "--container-role", ROLE_S3_COPY],
+            &["Deployment/shop", "\"copier\"", "--classic-sidecar"],
+        ),
+    ];
+    for (what, args, expected) in cases {
+        let mut full = args.to_vec();
+        full.extend(["-f", "-"]);
+        let out = inject(&full, roles.as_bytes())?;
+        let stderr = String::from_utf8(out.stderr)?;
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert!(out.stdout.is_empty(), "{what}: wrote to stdout");
+        assert_eq!(stderr.lines().count(), 1, "{what}: not one line: {stderr}");
+        for needle in *expected {
+            assert!(
+                stderr.contains(needle),
+                "{what}: {needle:?} not in {stderr:?}"
+            );
+        }
+    }
+    // --container chooses the containers of the one role: not with roles.
+    let out = inject(
+        &[
+            "--container",
+            "api",
+            "--container-role",
+            ROLE_API,
+            "-f",
+            "-",
+        ],
+        roles.as_bytes(),
+    )?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(
+        stderr.contains("--container") && stderr.contains("--container-role"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// Every pod of the input gets every `--container-role` (as `--container`,
+/// a name a pod lacks is refused, naming the pod), so the Secret emitted once
+/// per namespace has one key per role.
+#[test]
+fn the_auth_secret_should_have_a_key_per_role() -> TestResult {
+    let pod = |name: &str, apps: &[&str]| {
+        let mut y = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: a\nspec:\n  containers:\n");
+        for app in apps {
+            y.push_str(&format!("  - name: {app}\n    image: x\n"));
+        }
+        y
+    };
+    let args = [
+        "--container-role",
+        ROLE_API,
+        "--container-role",
+        ROLE_WORKER,
+    ];
+    let input = [pod("p1", &["api"]), pod("p2", &["api", "worker"])].join("---\n");
+    let out = inject(&args, input.as_bytes())?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(
+        stderr.contains("Pod/p1") && stderr.contains("\"worker\""),
+        "{stderr}"
+    );
+
+    let input = [
+        pod("p1", &["worker", "api"]),
+        pod("p2", &["api", "worker", "batch"]),
+    ]
+    .join("---\n");
+    let out = inject(&args, input.as_bytes())?;
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(out.status.success(), "{stderr}");
+    let text = String::from_utf8(out.stdout)?;
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(Value::deserialize)
+        .collect::<Result<_, _>>()?;
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["Secret", "Pod", "Pod"]);
+    let keys: Vec<&str> = docs[0]["data"]
+        .as_mapping()
+        .ok_or("no data")?
+        .keys()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(keys, ["api", "worker"]);
+    Ok(())
+}
+
+/// On a pod the EKS Pod Identity webhook mutated first, the agent picks the
+/// pod's role and `serve` takes no `role_arn`: each container's role is then
+/// the one hop of its chain, from the agent's credentials.
+#[test]
+fn container_roles_on_a_pod_identity_pod_should_be_chain_hops() -> TestResult {
+    let out = inject(
+        &[
+            "--container-role",
+            "app=arn:aws:iam::111122223333:role/app",
+            "-f",
+            &fixture("pod-identity.yaml").to_string_lossy(),
+        ],
+        b"",
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let pod = text.split("\n---\n").last().unwrap_or_default();
+    let doc: Value = serde_norway::from_str(pod)?;
+    let sidecar = containers(&doc["spec"], "initContainers")[0];
+    let roles: serde_json::Value =
+        serde_json::from_str(env_value(sidecar, "IRSA_PROXY_ROLES").ok_or("no roles")?)?;
+    assert_eq!(
+        roles,
+        serde_json::json!({"roles": {"app": {"chain_role_arn": ["arn:aws:iam::111122223333:role/app"]}}})
+    );
+    assert!(env_value(sidecar, "AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some());
+    Ok(())
+}
+
+/// A Secret of that name in the input must have every role's key: one line,
+/// exit 2, naming the missing keys; with them it is used and not emitted.
+#[test]
+fn a_given_auth_secret_should_have_every_roles_key() -> TestResult {
+    let roles = std::fs::read_to_string(fixture("roles.yaml"))?;
+    let secret = |keys: &str| {
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: irsa-proxy-auth\n  namespace: demo-namespace\nstringData:\n{keys}---\n{roles}")
+    };
+    let args = [
+        "--container-role",
+        ROLE_API,
+        "--container-role",
+        ROLE_WORKER,
+        "-f",
+        "-",
+    ];
+    let out = inject(&args, secret("  token: x\n  api: y\n").as_bytes())?;
+    let stderr = String::from_utf8(out.stderr)?;
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("document 1") && stderr.contains("(worker)"),
+        "{stderr}"
+    );
+    let out = inject(&args, secret("  api: x\n  worker: y\n").as_bytes())?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    assert_eq!(text.matches("kind: Secret").count(), 1, "{text}");
     Ok(())
 }

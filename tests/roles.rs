@@ -278,7 +278,8 @@ async fn each_token_should_get_its_own_role_and_a_failing_role_should_not_stop_t
 }
 
 #[tokio::test]
-async fn without_an_imds_role_imds_should_serve_no_credentials() {
+async fn without_an_imds_role_imds_should_serve_no_credentials_and_a_restart_should_keep_the_tokens(
+) {
     let sts = Sts::start().await;
     let token = TokenDir::new(&sts.token());
     let work = tempfile::tempdir().unwrap();
@@ -320,6 +321,33 @@ async fn without_an_imds_role_imds_should_serve_no_credentials() {
     assert!(sts
         .session_of(&key(&copier))
         .starts_with("arn:aws:sts::111122223333:assumed-role/s3-copy/"));
+
+    // A restarted sidecar keeps the tokens the containers already hold; a
+    // token given as a value replaces what the file held.
+    drop(p);
+    let app_before = std::fs::read_to_string(token_dir.join("app").join("token")).unwrap();
+    let p = ProxyBuilder::serve(&token.path(), &sts.handle.endpoint_url())
+        .without("--role-arn")
+        .env("IRSA_PROXY_ROLES", &roles.to_string())
+        .env(
+            "IRSA_PROXY_AUTH_TOKEN_DIR",
+            &token_dir.display().to_string(),
+        )
+        .env("IRSA_PROXY_AUTH_TOKEN_APP", APP_TOKEN)
+        .start();
+    let read = |name: &str| std::fs::read_to_string(token_dir.join(name).join("token")).unwrap();
+    assert_eq!(read("copier"), copier_token);
+    assert_eq!(read("app"), APP_TOKEN);
+    assert_ne!(app_before, APP_TOKEN);
+    assert!(
+        common::eventually(Duration::from_secs(15), || async {
+            ecs(&p, &copier_token).await.status == 200 && ecs(&p, APP_TOKEN).await.status == 200
+        })
+        .await,
+        "logs:\n{}",
+        p.logs()
+    );
+    assert_eq!(ecs(&p, &app_before).await.status, 401, "the replaced token");
 }
 
 #[test]

@@ -1173,3 +1173,37 @@ fn webhook_manifests_should_validate_and_be_listed() -> TestResult {
     }
     Ok(())
 }
+
+/// Several roles by annotation (`irsa-proxy.io/container-roles`): the patched
+/// pod validates, and in the pod runner each container's old SDK gets its own
+/// role through its own token.
+#[test]
+fn container_roles_by_annotation_should_give_each_sdk_its_own_role() {
+    require_root();
+    let (dir, _ca, w) = setup();
+    let pod = replicaset_pod(
+        json!({"irsa-proxy.io/container-roles":
+            "js=arn:aws:iam::111122223333:role/js-role,boto=arn:aws:iam::111122223333:role/boto-role"}),
+        &["js", "boto"],
+    );
+    let (mutated, path) = admit_and_write(&w, &pod, dir.path(), "legacy-5c9d7b8f6-r0l3s");
+    let apps = mutated["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    let token =
+        |c: &Value| env_of(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN").expect("token")["value"].clone();
+    assert_ne!(token(&apps[0]), token(&apps[1]), "every role its own token");
+    assert_eq!(
+        env_of(sidecar(&mutated), "IRSA_PROXY_AUTH_TOKEN_JS").expect("js token")["value"],
+        token(&apps[0])
+    );
+    let (out, context) = run_pod(
+        &[&path],
+        &[("js", "js-v2-2017"), ("boto", "botocore-debian")],
+        &[],
+        &dir.path().join("pod"),
+    );
+    assert!(out.status.success(), "{context}");
+    assert_client_ok(&context, "js-v2-2017", "js-role");
+    assert_client_ok(&context, "botocore-debian", "boto-role");
+}

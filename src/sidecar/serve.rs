@@ -1,5 +1,6 @@
-//! `irsa-proxy serve`: wires configuration, STS client, credential cache,
-//! refresher, token watcher and HTTP server together, and runs the shutdown
+//! `irsa-proxy serve`: wires configuration, STS client, credential caches and
+//! refreshers (one per role: `default`, or each of several roles, docs/contract.md
+//! §13), token watcher and HTTP server together, and runs the shutdown
 //! sequence on SIGTERM/SIGINT: readiness 503 at once, keep serving for
 //! `--shutdown-delay`, stop accepting, let in-flight requests finish, exit 0.
 

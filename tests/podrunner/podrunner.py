@@ -262,8 +262,9 @@ def _container_child(spec):
     if spec.get("mount_ns"):
         sys_unshare(CLONE_NEWNS)
         sys_mount(None, "/", None, MS_REC | MS_PRIVATE)
-        if spec.get("own_pidns"):
-            sys_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        # Always a fresh /proc: of the container's own PID namespace, or with
+        # shareProcessNamespace of the pod's (never the host's processes).
+        sys_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         mounts = sorted(spec.get("mounts", []), key=lambda m: m["dst"].rstrip("/").count("/"))
         for m in mounts:
             _prepare_mountpoint(m["dst"], m.get("file", False))
@@ -278,6 +279,13 @@ def _container_child(spec):
                 if m.get("optional"):
                     continue
                 raise
+        # The runner's workdir holds every volume of the pod, the containers'
+        # specs and logs: a container's image would not have it, so an empty
+        # read-only tmpfs covers it (a volume reaches the container only where
+        # it is mounted, a subPath only as that sub-directory).
+        for path in spec.get("hide", []):
+            sys_mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+                      "size=4k,mode=0755")
     cwd = spec.get("cwd") or "/"
     try:
         os.makedirs(cwd, exist_ok=True)
@@ -1439,16 +1447,8 @@ class Runner:
                 sub = expand(m["subPathExpr"], lambda n: env.get(n))
             is_file = False
             if sub:
-                if os.path.isabs(sub) or ".." in sub.split("/"):
-                    raise ConfigError("subPath %r must be a relative path without '..'" % sub)
-                src = os.path.join(src, sub)
-                if not os.path.lexists(src):
-                    os.makedirs(src, exist_ok=True)
-                real = os.path.realpath(src)
-                if not real.startswith(os.path.realpath(self.volume_dirs[vname])):
-                    raise ConfigError("subPath %r escapes volume %s" % (sub, vname))
-                is_file = os.path.isfile(real)
-                src = real
+                src = subpath_source(src, sub, vname)
+                is_file = os.path.isfile(src)
             ro = bool(m.get("readOnly")) or any(k in vol for k in ("secret", "configMap", "projected", "downwardAPI"))
             out.append({"src": src, "dst": os.path.normpath(m["mountPath"]), "ro": ro, "file": is_file})
         mounted = {m["dst"] for m in out}
@@ -1462,6 +1462,15 @@ class Runner:
             out.append({"src": os.path.join(etc, name), "dst": dst, "ro": False, "file": True,
                         "optional": True})
         return out
+
+    def hidden_paths(self, mounts):
+        """What a container must not see of this host: the workdir (unless a
+        mount goes inside it, which then could not be reached)."""
+        w = os.path.realpath(self.workdir)
+        if any(os.path.commonpath([w, os.path.realpath(m["dst"])]) == w for m in mounts
+               if os.path.isabs(m["dst"])):
+            return []
+        return [w]
 
     def write_etc_files(self):
         etc = os.path.join(self.workdir, "etc")
@@ -1713,7 +1722,8 @@ class Runner:
         c.env, c.cred = env, cred
         c.cwd = c.spec.get("workingDir") or "/"
         spec = {"sandbox_pid": self.sandbox_init, "own_pidns": not self.spec.get("shareProcessNamespace"),
-                "mount_ns": True, "mounts": mounts, "ro_rootfs": ro_rootfs, "cwd": c.cwd,
+                "mount_ns": True, "mounts": mounts, "hide": self.hidden_paths(mounts),
+                "ro_rootfs": ro_rootfs, "cwd": c.cwd,
                 "argv": argv, "env": list(env.items()), "cred": cred}
         path = self.write_spec(c.name, spec)
         c.log_path = os.path.join(self.workdir, "logs", c.name + ".log")
@@ -2298,6 +2308,47 @@ class Runner:
             "events": self.events,
         }
         return rep, failed, code
+
+
+def subpath_source(volume_dir, sub, vname):
+    """What a mount with subPath binds, as kubelet's makeMounts gives it
+    (pkg/kubelet/kubelet_pods.go): `sub` must be relative without '..'; a
+    missing path is made a directory, every missing component created with the
+    mode of the volume's root (hu.GetMode + subpather.SafeMakeDir,
+    which fchmods after mkdirat, so no umask); symlinks are followed but must stay inside the
+    volume (a Secret's `key -> ..data/key` resolves to the file in the current
+    `..<timestamp>` directory, which is why a subPath of a Secret never sees an
+    update). Returns the resolved path."""
+    if os.path.isabs(sub) or ".." in sub.split("/"):
+        raise ConfigError("subPath %r must be a relative path without '..'" % sub)
+    root = os.path.realpath(volume_dir)
+
+    def inside(path):
+        return os.path.commonpath([root, path]) == root
+
+    path = os.path.join(volume_dir, sub)
+    if not os.path.lexists(path):
+        perm = stat_mode(root)
+        cur = root
+        for part in [p for p in sub.split("/") if p not in ("", ".")]:
+            cur = os.path.join(cur, part)
+            if os.path.lexists(cur):
+                cur = os.path.realpath(cur)
+                if not inside(cur):
+                    raise ConfigError("subPath %r escapes volume %s" % (sub, vname))
+                continue
+            os.mkdir(cur)  # a setgid parent (fsGroup) passes its group on, as in kubelet
+            os.chmod(cur, perm)
+    real = os.path.realpath(path)
+    if not inside(real):
+        raise ConfigError("subPath %r escapes volume %s" % (sub, vname))
+    return real
+
+
+def stat_mode(path):
+    """The mode SafeMakeDir gives a new directory: the volume root's
+    permission, setgid, setuid and sticky bits (doSafeMakeDir fchmods them)."""
+    return os.stat(path).st_mode & 0o7777
 
 
 def tail(path, n):

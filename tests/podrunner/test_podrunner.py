@@ -862,6 +862,184 @@ def test_a_failing_app_fails_the_run_and_names_it():
     assert "FAILED bad: exit code 7" in err and "oops" in err
 
 
+# What a container sees of the pod: A and B each mount their own sub-directory
+# of one emptyDir (created by the runner, as kubelet does, before "writer"
+# fills them) and a Secret key by subPath; each tries to reach the other's.
+SUBPATH_CHECK = """
+    import json, os, stat, time
+    me, other, workdir = os.environ["ME"], os.environ["OTHER"], os.environ["WORKDIR"]
+    out = {"listing": sorted(os.listdir("/run/prt/mine")),
+           "mine": open("/run/prt/mine/token").read(),
+           "secret": open("/run/prt/key").read(),
+           "env_other": os.environ.get("TOKEN_" + other.upper())}
+    def reach(path):
+        try:
+            return open(path).read()
+        except OSError as e:
+            return e.strerror
+    out["other_by_name"] = reach("/run/prt/" + other + "/token")
+    out["other_by_workdir"] = reach(workdir + "/volumes/shared/roles/" + other + "/token")
+    out["workdir"] = sorted(os.listdir(workdir)) if os.path.isdir(workdir) else None
+    out["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    environs = []
+    for p in out["pids"]:
+        try:
+            environs.append(open("/proc/%d/environ" % p, "rb").read())
+        except OSError:
+            pass
+    out["other_env_seen"] = any(("ME=" + other).encode() in e for e in environs)
+    out["write"] = "ok"
+    try:
+        open("/run/prt/mine/x", "w")
+    except OSError as e:
+        out["write"] = e.strerror
+    print("RESULT " + json.dumps(out))
+"""
+
+
+def _subpath_pod(share):
+    return """
+        apiVersion: v1
+        kind: Secret
+        metadata: {name: keys}
+        stringData: {a: key-of-a, b: key-of-b}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: subpaths}
+        spec:
+          shareProcessNamespace: %s
+          initContainers:
+          - name: writer
+            image: sh
+            args: ["mkdir -p /run/prt/all/roles/a /run/prt/all/roles/b; echo -n token-of-a > /run/prt/all/roles/a/token; echo -n token-of-b > /run/prt/all/roles/b/token"]
+            volumeMounts: [{name: shared, mountPath: /run/prt/all}]
+          containers:
+          - name: a
+            image: py
+            args:
+            - |
+%s
+            env:
+            - {name: ME, value: a}
+            - {name: OTHER, value: b}
+            - {name: TOKEN_A, valueFrom: {secretKeyRef: {name: keys, key: a}}}
+            securityContext: {runAsUser: 1001}
+            volumeMounts:
+            - {name: shared, mountPath: /run/prt/mine, subPath: roles/a, readOnly: true}
+            - {name: keys, mountPath: /run/prt/key, subPath: a}
+          - name: b
+            image: py
+            args:
+            - |
+%s
+            env:
+            - {name: ME, value: b}
+            - {name: OTHER, value: a}
+            - {name: TOKEN_B, valueFrom: {secretKeyRef: {name: keys, key: b}}}
+            securityContext: {runAsUser: 1002}
+            volumeMounts:
+            - {name: shared, mountPath: /run/prt/mine, subPath: roles/b, readOnly: true}
+            - {name: keys, mountPath: /run/prt/key, subPath: b}
+          volumes:
+          - {name: shared, emptyDir: {medium: Memory}}
+          - {name: keys, secret: {secretName: keys}}
+        """ % ("true" if share else "false", indent(SUBPATH_CHECK, 14), indent(SUBPATH_CHECK, 14))
+
+
+def test_subpath_gives_each_container_only_its_own_directory_and_key():
+    work = tempfile.mkdtemp(prefix="prt-subpath-")
+    try:
+        rc, rep, err = run_pod(_subpath_pod(False), "--workdir", work,
+                               "--env", "a=WORKDIR=" + work, "--env", "b=WORKDIR=" + work)
+        assert rc == 0, err
+        a, b = json_line(rep, "a"), json_line(rep, "b")
+        assert a["listing"] == ["token"] and a["mine"] == "token-of-a"
+        assert b["listing"] == ["token"] and b["mine"] == "token-of-b"
+        assert a["secret"] == "key-of-a" and b["secret"] == "key-of-b"
+        assert a["env_other"] is None and b["env_other"] is None
+        for r in (a, b):
+            assert r["other_by_name"] == "No such file or directory"
+            assert r["other_by_workdir"] == "No such file or directory"
+            assert r["workdir"] == []
+            assert r["pids"] == [1]
+            assert r["other_env_seen"] is False
+            assert r["write"] == "Read-only file system"
+    finally:
+        subprocess.run(["rm", "-rf", work])
+
+
+def test_subpath_directories_are_made_with_the_volume_root_mode():
+    rc, rep, err = run_pod("""
+        apiVersion: v1
+        kind: Secret
+        metadata: {name: keys}
+        stringData: {k: v}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: subpathmode}
+        spec:
+          securityContext: {fsGroup: 2000}
+          containers:
+          - name: app
+            image: sh
+            args: ["stat -c '%a %u %g' /run/prt/deep /run/prt/all/x /run/prt/all/x/y /run/prt/sec; ls -A /run/prt/seckeys | tr '\\n' ' '; echo; touch /run/prt/deep/f && echo writable"]
+            securityContext: {runAsUser: 1001}
+            volumeMounts:
+            - {name: shared, mountPath: /run/prt/deep, subPath: x/y}
+            - {name: shared, mountPath: /run/prt/all}
+            - {name: keys, mountPath: /run/prt/sec, subPath: newdir}
+            - {name: keys, mountPath: /run/prt/seckeys}
+          volumes:
+          - {name: shared, emptyDir: {}}
+          - {name: keys, secret: {secretName: keys}}
+        """)
+    assert rc == 0, err
+    lines = rep["containers"]["app"]["log_tail"]
+    # Every new directory takes the mode of the volume's root, setgid and
+    # sticky bits included: emptyDir 0777 + setgid (fsGroup) gives 2777, the
+    # Secret volume's root (a tmpfs, 01777, + setgid) 3777; the group is the
+    # fsGroup, passed down by the setgid parent.
+    assert lines[0:4] == ["2777 0 2000", "2777 0 2000", "2777 0 2000", "3777 0 2000"], lines
+    assert lines[4].split()[1:] == ["..data", "k", "newdir"], lines
+    assert lines[5] == "writable"
+
+
+def test_subpath_escaping_the_volume_is_a_config_error():
+    rc, rep, err = run_pod("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: escape}
+        spec:
+          containers:
+          - name: app
+            image: sh
+            args: ["true"]
+            volumeMounts: [{name: shared, mountPath: /run/prt/x, subPath: ../../etc}]
+          volumes:
+          - {name: shared, emptyDir: {}}
+        """)
+    assert rc == 1
+    assert "subPath '../../etc' must be a relative path without '..'" in rep["containers"]["app"]["config_error"]
+
+
+def test_shared_process_namespace_shows_the_pod_not_the_host():
+    work = tempfile.mkdtemp(prefix="prt-subpath-")
+    try:
+        rc, rep, err = run_pod(_subpath_pod(True), "--workdir", work,
+                               "--env", "a=WORKDIR=" + work, "--env", "b=WORKDIR=" + work)
+        assert rc == 0, err
+        a = json_line(rep, "a")
+        # The pod's PID namespace: its pause process is 1, and not the runner's
+        # processes; the other container's environ is not readable across users.
+        assert 1 in a["pids"] and len(a["pids"]) < 20, a["pids"]
+        assert a["other_env_seen"] is False
+        assert a["workdir"] == []
+    finally:
+        subprocess.run(["rm", "-rf", work])
+
+
 if __name__ == "__main__":
     failed = 0
     names = [n for n in sorted(globals()) if n.startswith("test_")]

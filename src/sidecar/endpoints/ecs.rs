@@ -11,6 +11,10 @@
 //!   before 1.15.41 through `..._FULL_URI`. An SSRF that cannot read the app's
 //!   environment cannot guess the path. It exists only when a token is
 //!   configured, and the path is never logged whole ([`loggable_path`]).
+//!
+//! With several roles (docs/contract.md §13) the token on either route picks
+//! the role ([`super::TokenTable`]): a role's token gets that role's answer, any
+//! other value 401.
 
 use std::net::SocketAddr;
 

@@ -41,6 +41,11 @@
 //!   too: the init step sends port 80 of those addresses there, so that port 80
 //!   stays free for the apps.
 //!
+//! With `--container-role CONTAINER=ROLE_ARN` (several roles, [`roles`]) the
+//! pod gets one token per role instead: the sidecar all of them, each named
+//! container (init containers too) its own only, through a `subPath` of the
+//! shared directory and its own Secret key; the other containers nothing.
+//!
 //! What a pod keeps or loses of its author's:
 //!
 //! - an app container that sets both `AWS_ROLE_ARN` and
@@ -59,6 +64,7 @@
 mod chain;
 mod emit;
 mod pod;
+mod roles;
 mod workload;
 mod yaml;
 
@@ -74,6 +80,7 @@ use crate::Fatal;
 
 use pod::Injected;
 pub use pod::Problem;
+pub use roles::{ContainerRole, RoleProblem};
 
 /// Name of the sidecar container; its presence marks a pod as already injected.
 pub(crate) const SIDECAR_NAME: &str = "irsa-proxy";
@@ -148,6 +155,9 @@ pub struct Options {
     pub link_local: bool,
     /// Role chaining and session attributes, as the sidecar's variables.
     pub chain: chain::ChainEnv,
+    /// Several roles (`--container-role`), in flag order: empty for the
+    /// single-role sidecar.
+    pub container_roles: Vec<ContainerRole>,
 }
 
 impl Options {
@@ -217,6 +227,7 @@ impl Options {
             });
         }
         let chain = chain::ChainEnv::from_args(&mut flags, args);
+        let container_roles = container_roles(&mut flags, args);
         flags.finish(|| Some(()))?;
         Ok(Options {
             image: args.sidecar.image.trim().to_string(),
@@ -236,6 +247,7 @@ impl Options {
             emit_auth_secret: args.auth_secret.is_none(),
             link_local: args.link_local,
             chain,
+            container_roles,
         })
     }
 
@@ -249,14 +261,26 @@ impl Options {
     /// token value first, since `$(AWS_CONTAINER_AUTHORIZATION_TOKEN)` in the
     /// relative URI expands only names defined before it.
     pub(crate) fn app_env(&self) -> Vec<serde_json::Value> {
+        self.app_env_with(
+            self.auth_token.env("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+            AUTH_TOKEN_FILE,
+        )
+    }
+
+    /// [`Options::app_env`] with this token entry and token file (a role's).
+    pub(crate) fn app_env_with(
+        &self,
+        token: serde_json::Value,
+        token_file: &str,
+    ) -> Vec<serde_json::Value> {
         let base = format!("http://{}", self.listen());
         let mut env = vec![
-            self.auth_token.env("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+            token,
             pod::env_var(
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                 &format!("{base}{CREDENTIALS_PATH}"),
             ),
-            pod::env_var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", AUTH_TOKEN_FILE),
+            pod::env_var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file),
         ];
         if self.link_local {
             // Resolved against 169.254.170.2 by every SDK since 2016, which
@@ -338,6 +362,13 @@ pub enum Error {
         object: String,
         problem: Problem,
     },
+    #[error("document {index}: the Secret {secret:?} the input has in {namespace} lacks the key of each role that needs one ({missing}); add them, or leave the Secret out and inject emits it")]
+    SecretKeys {
+        index: usize,
+        secret: String,
+        namespace: String,
+        missing: String,
+    },
 }
 
 /// [`inject_manifests`]' documents alone.
@@ -373,17 +404,41 @@ pub fn inject_manifests(input: &str, opts: &Options) -> Result<Manifests, Error>
         }
     }
     // Secrets of that name the input already has, by namespace.
-    let mut have_secret: Vec<Option<String>> = docs
+    let given_secrets: Vec<(usize, &Value)> = docs
         .iter()
-        .flat_map(|(_, d)| workload::objects(d))
-        .filter(|o| {
+        .flat_map(|(i, d)| workload::objects(d).into_iter().map(move |o| (*i, o)))
+        .filter(|(_, o)| {
             o.get("kind").and_then(Value::as_str) == Some("Secret")
                 && opts
                     .auth_token
                     .secret_name()
                     .is_some_and(|s| workload::name(o) == Some(s))
         })
-        .map(workload::namespace)
+        .collect();
+    // With several roles, each must have every role's key: a missing one would
+    // stop the pod's containers at start (CreateContainerConfigError).
+    if !opts.container_roles.is_empty() {
+        for (index, secret) in &given_secrets {
+            let has = |key: &str| {
+                ["data", "stringData"]
+                    .iter()
+                    .any(|d| secret.get(*d).and_then(|m| m.get(key)).is_some())
+            };
+            let missing: Vec<&str> = secret_keys(opts).into_iter().filter(|k| !has(k)).collect();
+            if !missing.is_empty() {
+                return Err(Error::SecretKeys {
+                    index: *index,
+                    secret: workload::name(secret).unwrap_or_default().to_string(),
+                    namespace: workload::namespace(secret)
+                        .unwrap_or_else(|| "the namespace it is applied to".into()),
+                    missing: missing.join(", "),
+                });
+            }
+        }
+    }
+    let mut have_secret: Vec<Option<String>> = given_secrets
+        .iter()
+        .map(|(_, o)| workload::namespace(o))
         .collect();
     let mut out = String::new();
     let mut notes = Vec::new();
@@ -404,7 +459,10 @@ pub fn inject_manifests(input: &str, opts: &Options) -> Result<Manifests, Error>
         if let (true, Some(secret)) = (opts.emit_auth_secret, opts.auth_token.secret_name()) {
             for ns in injected {
                 if !have_secret.contains(&ns) {
-                    texts.push(to_text(index, &auth_secret(secret, ns.as_deref()))?);
+                    texts.push(to_text(
+                        index,
+                        &auth_secret(secret, ns.as_deref(), &secret_keys(opts)),
+                    )?);
                     have_secret.push(ns);
                 }
             }
@@ -421,10 +479,52 @@ pub fn inject_manifests(input: &str, opts: &Options) -> Result<Manifests, Error>
     Ok(Manifests { text: out, notes })
 }
 
-/// A new Secret with a random token. Immutable: the API server refuses to
+/// The keys of the emitted Secret: [`AUTH_SECRET_KEY`], or with several roles
+/// one per role (every injected pod has every role: see [`roles`]).
+fn secret_keys(opts: &Options) -> Vec<&str> {
+    if opts.container_roles.is_empty() {
+        vec![AUTH_SECRET_KEY]
+    } else {
+        opts.container_roles
+            .iter()
+            .map(|r| r.container.as_str())
+            .collect()
+    }
+}
+
+/// `--container-role`, each checked alone, then against the earlier ones
+/// (a container given twice, or in two roles), and with `--container`.
+fn container_roles(flags: &mut Flags<'_>, args: &InjectArgs) -> Vec<ContainerRole> {
+    let mut parsed: Vec<(ContainerRole, &str)> = Vec::new();
+    for spec in &args.container_role {
+        if let Some(r) = flags.parse(&f::CONTAINER_ROLE, Some(spec), ContainerRole::parse) {
+            parsed.push((r, spec));
+        }
+    }
+    let roles: Vec<ContainerRole> = parsed.iter().map(|(r, _)| r.clone()).collect();
+    for (i, (_, spec)) in parsed.iter().enumerate() {
+        if let Some(why) = roles::duplicate(&roles, i) {
+            flags.refuse(FlagError::refused(f::CONTAINER_ROLE.name, None, spec, why));
+        }
+    }
+    if let (Some(spec), false) = (args.container_role.first(), args.container.is_empty()) {
+        flags.refuse(FlagError::refused(
+            f::CONTAINER_ROLE.name,
+            None,
+            spec,
+            Refusal::new(
+                "is given with --container",
+                "one or the other: --container picks the containers of the pod's one role, --container-role gives each container its own",
+            ),
+        ));
+    }
+    roles
+}
+
+/// A new Secret with a random token per key. Immutable: the API server refuses to
 /// change it, so the token under running pods never changes; rotating means a
 /// new Secret name in the pod template, which rolls the pods.
-fn auth_secret(name: &str, namespace: Option<&str>) -> Value {
+fn auth_secret(name: &str, namespace: Option<&str>, keys: &[&str]) -> Value {
     use base64::Engine;
     let mut metadata = Mapping::new();
     metadata.insert("name".into(), name.into());
@@ -432,13 +532,15 @@ fn auth_secret(name: &str, namespace: Option<&str>) -> Value {
         metadata.insert("namespace".into(), ns.into());
     }
     let mut data = Mapping::new();
-    let token = crate::sidecar::endpoints::random_token();
-    data.insert(
-        AUTH_SECRET_KEY.into(),
-        base64::engine::general_purpose::STANDARD
-            .encode(token)
-            .into(),
-    );
+    for key in keys {
+        let token = crate::sidecar::endpoints::random_token();
+        data.insert(
+            (*key).into(),
+            base64::engine::general_purpose::STANDARD
+                .encode(token)
+                .into(),
+        );
+    }
     let mut m = Mapping::new();
     m.insert("apiVersion".into(), "v1".into());
     m.insert("kind".into(), "Secret".into());

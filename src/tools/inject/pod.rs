@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 /// A JSON object: the pod spec, a container, the metadata.
 type Mapping = Map<String, Value>;
 
+use super::roles::{self, RoleProblem, RoleTokens};
 use super::{Options, TokenSource};
 use super::{
     AUTH_TOKEN_FILE, BINARY_PATH, LINK_LOCAL_NAME, POD_IDENTITY_AGENT_URI, POD_IDENTITY_TOKEN_DIR,
@@ -74,11 +75,14 @@ pub enum Problem {
         container: String,
         path: &'static str,
     },
+    #[error(transparent)]
+    Roles(#[from] RoleProblem),
 }
 
 /// What [`inject`] did to one pod spec.
 pub(crate) struct Injected {
-    /// The app containers it configured.
+    /// The containers to keep from the EKS webhook: the app containers it
+    /// configured, or with several roles every container of the pod's own.
     pub apps: Vec<String>,
     /// What it changed that the pod's author set: one line each, naming the
     /// container and the variable (never a value), for stderr or a webhook
@@ -106,8 +110,33 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<Option<Inject
         return Ok(None);
     }
     check(spec, opts, &containers, &init)?;
+    if !opts.container_roles.is_empty() {
+        let names = |list: &[(String, &Mapping)]| -> Vec<String> {
+            list.iter().map(|(n, _)| n.clone()).collect()
+        };
+        roles::check_pod(
+            &opts.container_roles,
+            &names(&init),
+            &names(&containers),
+            opts.classic,
+        )?;
+        for (name, c) in init.iter().chain(containers.iter()) {
+            let has_role = opts.container_roles.iter().any(|r| &r.container == name);
+            if has_role
+                && mounts(c).any(|m| m.get("mountPath").and_then(Value::as_str) == Some(SHARED_DIR))
+            {
+                return Err(Problem::MountPathInUse {
+                    container: name.clone(),
+                    path: SHARED_DIR,
+                });
+            }
+        }
+    }
 
-    let selected: Vec<usize> = if opts.containers.is_empty() {
+    // With several roles the containers are the roles' (below), not these.
+    let selected: Vec<usize> = if !opts.container_roles.is_empty() {
+        Vec::new()
+    } else if opts.containers.is_empty() {
         (0..containers.len()).collect()
     } else {
         containers
@@ -156,7 +185,14 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<Option<Inject
     if let Some((env, _)) = &pod_identity {
         inherited.extend(env.iter().cloned());
     }
-    let mut sidecar = sidecar(opts, &token, inherited);
+    // Each role's token, decided once for the sidecar and its container.
+    let role_tokens = (!opts.container_roles.is_empty())
+        .then(|| RoleTokens::new(&opts.container_roles, &opts.auth_token));
+    let sidecar_auth = match &role_tokens {
+        Some(tokens) => tokens.sidecar_env(pod_identity.is_some()),
+        None => vec![opts.auth_token.env("IRSA_PROXY_AUTH_TOKEN")],
+    };
+    let mut sidecar = sidecar(opts, &token, sidecar_auth, inherited);
     if let Some((_, mount)) = pod_identity {
         if let Some(mounts) = sidecar
             .get_mut("volumeMounts")
@@ -165,7 +201,16 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<Option<Inject
             mounts.push(mount);
         }
     }
-    let configured: Vec<String> = selected.iter().map(|&i| containers[i].0.clone()).collect();
+    let mut configured: Vec<String> = selected.iter().map(|&i| containers[i].0.clone()).collect();
+    if role_tokens.is_some() {
+        // Every container but ours, so that the EKS webhook gives none of
+        // them the pod's role: a container with no role gets none at all.
+        configured = init
+            .iter()
+            .chain(containers.iter())
+            .map(|(n, _)| n.clone())
+            .collect();
+    }
 
     // Everything is checked; from here on the spec is only changed.
     let app_env = opts.app_env();
@@ -174,7 +219,34 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<Option<Inject
     let list = seq_mut(spec, "containers")?;
     for (&i, name) in selected.iter().zip(&configured) {
         if let Some(c) = list.get_mut(i).and_then(Value::as_object_mut) {
-            notes.extend(configure_app(c, name, &app_env, opts)?);
+            notes.extend(configure_app(c, name, &app_env, opts, shared_mount())?);
+        }
+    }
+    if let Some(tokens) = &role_tokens {
+        for key in ["initContainers", "containers"] {
+            if !spec.contains_key(key) {
+                continue;
+            }
+            for c in seq_mut(spec, key)?.iter_mut() {
+                let Some(c) = c.as_object_mut() else { continue };
+                let Some(name) = c.get("name").and_then(Value::as_str).map(str::to_string) else {
+                    continue;
+                };
+                let Some(role) = tokens.role_of(&name) else {
+                    continue;
+                };
+                let env = opts.app_env_with(
+                    tokens.env(role, "AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+                    roles::TOKEN_FILE,
+                );
+                notes.extend(configure_app(
+                    c,
+                    &name,
+                    &env,
+                    opts,
+                    RoleTokens::mount(role),
+                )?);
+            }
         }
     }
     if opts.classic {
@@ -523,7 +595,7 @@ fn token_volume(opts: &Options) -> Value {
 /// The sidecar container. `restartPolicy: Always` makes it a native sidecar when
 /// it sits in `initContainers`; kubelet then starts the app containers only once
 /// its startup probe has passed, i.e. once credentials are cached.
-fn sidecar(opts: &Options, token: &TokenSource, inherited: Vec<Value>) -> Value {
+fn sidecar(opts: &Options, token: &TokenSource, auth: Vec<Value>, inherited: Vec<Value>) -> Value {
     let mut c = Mapping::new();
     c.insert("name".into(), SIDECAR_NAME.into());
     c.insert("image".into(), opts.image.as_str().into());
@@ -538,16 +610,17 @@ fn sidecar(opts: &Options, token: &TokenSource, inherited: Vec<Value>) -> Value 
             args.push(format!("--listen={ip}:{}", opts.port).into());
         }
     }
-    args.extend([
-        format!("--auth-token-file={AUTH_TOKEN_FILE}").into(),
-        // A flag, not AWS_WEB_IDENTITY_TOKEN_FILE: the EKS webhook gives a
-        // container AWS_ROLE_ARN only if it has neither variable yet.
-        format!("--token-file={}", token.path()).into(),
-    ]);
+    // With several roles, the token files are under IRSA_PROXY_AUTH_TOKEN_DIR.
+    if opts.container_roles.is_empty() {
+        args.push(format!("--auth-token-file={AUTH_TOKEN_FILE}").into());
+    }
+    // A flag, not AWS_WEB_IDENTITY_TOKEN_FILE: the EKS webhook gives a
+    // container AWS_ROLE_ARN only if it has neither variable yet.
+    args.push(format!("--token-file={}", token.path()).into());
     c.insert("args".into(), Value::Array(args));
-    // The token as a value, from the same source as the apps' (no flag: a
+    // The tokens as values, from the same source as the apps' (no flag: a
     // secret in args would show in the process list).
-    let mut env = vec![opts.auth_token.env("IRSA_PROXY_AUTH_TOKEN")];
+    let mut env = auth;
     env.extend(inherited);
     c.insert("env".into(), Value::Array(env));
     c.insert(
@@ -634,6 +707,7 @@ fn configure_app(
     name: &str,
     app_env: &[Value],
     opts: &Options,
+    mount: Value,
 ) -> Result<Vec<String>, Problem> {
     let env = seq_mut(c, "env")?;
     let named = |e: &Value, n: &str| e.get("name").and_then(Value::as_str) == Some(n);
@@ -673,12 +747,17 @@ fn configure_app(
         env.retain(|e| !named(e, var));
     }
     env.extend(app_env.iter().cloned());
-    seq_mut(c, "volumeMounts")?.push(map([
+    seq_mut(c, "volumeMounts")?.push(mount);
+    Ok(notes)
+}
+
+/// The read-only mount of the whole shared directory (one role).
+fn shared_mount() -> Value {
+    map([
         ("name", SHARED_VOLUME.into()),
         ("mountPath", SHARED_DIR.into()),
         ("readOnly", true.into()),
-    ]));
-    Ok(notes)
+    ])
 }
 
 // ---- small helpers over JSON values ----

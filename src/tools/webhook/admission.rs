@@ -28,6 +28,9 @@ pub const ROLE_ARN: &str = "irsa-proxy.io/role-arn";
 pub const LINK_LOCAL: &str = "irsa-proxy.io/link-local";
 pub const PORT: &str = "irsa-proxy.io/port";
 pub const CONTAINERS: &str = "irsa-proxy.io/containers";
+/// Several roles (`inject --container-role`): `CONTAINER=ROLE_ARN`,
+/// comma-separated.
+pub const CONTAINER_ROLES: &str = "irsa-proxy.io/container-roles";
 pub const AUDIENCE: &str = "irsa-proxy.io/audience";
 pub const IMAGE: &str = "irsa-proxy.io/image";
 pub const KEEP_WEB_IDENTITY: &str = "irsa-proxy.io/keep-web-identity";
@@ -328,6 +331,7 @@ fn has_sidecar(pod: &Json) -> bool {
 fn annotation_terms(message: &str) -> String {
     message
         .replace("--port", PORT)
+        .replace("--container-role", CONTAINER_ROLES)
         .replace("--container ", &format!("{CONTAINERS} "))
         .replace("--link-local", LINK_LOCAL)
         .replace("--image", IMAGE)
@@ -364,6 +368,7 @@ fn with_annotations<'a>(
     let link_local = text(LINK_LOCAL);
     let port = text(PORT);
     let containers = text(CONTAINERS);
+    let container_roles = text(CONTAINER_ROLES);
     let audience = text(AUDIENCE);
     let image = text(IMAGE);
     let keep = text(KEEP_WEB_IDENTITY);
@@ -420,6 +425,23 @@ fn with_annotations<'a>(
             ));
         } else {
             args.container = names;
+        }
+    }
+    // Each checked with inject's flag by `Options::from_args`: a bad entry, a
+    // container given twice or in two roles is a warning naming the annotation.
+    if let Some(list) = container_roles {
+        let roles: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect();
+        if roles.is_empty() {
+            errors.push(format!(
+                "{CONTAINER_ROLES}: {list:?}: expected CONTAINER=ROLE_ARN, comma-separated"
+            ));
+        } else {
+            args.container_role = roles;
         }
     }
     if let Some(aud) = audience {
@@ -593,6 +615,91 @@ mod tests {
             w.contains(CHAIN_ROLE_ARN) && w.contains(SESSION_NAME),
             "{w}"
         );
+    }
+
+    /// Several roles by annotation: each role its own fresh token, the same
+    /// in the sidecar and in its container only; a bad annotation is a warning
+    /// naming it, and the pod is left as it was.
+    #[test]
+    fn container_roles_should_give_each_container_its_own_token_or_be_named() {
+        let spec = json!({
+            "initContainers": [{"name": "copier", "image": "aws-cli"}],
+            "containers": [{"name": "api", "image": "x"}, {"name": "worker", "image": "y"},
+                           {"name": "metrics", "image": "z"}],
+        });
+        let mut pod = with_spec(spec);
+        pod["metadata"]["annotations"][CONTAINER_ROLES] = json!(
+            "copier=arn:aws:iam::111122223333:role/s3-copy, api=arn:aws:iam::111122223333:role/api,worker=arn:aws:iam::111122223333:role/worker"
+        );
+        let (o, r) = decided(pod.clone(), OptIn::Annotation);
+        assert_eq!(o, Outcome::Mutated, "{r}");
+        let out = patched(pod.clone(), &r);
+        let all: Vec<&Json> = ["initContainers", "containers"]
+            .iter()
+            .flat_map(|k| out["spec"][k].as_array().into_iter().flatten())
+            .collect();
+        let named = |n: &str| *all.iter().find(|c| c["name"] == n).expect(n);
+        let env = |c: &Json, n: &str| -> Option<String> {
+            c["env"].as_array()?.iter().find(|e| e["name"] == n)?["value"]
+                .as_str()
+                .map(str::to_string)
+        };
+        let sidecar = named(SIDECAR_NAME);
+        let mut tokens = Vec::new();
+        for role in ["copier", "api", "worker"] {
+            let mine = env(named(role), "AWS_CONTAINER_AUTHORIZATION_TOKEN").expect(role);
+            let served = env(
+                sidecar,
+                &format!("IRSA_PROXY_AUTH_TOKEN_{}", role.to_uppercase()),
+            )
+            .expect(role);
+            assert_eq!(mine, served, "{role}");
+            assert_eq!(mine.len(), 64);
+            tokens.push(mine);
+        }
+        tokens.dedup();
+        assert_eq!(tokens.len(), 3, "every role its own token");
+        assert_eq!(named("metrics"), &json!({"name": "metrics", "image": "z"}));
+        let roles: Json =
+            serde_json::from_str(&env(sidecar, "IRSA_PROXY_ROLES").expect("roles")).unwrap();
+        assert_eq!(
+            roles["roles"]["api"]["role_arn"],
+            "arn:aws:iam::111122223333:role/api"
+        );
+        assert_eq!(
+            out["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"],
+            "copier,api,worker,metrics"
+        );
+
+        for (bad, needle) in [
+            (
+                "apx=arn:aws:iam::111122223333:role/x",
+                "no container of that name",
+            ),
+            (
+                "api=arn:aws:iam::111122223333:role/api,api=arn:aws:iam::111122223333:role/api",
+                "a second time",
+            ),
+            (
+                "api=arn:aws:iam::111122223333:role/api,api=arn:aws:iam::111122223333:role/b",
+                "second role",
+            ),
+            ("api", "CONTAINER=ROLE_ARN"),
+            (" , ", "CONTAINER=ROLE_ARN"),
+        ] {
+            let mut pod = pod.clone();
+            pod["metadata"]["annotations"][CONTAINER_ROLES] = json!(bad);
+            let (o, r) = decided(pod, OptIn::Annotation);
+            assert_eq!(o, Outcome::Warned, "{bad}: {r}");
+            assert!(r.get("patch").is_none(), "{bad}");
+            let w = warnings(&r);
+            assert!(
+                w.iter()
+                    .any(|w| w.contains(CONTAINER_ROLES) && w.contains(needle)),
+                "{bad}: {w:?}"
+            );
+            assert!(!w.iter().any(|w| w.contains("--container-role")), "{w:?}");
+        }
     }
 
     fn with_spec(spec: Json) -> Json {
