@@ -90,22 +90,22 @@ async fn the_emulated_agent_should_answer_like_the_real_one() {
     let ok = agent.ask(Some(&good)).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     let body = ok.json();
-    // The same keys as the real agent's (the order is the emulator's own).
-    let mut keys: Vec<&str> = body
+    let keys: Vec<&str> = body
         .as_object()
         .unwrap()
         .keys()
         .map(String::as_str)
         .collect();
-    keys.sort_unstable();
+    // In the real agent's order (`pkg/credentials/model.go`): serde_json
+    // keeps the order of what it parses (`preserve_order`).
     assert_eq!(
         keys,
         [
             "AccessKeyId",
-            "AccountId",
-            "Expiration",
             "SecretAccessKey",
-            "Token"
+            "Token",
+            "AccountId",
+            "Expiration"
         ]
     );
     assert_eq!(body["AccountId"], "444455556666");
