@@ -101,17 +101,19 @@ impl Config {
 
     /// The configuration of one of several roles: its web-identity role (or
     /// `--role-arn`), its hops with the shared chain settings (the ExternalId
-    /// on its last hop), and no roles or tokens of its own.
+    /// on its last hop), and no roles or tokens of its own. On Pod Identity
+    /// its `role_arn` is its first hop, assumed from the agent's role.
     pub fn for_role(&self, role: &RoleConfig) -> Config {
         let mut c = self.clone();
-        if let Some(arn) = &role.role_arn {
+        let source = self.source();
+        if let (SourceKind::WebIdentity, Some(arn)) = (source, &role.role_arn) {
             c.role_arn = arn.clone();
         }
         c.chain.hops = role
-            .hops
-            .iter()
+            .hops_on(source)
+            .into_iter()
             .map(|arn| crate::sidecar::chain::Hop {
-                role: arn.clone(),
+                role: arn,
                 external_id: None,
             })
             .collect();
