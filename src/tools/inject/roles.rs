@@ -144,9 +144,10 @@ pub(crate) fn duplicate(roles: &[ContainerRole], index: usize) -> Option<Refusal
     })
 }
 
-/// `serve`'s roles JSON for these roles, packed, in the given order. With EKS
-/// Pod Identity the agent picks the pod's role (a role may not name
-/// `role_arn`), so each ARN becomes the one hop of its chain.
+/// `serve`'s roles JSON for these roles, packed, in the given order. On a pod
+/// already mutated for EKS Pod Identity the agent picks the pod's role, so
+/// each ARN is written as the one hop of its chain (`serve` would assume a
+/// `role_arn` the same way, as the first hop: docs/contract.md §12).
 pub(crate) fn roles_json(roles: &[&ContainerRole], pod_identity: bool) -> String {
     // Written entry by entry: the order stays the flags' whatever order
     // serde_json's maps keep.
