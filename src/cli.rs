@@ -224,7 +224,7 @@ pub struct DevArgs {
     #[arg(long = "for", value_name = "DURATION")]
     pub run_for: Option<String>,
 
-    /// The report printed when dev ends: text or json
+    /// The report printed when dev ends: text, json, or junit (a JUnit XML test suite, one test case per check, for CI test reports)
     #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
     pub report: String,
 
@@ -263,6 +263,10 @@ pub struct DevArgs {
     /// Log format: text or json
     #[arg(long, value_name = "FORMAT", default_value = flags::DEFAULT_FORMAT)]
     pub log_format: String,
+
+    /// With a COMMAND (or --run), dev logs only warnings and errors, so that the command's output and the report stand out; --verbose logs everything (INFO: refreshes, rotations, faults). Without a command the log is always full. RUST_LOG, when set, wins over both
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 
     #[command(flatten)]
     pub chain: ChainArgs,

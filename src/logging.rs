@@ -34,12 +34,25 @@ const QUIET_TARGETS: &[&str] = &[
 /// Installs the global subscriber. Safe to call more than once (later calls are
 /// ignored), which keeps in-process tests simple.
 pub fn init(format: LogFormat) {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_at(format, "info");
+}
+
+/// [`init`] with another level than `info` when RUST_LOG is not set (`dev`
+/// with a command logs warnings only unless `--verbose`).
+pub fn init_at(format: LogFormat, default_level: &str) {
+    let (mut filter, cap) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, "info"),
+        // Quieter than info: the capped targets are as quiet.
+        Err(_) if matches!(default_level, "warn" | "error" | "off") => {
+            (EnvFilter::new(default_level), default_level)
+        }
+        Err(_) => (EnvFilter::new(default_level), "info"),
+    };
     // The SDK, its HTTP stack and TLS log requests and bodies at debug and trace
     // level, and an STS request carries the web-identity token and its response
     // the secret key: cap them at info whatever RUST_LOG asks.
     for target in QUIET_TARGETS {
-        if let Ok(d) = format!("{target}=info").parse() {
+        if let Ok(d) = format!("{target}={cap}").parse() {
             filter = filter.add_directive(d);
         }
     }

@@ -25,6 +25,9 @@ fn boto3_should_survive_rotations_through_dev_for_70_seconds() {
             "30s",
             "--token-ttl",
             "20s",
+            // The log lines below are INFO: beside a command, dev logs them
+            // only when asked.
+            "--verbose",
             "--",
             &python_with_boto3(),
             script,
@@ -238,6 +241,8 @@ fn dev_should_run_a_chain_and_report_a_stable_principal() {
             "{pod}",
             "--report",
             "json",
+            // The refreshes are counted in the INFO log.
+            "--verbose",
             "--",
             &python_with_boto3(),
             "-c",
@@ -299,7 +304,8 @@ fn pod_identity_caller(extra: &[&str]) -> (String, String) {
     let home = tempfile::tempdir().unwrap();
     let out = clean_command(home.path())
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .args(["dev", "--source", "pod-identity"])
+        // The lines checked are INFO, logged beside a command when asked.
+        .args(["dev", "--source", "pod-identity", "--verbose"])
         .args(extra)
         .args(["--listen", "127.0.0.1:0", "--"])
         .args(["aws", "sts", "get-caller-identity"])
@@ -637,5 +643,257 @@ fn dev_role_flags_should_be_refused_one_line_each() {
     assert!(
         e.contains("has roles.app.session_policy_arns \"arn:aws:iam::aws:policy/ReadOnlyAccess\", a managed policy the emulator does not hold; expected --managed-policy arn:aws:iam::aws:policy/ReadOnlyAccess=FILE too"),
         "{e}"
+    );
+}
+
+/// Validates `xml` against tests/fixtures/junit/junit.xsd (Python's
+/// xmlschema, from tests/requirements.txt); returns the suite's attributes and
+/// each test case's name and outcome (`passed`, `failure`, `skipped`).
+fn junit_suite(xml: &str) -> (serde_json::Value, Vec<(String, String)>) {
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/junit/junit.xsd"
+    );
+    let script = r#"
+import json, sys, xmlschema
+import xml.etree.ElementTree as ET
+schema = xmlschema.XMLSchema(sys.argv[1])
+doc = sys.stdin.read()
+schema.validate(doc)
+root = ET.fromstring(doc)
+cases = []
+for case in root.iter("testcase"):
+    outcome = "passed"
+    for child in case:
+        if child.tag in ("failure", "error", "skipped"):
+            outcome = child.tag
+    cases.append([case.get("name"), outcome])
+print(json.dumps({"suite": dict(root.attrib), "cases": cases}))
+"#;
+    let mut child = std::process::Command::new(python_with_boto3())
+        .args(["-c", script, schema])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(xml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the JUnit report does not validate (pip install -r tests/requirements.txt for xmlschema):\n{}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cases = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c[0].as_str().unwrap().to_string(),
+                c[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (v["suite"].clone(), cases)
+}
+
+/// `dev ARGS -- sh -c SCRIPT` with `--report junit --report-file`: the output
+/// and the JUnit document.
+fn dev_junit(args: &[&str], script: &str) -> (std::process::Output, String) {
+    let home = tempfile::tempdir().unwrap();
+    let report = home.path().join("report.xml");
+    let mut all = vec![
+        "dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--report",
+        "junit",
+        "--report-file",
+        report.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    all.extend(["--", "sh", "-c", script]);
+    let out = clean_command(home.path()).args(&all).output().unwrap();
+    let xml = std::fs::read_to_string(&report).unwrap_or_else(|e| {
+        panic!(
+            "no report ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, xml)
+}
+
+/// The README's first run lives a second: it passes, but says that it tested
+/// no refresh and no rotation and which scenario would; dev's own log is quiet
+/// (warnings only) beside a command, full with --verbose; and the verdict is a
+/// JUnit suite the Jenkins schema accepts, one test case per check, the
+/// untested ones skipped and a failed command a failure.
+#[test]
+fn a_one_second_run_should_say_what_it_did_not_test_quietly_and_as_junit() {
+    let (out, xml) = dev_junit(&[], "exit 0");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("irsa-proxy dev report: PASSED (exit 0), but the app went through no credential refresh and no token rotation: --scenario hour-in-production tests them"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("availability:            the proxy had credentials to serve all along"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("INFO"),
+        "dev logged INFO lines beside a command:\n{stderr}"
+    );
+    let (suite, cases) = junit_suite(&xml);
+    assert_eq!(
+        (
+            &suite["tests"],
+            &suite["failures"],
+            &suite["errors"],
+            &suite["skipped"]
+        ),
+        (
+            &serde_json::json!("6"),
+            &serde_json::json!("0"),
+            &serde_json::json!("0"),
+            &serde_json::json!("2")
+        ),
+        "{xml}"
+    );
+    let outcome = |name: &str| {
+        cases
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o.as_str())
+            .unwrap_or_else(|| panic!("no test case {name:?} in {xml}"))
+    };
+    assert_eq!(outcome("no expired credentials presented"), "passed");
+    assert_eq!(outcome("credential refreshes lived through"), "skipped");
+    assert_eq!(outcome("token rotations lived through"), "skipped");
+    assert_eq!(outcome("time the proxy had nothing to serve"), "passed");
+    assert_eq!(outcome("the command succeeded"), "passed");
+    assert!(
+        xml.contains("--scenario hour-in-production refreshes them"),
+        "{xml}"
+    );
+
+    // A failing command: a failure in the suite, as in the exit code.
+    let (out, xml) = dev_junit(&["--verbose"], "exit 7");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("INFO"),
+        "--verbose logs everything: {stderr}"
+    );
+    assert!(stderr.contains("STS emulator listening"), "{stderr}");
+    let (suite, cases) = junit_suite(&xml);
+    assert_eq!(suite["failures"], "1", "{xml}");
+    assert!(
+        cases.contains(&("the command succeeded".into(), "failure".into())),
+        "{xml}"
+    );
+    assert!(xml.contains("sh exited with 7"), "{xml}");
+}
+
+/// An STS outage longer than the cached credentials' slack: the proxy has
+/// nothing to serve for a while, and the report says how long and how many
+/// credential requests it answered 503, the same number the app counted.
+/// Passing is still right: the app never presented expired credentials.
+#[test]
+fn the_report_should_show_the_time_the_proxy_had_nothing_to_serve() {
+    // 10 s credentials, served until 7.5 s (a quarter as margin); STS is
+    // down from 2 s to 10 s, and the proxy's back-off retries after it.
+    let poller = r#"
+import os, time, urllib.request, urllib.error
+url = os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+token = os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+refused = 0
+end = time.time() + 15
+while time.time() < end:
+    request = urllib.request.Request(url, headers={"Authorization": token})
+    try:
+        urllib.request.urlopen(request, timeout=5).read()
+    except urllib.error.HTTPError as e:
+        if e.code != 503:
+            raise
+        refused += 1
+    time.sleep(0.2)
+print("answered 503:", refused)
+"#;
+    let home = tempfile::tempdir().unwrap();
+    let report = home.path().join("report.json");
+    let out = clean_command(home.path())
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--credential-ttl",
+            "10s",
+            "--sts-outage",
+            "8s@2s",
+            "--for",
+            "40s",
+            "--report",
+            "json",
+            "--report-file",
+            report.to_str().unwrap(),
+            "--",
+            &python_with_boto3(),
+            "-c",
+            poller,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let why = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{why}");
+    let seen: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("answered 503: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the app printed no count: {why}"));
+    assert!(seen > 0, "the outage never emptied the proxy: {why}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let unavailable = &json["proxy_unavailable"];
+    assert_eq!(
+        unavailable["requests_answered_503"], seen,
+        "{why}\n{json:#}"
+    );
+    let seconds = unavailable["seconds"].as_f64().unwrap_or_default();
+    assert!(seconds >= 1.0, "{why}\n{json:#}");
+    assert!(unavailable["periods"].as_u64() >= Some(1), "{json:#}");
+    assert_eq!(json["verdict"], "passed", "{json:#}");
+    let check = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "proxy_unavailable")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(check["result"], "passed", "{json:#}");
+    // The text on the terminal says it too, in the same words.
+    let line = match seen {
+        1 => "1 request answered 503".to_string(),
+        n => format!("{n} requests answered 503"),
+    };
+    assert!(
+        stderr.contains("availability:            proxy unavailable ") && stderr.contains(&line),
+        "{why}"
+    );
+    assert_eq!(
+        check["message"].as_str().map(|m| m.contains(&line)),
+        Some(true),
+        "{json:#}"
     );
 }

@@ -174,7 +174,8 @@ fn imds_only_clients_should_get_credentials_through_dev_link_local() {
 fn old_sdks_should_get_pod_identity_credentials_through_dev() {
     let script = client_script(&["js-v2-2017", "botocore-debian"], "");
     let out = run(
-        dev_command(&["--source", "pod-identity"], &script),
+        // --verbose: the source line checked below is INFO.
+        dev_command(&["--source", "pod-identity", "--verbose"], &script),
         Duration::from_secs(90),
     );
     let context = describe(&out);

@@ -96,14 +96,16 @@ async fn the_emulated_agent_should_answer_like_the_real_one() {
         .keys()
         .map(String::as_str)
         .collect();
+    // In the real agent's order (`pkg/credentials/model.go`): serde_json
+    // keeps the order of what it parses (`preserve_order`).
     assert_eq!(
         keys,
         [
             "AccessKeyId",
-            "AccountId",
-            "Expiration",
             "SecretAccessKey",
-            "Token"
+            "Token",
+            "AccountId",
+            "Expiration"
         ]
     );
     assert_eq!(body["AccountId"], "444455556666");

@@ -71,6 +71,9 @@ pub struct Metrics {
     rotations: Counter,
     http_requests: Family<HttpLabels, Counter>,
     ready: Gauge,
+    /// The 503s of the credential routes, every role (not exported: the sum
+    /// of `http_requests` over roles, which a `Family` cannot give).
+    credential_503s: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -125,6 +128,7 @@ impl Metrics {
             rotations,
             http_requests,
             ready,
+            credential_503s: Counter::default(),
         }
     }
 
@@ -167,6 +171,15 @@ impl Metrics {
                 role,
             })
             .inc();
+        if status == 503 && matches!(endpoint, Endpoint::Ecs | Endpoint::Imds) {
+            self.credential_503s.inc();
+        }
+    }
+
+    /// Credential requests (ECS and IMDS routes, every role) answered 503 so
+    /// far: `dev`'s report counts them.
+    pub fn credential_503s(&self) -> u64 {
+        self.credential_503s.get()
     }
 
     /// Encodes every metric, with readiness as of now.
@@ -192,6 +205,10 @@ mod tests {
         m.token_rotated();
         m.http_request(Endpoint::Ecs, 200, "default");
         m.http_request(Endpoint::Health, 200, "");
+        m.http_request(Endpoint::Ecs, 503, "default");
+        m.http_request(Endpoint::Imds, 503, "copier");
+        m.http_request(Endpoint::Health, 503, "");
+        assert_eq!(m.credential_503s(), 2);
         let text = m.encode(true);
         for needle in [
             "irsa_proxy_sts_requests_total{result=\"success\",error=\"\",role=\"default\"} 1",

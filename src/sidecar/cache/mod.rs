@@ -247,6 +247,12 @@ impl CredentialStore {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// Sees every install and every recorded failure: what a watcher of the
+    /// store's state (`dev`'s report) waits on.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
     /// The last failure, if the last refresh failed.
     pub(crate) fn last_error(&self) -> Option<Unavailable> {
         self.last_error

@@ -26,11 +26,15 @@
 //!
 //! The files, one job each: [`settings`] (flags and the scenario),
 //! [`token_writer`] (the rotating token and the fault schedule), [`child`] (the
-//! command and its environment), [`control`] (faults on demand), [`report`]
-//! (the verdict); this module starts the pieces in order and stops them.
+//! command and its environment), [`control`] (faults on demand),
+//! [`availability`] (the time the proxy had nothing to serve), [`report`] (the
+//! verdict) and [`junit`] (it as a JUnit test suite); this module starts the
+//! pieces in order and stops them.
 
+mod availability;
 mod child;
 mod control;
+mod junit;
 pub(crate) mod report;
 mod settings;
 mod token_writer;
@@ -46,7 +50,6 @@ use tokio::time::Instant;
 
 use crate::cli::DevArgs;
 use crate::duration::format_duration;
-use crate::logging::LogFormat;
 use crate::sidecar::addresses::DEFAULT_ADDRESSES;
 use crate::sidecar::config::Config;
 use crate::sidecar::serve::{self, Proxy};
@@ -56,7 +59,7 @@ use crate::tools::emulator::pod_identity;
 use crate::tools::emulator::{self, EmulatorHandle, EmulatorSettings, Faults, Issuer, Ledger};
 use crate::Fatal;
 use report::{Ending, FaultSummary, Report, RunFacts};
-use settings::{show_windows, DevSettings};
+use settings::{show_windows, DevSettings, ReportFormat};
 use token_writer::Schedule;
 
 const ISSUER: &str = "https://oidc.irsa-proxy.local/id/dev";
@@ -82,6 +85,8 @@ pub(crate) struct Bench {
     /// The role the proxy serves (the last of a chain): the report checks that
     /// its principal never changed.
     served_role: crate::arn::RoleArn,
+    credential_ttl: Duration,
+    token_ttl: Duration,
 }
 
 impl Bench {
@@ -103,6 +108,8 @@ impl Bench {
             expiries_on_demand: AtomicU64::new(0),
             proxy_refresh: std::sync::OnceLock::new(),
             served_role: s.chain.served_role(&s.role_arn).clone(),
+            credential_ttl: s.credential_ttl,
+            token_ttl: s.token_ttl,
             // The program's name only: its path and arguments may carry anything.
             program: command.first().map(|p| {
                 Path::new(p)
@@ -156,6 +163,9 @@ impl Bench {
             elapsed: self.started.elapsed(),
             faults,
             served_role: Some(self.served_role.clone()),
+            credential_ttl: self.credential_ttl,
+            token_ttl: self.token_ttl,
+            unavailable: Default::default(),
         }
     }
 }
@@ -166,7 +176,7 @@ fn runtime(what: &str, e: &dyn std::fmt::Display) -> Fatal {
 
 pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
     let s = settings::validate(&args).map_err(Fatal::Flags)?;
-    crate::logging::init(s.log_format);
+    crate::logging::init_at(s.log_format, s.log_level);
     if s.link_local {
         add_link_local_addresses().await?;
     }
@@ -274,6 +284,17 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
         proxy,
         sts,
     };
+    // From here on the app runs: the time the proxy has nothing to serve counts.
+    let watch = availability::watch(
+        running
+            .proxy
+            .state
+            .roles
+            .iter()
+            .map(|r| r.store.clone())
+            .collect(),
+        running.proxy.state.metrics.clone(),
+    );
     let deadline = s.run_for.map(|d| bench.started + d);
     let mut commands = Vec::new();
     let ending = if !run_exports.is_empty() {
@@ -314,7 +335,9 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Fatal> {
         }
     };
 
-    let mut report = report::build(&bench.ledger.snapshot(), &bench.facts(), &ending);
+    let mut facts = bench.facts();
+    facts.unavailable = watch.finish();
+    let mut report = report::build(&bench.ledger.snapshot(), &facts, &ending);
     report.commands = commands;
     running.stop().await;
     drop(temp);
@@ -601,10 +624,7 @@ impl Running {
 /// The report in the chosen format; with `--report-file`, the file gets the
 /// chosen format and the terminal the text.
 fn print_report(s: &DevSettings, report: &Report) {
-    let rendered = match s.report {
-        LogFormat::Json => report.json(),
-        LogFormat::Text => report.text(),
-    };
+    let rendered = render_report(s.report, report);
     match &s.report_file {
         Some(path) => {
             if let Err(e) = std::fs::write(path, &rendered) {
@@ -613,6 +633,15 @@ fn print_report(s: &DevSettings, report: &Report) {
             eprint!("{}", report.text());
         }
         None => eprint!("{rendered}"),
+    }
+}
+
+/// The report in `--report`'s format.
+fn render_report(format: ReportFormat, report: &Report) -> String {
+    match format {
+        ReportFormat::Json => report.json(),
+        ReportFormat::Text => report.text(),
+        ReportFormat::Junit => junit::render(report),
     }
 }
 

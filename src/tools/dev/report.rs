@@ -2,8 +2,16 @@
 //!
 //! Built from the emulator's [`LedgerSnapshot`] (what was issued, and every
 //! signed call classified) and what `dev` itself saw (token rotations, how the
-//! command ended). Rendered as text for people or JSON for CI; both carry access
-//! key ids only, never a secret or a session token.
+//! command ended). Rendered as text for people, JSON, or a JUnit test suite for
+//! CI ([`super::junit`]); all carry access key ids only, never a secret or a
+//! session token.
+//!
+//! Beside the verdict, the report says what the app went through, check by
+//! check ([`Check`]): a refresh or rotation the run never reached is
+//! `not_tested` (PASSED then says so and names the scenario that reaches it),
+//! and the time the proxy had nothing to serve is shown with the 503s it
+//! answered then ([`super::availability`]). Only expired credentials, a
+//! changed principal and the command's failure fail the verdict.
 //!
 //! Exit codes (docs/contract.md):
 //!
@@ -19,7 +27,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use super::availability::ProxyUnavailable;
 use crate::clock::format_timestamp;
+use crate::duration::format_duration;
 use crate::tools::emulator::ledger::{CallCounts, Denial, LedgerSnapshot, SetRecord};
 
 pub(crate) const EXIT_PASSED: u8 = 0;
@@ -136,7 +146,50 @@ pub(crate) struct RunFacts {
     pub faults: FaultSummary,
     /// The role whose credentials the proxy served (the last of a chain).
     pub served_role: Option<crate::arn::RoleArn>,
+    /// The lifetimes the run gave, for what a run too short did not test.
+    pub credential_ttl: Duration,
+    pub token_ttl: Duration,
+    /// The time the proxy had nothing to serve while the app ran.
+    pub unavailable: ProxyUnavailable,
 }
+
+/// One thing the report checked, as a JUnit test case sees it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Check {
+    /// `expired_credentials`, `credential_refreshes`, `token_rotations`,
+    /// `proxy_unavailable`, `served_principal`, `command`.
+    pub name: &'static str,
+    /// `passed`, `failed`, or `not_tested` (the run never went through it).
+    pub result: &'static str,
+    /// What was seen, in one line.
+    pub message: String,
+}
+
+impl Check {
+    fn new(name: &'static str, result: &'static str, message: String) -> Check {
+        Check {
+            name,
+            result,
+            message,
+        }
+    }
+
+    /// The name a person reads (the JUnit test case's).
+    pub(crate) fn title(&self) -> &'static str {
+        match self.name {
+            "expired_credentials" => "no expired credentials presented",
+            "credential_refreshes" => "credential refreshes lived through",
+            "token_rotations" => "token rotations lived through",
+            "proxy_unavailable" => "time the proxy had nothing to serve",
+            "served_principal" => "the served principal stayed the same",
+            "command" => "the command succeeded",
+            other => other,
+        }
+    }
+}
+
+/// The scenario that goes through what a short run did not.
+pub(crate) const SCENARIO_HINT: &str = "--scenario hour-in-production";
 
 /// One credential set the app presented after its expiry.
 #[derive(Debug, Clone, Serialize)]
@@ -189,6 +242,10 @@ pub(crate) struct Report {
     /// principal stayed the same across every refresh.
     pub served_principals: Vec<String>,
     pub principal_stable: bool,
+    /// The time the proxy had nothing to serve, and the 503s it answered then.
+    pub proxy_unavailable: ProxyUnavailable,
+    /// Each check, with what was seen: the JUnit test cases.
+    pub checks: Vec<Check>,
     /// Every set: issued, expires, superseded and revoked at, calls by class
     /// (JSON only; the text shows the expired ones).
     pub credential_sets: Vec<SetRecord>,
@@ -251,7 +308,7 @@ pub(crate) fn build(snapshot: &LedgerSnapshot, facts: &RunFacts, ending: &Ending
         ("passed", EXIT_PASSED)
     };
     let used = snapshot.sets_used();
-    Report {
+    let mut report = Report {
         verdict,
         exit_code,
         command: CommandOutcome {
@@ -278,11 +335,156 @@ pub(crate) fn build(snapshot: &LedgerSnapshot, facts: &RunFacts, ending: &Ending
         served_role: served_role.map(|r| r.arn.clone()),
         served_principals: principals,
         principal_stable,
+        proxy_unavailable: facts.unavailable.clone(),
+        checks: Vec::new(),
         credential_sets: snapshot.sets.clone(),
-    }
+    };
+    report.checks = checks(&report, facts);
+    report
+}
+
+/// What the run went through, check by check. Only expired credentials, a
+/// changed principal and the command fail; a refresh or rotation that never
+/// happened is `not_tested`, naming what would test it.
+fn checks(r: &Report, facts: &RunFacts) -> Vec<Check> {
+    let ran = format!("in {}s", r.duration_seconds);
+    let expired = if r.expired_credentials.is_empty() {
+        Check::new(
+            "expired_credentials",
+            "passed",
+            format!(
+                "none: every one of {} signed calls used credentials before their expiry",
+                r.signed_calls_total
+            ),
+        )
+    } else {
+        let keys: Vec<String> = r
+            .expired_credentials
+            .iter()
+            .map(|e| format!("{} {} times", e.access_key_id, e.calls))
+            .collect();
+        Check::new(
+            "expired_credentials",
+            "failed",
+            format!("presented after their expiry: {}", keys.join(", ")),
+        )
+    };
+    let refreshes = if r.credential_refreshes > 0 {
+        Check::new(
+            "credential_refreshes",
+            "passed",
+            format!(
+                "{} lived through: the app used {} credential sets",
+                r.credential_refreshes, r.credential_sets_used
+            ),
+        )
+    } else {
+        Check::new(
+            "credential_refreshes",
+            "not_tested",
+            format!(
+                "no credential refresh {ran}: credentials live {} (--credential-ttl); {SCENARIO_HINT} refreshes them several times",
+                format_duration(facts.credential_ttl)
+            ),
+        )
+    };
+    let rotations = if r.token_rotations > 0 {
+        Check::new(
+            "token_rotations",
+            "passed",
+            format!("{} web-identity token rotations", r.token_rotations),
+        )
+    } else {
+        Check::new(
+            "token_rotations",
+            "not_tested",
+            format!(
+                "no token rotation {ran}: the token lives {} (--token-ttl) and is rotated at 80 %; {SCENARIO_HINT} rotates it",
+                format_duration(facts.token_ttl)
+            ),
+        )
+    };
+    let unavailable = Check::new("proxy_unavailable", "passed", r.proxy_unavailable.summary());
+    let principal = if r.principal_stable {
+        Check::new(
+            "served_principal",
+            "passed",
+            match r.served_principals.first() {
+                Some(p) => format!("{p} at every refresh"),
+                None => "no credentials issued for the served role".into(),
+            },
+        )
+    } else {
+        Check::new(
+            "served_principal",
+            "failed",
+            format!("changed: {}", r.served_principals.join(", then ")),
+        )
+    };
+    let program = r.command.program.as_deref().unwrap_or("the command");
+    let command = match (r.command.ended, r.command.exit_code, r.command.signal) {
+        ("exited", Some(0), _) => {
+            Check::new("command", "passed", format!("{program} exited with 0"))
+        }
+        ("exited", Some(c), _) => {
+            Check::new("command", "failed", format!("{program} exited with {c}"))
+        }
+        ("killed", _, Some(s)) => Check::new(
+            "command",
+            "failed",
+            format!("{program} was killed by signal {s}"),
+        ),
+        ("interrupted", _, _) => {
+            Check::new("command", "failed", format!("{program} was interrupted"))
+        }
+        ("stopped_at_time_limit", _, _) => Check::new(
+            "command",
+            "passed",
+            format!("{program} ran until the --for time limit"),
+        ),
+        _ => Check::new(
+            "command",
+            "passed",
+            "no command: the app ran outside dev".into(),
+        ),
+    };
+    vec![
+        expired,
+        refreshes,
+        rotations,
+        unavailable,
+        principal,
+        command,
+    ]
 }
 
 impl Report {
+    /// After PASSED, what the run never went through and the scenario that
+    /// would: a one-second run is not a test of refresh.
+    fn untested_note(&self) -> String {
+        if self.verdict != "passed" {
+            return String::new();
+        }
+        let untested: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| c.result == "not_tested")
+            .map(|c| match c.name {
+                "credential_refreshes" => "no credential refresh",
+                "token_rotations" => "no token rotation",
+                other => other,
+            })
+            .collect();
+        match untested.as_slice() {
+            [] => String::new(),
+            [one] => format!(", but the app went through {one}: {SCENARIO_HINT} tests it"),
+            several => format!(
+                ", but the app went through {}: {SCENARIO_HINT} tests them",
+                several.join(" and ")
+            ),
+        }
+    }
+
     pub(crate) fn json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
@@ -303,8 +505,9 @@ impl Report {
             other => other.to_uppercase(),
         };
         line(format!(
-            "irsa-proxy dev report: {verdict} (exit {})",
-            self.exit_code
+            "irsa-proxy dev report: {verdict} (exit {}){}",
+            self.exit_code,
+            self.untested_note()
         ));
         let program = self.command.program.as_deref().unwrap_or("-");
         let ended = match (
@@ -383,6 +586,10 @@ impl Report {
         line(format!(
             "  credential refreshes:    {} lived through (the app used {} sets)",
             self.credential_refreshes, self.credential_sets_used
+        ));
+        line(format!(
+            "  availability:            {}",
+            self.proxy_unavailable.summary()
         ));
         let services: Vec<String> = self
             .signed_calls_by_service
@@ -492,6 +699,70 @@ mod tests {
         assert!(!json.contains("MARKER") && !text.contains("MARKER"));
         let r = build(&ledger.snapshot(), &facts, &Ending::Interrupted);
         assert_eq!(r.exit_code, 3);
+    }
+
+    /// A run that went through no refresh and no rotation passes, and says
+    /// so, naming the scenario that would; the checks say it one by one.
+    #[test]
+    fn a_pass_without_refresh_or_rotation_should_say_what_was_not_tested() {
+        let ledger = Ledger::default();
+        let facts = RunFacts {
+            program: Some("aws".into()),
+            credential_ttl: Duration::from_secs(300),
+            token_ttl: Duration::from_secs(600),
+            ..RunFacts::default()
+        };
+        let r = build(&ledger.snapshot(), &facts, &Ending::Exited(0));
+        assert_eq!(r.verdict, "passed");
+        let first = r.text().lines().next().unwrap_or_default().to_string();
+        assert_eq!(
+            first,
+            "irsa-proxy dev report: PASSED (exit 0), but the app went through no credential refresh and no token rotation: --scenario hour-in-production tests them"
+        );
+        let results: Vec<(&str, &str)> = r.checks.iter().map(|c| (c.name, c.result)).collect();
+        assert_eq!(
+            results,
+            [
+                ("expired_credentials", "passed"),
+                ("credential_refreshes", "not_tested"),
+                ("token_rotations", "not_tested"),
+                ("proxy_unavailable", "passed"),
+                ("served_principal", "passed"),
+                ("command", "passed"),
+            ]
+        );
+        assert!(
+            r.checks[1].message.contains("5m (--credential-ttl)"),
+            "{:?}",
+            r.checks[1]
+        );
+
+        // Refreshes and rotations lived through: nothing to add to PASSED.
+        let ledger = ledger_with_expired_use();
+        let facts = RunFacts {
+            token_rotations: 2,
+            ..facts
+        };
+        let r = build(&ledger.snapshot(), &facts, &Ending::Exited(0));
+        assert!(
+            r.text()
+                .starts_with("irsa-proxy dev report: PASSED (exit 0)\n"),
+            "{}",
+            r.text()
+        );
+        assert!(
+            r.checks.iter().all(|c| c.result == "passed"),
+            "{:?}",
+            r.checks
+        );
+        // A failure is in the checks too, as the JUnit suite shows it.
+        let r = build(&ledger.snapshot(), &facts, &Ending::Exited(7));
+        let command = r.checks.iter().find(|c| c.name == "command");
+        assert_eq!(
+            command.map(|c| (c.result, c.message.as_str())),
+            Some(("failed", "aws exited with 7"))
+        );
+        assert!(!r.text().contains(", but"), "{}", r.text());
     }
 
     /// The served role issued under two session names: the principal changed

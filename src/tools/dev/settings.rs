@@ -24,7 +24,7 @@ pub(super) struct DevSettings {
     pub role_arn: RoleArn,
     pub log_format: LogFormat,
     pub run_for: Option<Duration>,
-    pub report: LogFormat,
+    pub report: ReportFormat,
     pub report_file: Option<std::path::PathBuf>,
     pub scenario: Option<String>,
     pub sts_fail_percent: u8,
@@ -44,6 +44,38 @@ pub(super) struct DevSettings {
     pub as_role: Option<String>,
     /// `--run NAME=COMMAND`, in order.
     pub runs: Vec<(String, Vec<String>)>,
+    /// The level of dev's own log when RUST_LOG is not set.
+    pub log_level: &'static str,
+}
+
+/// `--report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReportFormat {
+    Text,
+    Json,
+    /// A JUnit XML test suite ([`super::junit`]).
+    Junit,
+}
+
+fn report_format(v: &str) -> Result<ReportFormat, Refusal> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(ReportFormat::Text),
+        "json" => Ok(ReportFormat::Json),
+        "junit" => Ok(ReportFormat::Junit),
+        _ => Err(Refusal::new("is not a format", "text, json or junit")),
+    }
+}
+
+/// With a command (`-- COMMAND` or `--run`), dev's own log is warnings only unless `--verbose`: the
+/// command's output and the report are what the user reads (a three-minute
+/// scenario logs hundreds of INFO lines). Without one, dev is a server whose
+/// log is the only thing it shows.
+fn log_level(args: &DevArgs) -> &'static str {
+    if (args.command.is_empty() && args.run.is_empty()) || args.verbose {
+        "info"
+    } else {
+        "warn"
+    }
 }
 
 /// What `--scenario` fills in for the flags not given.
@@ -309,7 +341,7 @@ pub(super) fn validate(args: &DevArgs) -> Result<DevSettings, Vec<FlagError>> {
         }
     }
     let log_format = flags.parse(&f::LOG_FORMAT, Some(&args.log_format), flags::text_or_json);
-    let report = flags.parse(&f::REPORT, Some(&args.report), flags::text_or_json);
+    let report = flags.parse(&f::REPORT, Some(&args.report), report_format);
     let report_file = flags.parse(&f::REPORT_FILE, args.report_file.as_deref(), |v| {
         if v.trim().is_empty() {
             Err(Refusal::new("is empty", "a file path"))
@@ -375,6 +407,7 @@ pub(super) fn validate(args: &DevArgs) -> Result<DevSettings, Vec<FlagError>> {
             roles,
             as_role,
             runs,
+            log_level: log_level(args),
         })
     })
 }
@@ -398,6 +431,7 @@ mod tests {
             token_ttl: None,
             role_arn: "arn:aws:iam::111122223333:role/irsa-proxy-dev".into(),
             log_format: "text".into(),
+            verbose: false,
             link_local: false,
             sts_tls: false,
             source: "web-identity".into(),
@@ -424,6 +458,35 @@ mod tests {
     #[test]
     fn defaults_should_validate() {
         assert!(validate(&args()).is_ok());
+    }
+
+    /// Beside a command dev logs warnings only, unless --verbose; without
+    /// one it is a server whose log is all it shows.
+    #[test]
+    fn the_log_should_be_quiet_beside_a_command_unless_verbose() {
+        let mut a = args();
+        assert_eq!(validate(&a).map(|s| s.log_level).ok(), Some("info"));
+        a.command = vec!["app".into()];
+        assert_eq!(validate(&a).map(|s| s.log_level).ok(), Some("warn"));
+        a.verbose = true;
+        assert_eq!(validate(&a).map(|s| s.log_level).ok(), Some("info"));
+        // --run commands are commands too.
+        let mut a = args();
+        a.run = vec!["x=true".into()];
+        assert_eq!(log_level(&a), "warn");
+    }
+
+    #[test]
+    fn the_report_should_be_text_json_or_junit() {
+        let mut a = args();
+        for (given, format) in [
+            ("text", ReportFormat::Text),
+            ("JSON", ReportFormat::Json),
+            (" junit ", ReportFormat::Junit),
+        ] {
+            a.report = given.into();
+            assert_eq!(validate(&a).map(|s| s.report).ok(), Some(format));
+        }
     }
 
     proptest::proptest! {
@@ -548,7 +611,7 @@ mod tests {
             "--expired-token: \"0s@1m\" has a LENGTH out of range",
             "--early-expiry: \"lots\"",
             "--for: \"forever\" is not a duration",
-            "--report: \"yaml\" is not a format; expected text or json",
+            "--report: \"yaml\" is not a format; expected text, json or junit",
             "--scenario: \"monday\" is not a scenario; expected hour-in-production",
         ] {
             assert!(lines.contains(needle), "{needle} missing: {lines}");
