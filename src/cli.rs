@@ -504,6 +504,10 @@ pub struct InjectArgs {
     #[arg(long, value_name = "CONTAINER=ROLE_ARN", conflicts_with = "container")]
     pub container_role: Vec<String>,
 
+    /// With --container-role: the container whose role IMDS serves (the sidecar's imds_role). IMDS cannot tell containers apart, so every container of the pod that asks IMDS (old SDKs with no other way) gets this role, whatever token it holds; without it IMDS serves no credentials
+    #[arg(long, value_name = "CONTAINER")]
+    pub imds_role: Option<String>,
+
     /// Also remove a lone AWS_ROLE_ARN or AWS_WEB_IDENTITY_TOKEN_FILE from app containers (the pair is removed by default)
     #[arg(long, conflicts_with = "keep_web_identity")]
     pub strip_web_identity: bool,

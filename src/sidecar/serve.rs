@@ -400,6 +400,18 @@ fn role_units(config: &Config) -> Result<Vec<RoleUnit>, Fatal> {
                 other.name, role.name
             )));
         }
+        // The EKS webhook adds Pod Identity after `inject` wrote role_arn:
+        // the role is then assumed from the agent's role, as a first hop.
+        if let (SourceKind::PodIdentity, Some(arn)) = (config.source(), &role.role_arn) {
+            tracing::info!(
+                role = %role.name,
+                role_arn = %arn,
+                hops = role.hops.len() + 1,
+                "role {}: Pod Identity source; {} assumed as a hop from the agent's role",
+                role.name,
+                arn
+            );
+        }
         units.push(RoleUnit {
             name: role.name.clone(),
             config: config.for_role(role),
