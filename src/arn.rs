@@ -1,6 +1,7 @@
 //! A role ARN, the one noun the sidecar and the tools both need: `serve`
 //! validates `--role-arn` with it and answers with its parts, the STS emulator
-//! parses the `RoleArn` parameter with it.
+//! parses the `RoleArn` parameter with it. `IamArn` is the IAM ARN grammar
+//! it shares with the managed policy ARNs of a session policy.
 
 use std::fmt;
 
@@ -38,9 +39,57 @@ pub enum RoleArnError {
 impl RoleArn {
     /// Parses `arn:<partition>:iam::<12 digits>:role/<path/>name`.
     pub fn parse(s: &str) -> Result<RoleArn, RoleArnError> {
+        let parts = IamArn::split(s, "role", 64, false).map_err(|part| match part {
+            IamArnPart::Form => RoleArnError::Form,
+            IamArnPart::Partition => RoleArnError::Partition,
+            IamArnPart::Account => RoleArnError::Account,
+            IamArnPart::Name => RoleArnError::Name,
+        })?;
+        if parts.resource_len > 576 {
+            return Err(RoleArnError::Name);
+        }
+        Ok(RoleArn {
+            arn: s.to_string(),
+            partition: parts.partition.to_string(),
+            account: parts.account.to_string(),
+            name: parts.name.to_string(),
+        })
+    }
+}
+
+/// The parts of an IAM ARN, `arn:<partition>:iam::<account>:<kind>/<path/>name`:
+/// a role's, or a managed policy's (`sidecar::sts::policy`).
+pub(crate) struct IamArn<'a> {
+    pub partition: &'a str,
+    pub account: &'a str,
+    pub name: &'a str,
+    /// The length of `<kind>/<path/>name` without the kind.
+    pub resource_len: usize,
+}
+
+/// The first part of an IAM ARN that IAM would refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IamArnPart {
+    Form,
+    Partition,
+    Account,
+    Name,
+}
+
+impl<'a> IamArn<'a> {
+    /// Splits `s` as an IAM ARN of `kind` (`role`, `policy`), checking each part
+    /// as IAM does: a partition of `[a-z0-9-]`, a 12-digit account (or `aws`
+    /// when `aws_account`, for AWS managed policies), a name of 1 to `max_name`
+    /// of `[A-Za-z0-9+=,.@_-]` after a path of printable ASCII.
+    pub(crate) fn split(
+        s: &'a str,
+        kind: &str,
+        max_name: usize,
+        aws_account: bool,
+    ) -> Result<IamArn<'a>, IamArnPart> {
         let parts: Vec<&str> = s.splitn(6, ':').collect();
         if parts.len() != 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[3].is_empty() {
-            return Err(RoleArnError::Form);
+            return Err(IamArnPart::Form);
         }
         let partition = parts[1];
         if partition.is_empty()
@@ -48,31 +97,36 @@ impl RoleArn {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            return Err(RoleArnError::Partition);
+            return Err(IamArnPart::Partition);
         }
         let account = parts[4];
-        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(RoleArnError::Account);
+        let account_ok = (aws_account && account == "aws")
+            || account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+        if !account_ok {
+            return Err(IamArnPart::Account);
         }
-        let Some(resource) = parts[5].strip_prefix("role/") else {
-            return Err(RoleArnError::Form);
+        let Some(resource) = parts[5]
+            .strip_prefix(kind)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            return Err(IamArnPart::Form);
         };
         let name = resource.rsplit('/').next().unwrap_or_default();
-        let name_ok = (1..=64).contains(&name.len())
+        let name_ok = (1..=max_name).contains(&name.len())
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
         let path_ok = resource[..resource.len() - name.len()]
             .bytes()
             .all(|b| (0x21..0x7f).contains(&b));
-        if !name_ok || !path_ok || resource.len() > 576 {
-            return Err(RoleArnError::Name);
+        if !name_ok || !path_ok {
+            return Err(IamArnPart::Name);
         }
-        Ok(RoleArn {
-            arn: s.to_string(),
-            partition: partition.to_string(),
-            account: account.to_string(),
-            name: name.to_string(),
+        Ok(IamArn {
+            partition,
+            account,
+            name,
+            resource_len: resource.len(),
         })
     }
 }

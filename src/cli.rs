@@ -4,6 +4,11 @@
 //! configuration elsewhere (`config.rs` for `serve`), so that every bad value can
 //! be named in one error line with what is allowed, and so that the environment
 //! twins of `serve`'s flags are read through one seam that tests can replace.
+//!
+//! The doc comments of the arguments are clap's `--help` text, written for a
+//! terminal (`<name>`, `[\w+=,.@-]`), not Markdown; rustdoc's HTML and link
+//! lints do not apply to them.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 
@@ -498,6 +503,10 @@ pub struct InjectArgs {
     /// Give this container (an app or an init container) a role of its own, named after it; repeat for several. Each such container sees only its own token; containers named in none get nothing. Not with --container
     #[arg(long, value_name = "CONTAINER=ROLE_ARN", conflicts_with = "container")]
     pub container_role: Vec<String>,
+
+    /// With --container-role: the container whose role IMDS serves (the sidecar's imds_role). IMDS cannot tell containers apart, so every container of the pod that asks IMDS (old SDKs with no other way) gets this role, whatever token it holds; without it IMDS serves no credentials
+    #[arg(long, value_name = "CONTAINER")]
+    pub imds_role: Option<String>,
 
     /// Also remove a lone AWS_ROLE_ARN or AWS_WEB_IDENTITY_TOKEN_FILE from app containers (the pair is removed by default)
     #[arg(long, conflicts_with = "keep_web_identity")]

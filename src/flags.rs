@@ -744,6 +744,7 @@ pub mod inject {
     pub(crate) const AUTH_SECRET: Flag = Flag::bare("--auth-secret");
     pub const CONTAINER: Flag = Flag::bare("--container");
     pub const CONTAINER_ROLE: Flag = Flag::bare("--container-role");
+    pub const IMDS_ROLE: Flag = Flag::bare("--imds-role");
 
     pub(crate) const DEFAULT_PORT: u16 = 9911;
     pub const PORT_RANGE: RangeInclusive<u16> = 1..=65535;

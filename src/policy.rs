@@ -726,6 +726,15 @@ impl Evaluation {
         matches!(self.decision, Decision::Allowed { .. })
     }
 
+    /// The outcomes of the Allow statements, in the policy's order: what doctor
+    /// searches for the one closest to applying.
+    pub fn allows(&self) -> Vec<&StatementOutcome> {
+        self.statements
+            .iter()
+            .filter(|s| s.effect == Effect::Allow)
+            .collect()
+    }
+
     /// One line for logs and error messages.
     pub fn summary(&self) -> String {
         match self.decision {

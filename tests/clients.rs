@@ -418,24 +418,43 @@ async fn js_instance_metadata_provider_should_fail_fast_when_the_proxy_answers_5
 // ---------------------------------------------------------------------------
 // aws-config for Rust
 
+/// The ECS provider's environment, or the IMDS client's.
+fn rust_env(f: &Fixture, mode: &str) -> Vec<(&'static str, String)> {
+    match mode {
+        "ecs" => f.container_env(),
+        _ => f.imds_env(),
+    }
+}
+
+/// `test` run again as a client, `aws-config`'s `mode` provider (ecs, imds):
+/// it must get the served key id, with time left.
+async fn rust_should_get_the_served_key_id(test: &str, mode: &str) {
+    let f = Fixture::start().await;
+    let served = f.served_key_id().await;
+    let (out, _) = run(rust(&f, test, mode, &rust_env(&f, mode)), CLIENT_DEADLINE).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let (key, expiry) = rust_output(&out);
+    assert_eq!(key, served);
+    assert!(expiry > unix_now() + 60, "{expiry}");
+}
+
+/// `test` run again as a client against a proxy that answers 503: the `mode`
+/// provider must fail fast, naming the status as `says`.
+async fn rust_should_fail_fast_on_503(test: &str, mode: &str, says: &str) {
+    let f = Fixture::start_with(refused()).await;
+    f.expect_refusing().await;
+    let (out, took) = run(rust(&f, test, mode, &rust_env(&f, mode)), ERROR_DEADLINE).await;
+    assert_failed(&out, took, &format!("aws-config {mode} provider failed"));
+    assert!(describe(&out).contains(says), "{}", describe(&out));
+}
+
 #[tokio::test]
 async fn rust_ecs_provider_should_get_the_served_key_id() {
     if rust_client().await {
         return;
     }
-    let f = Fixture::start().await;
-    let served = f.served_key_id().await;
-    let cmd = rust(
-        &f,
-        "rust_ecs_provider_should_get_the_served_key_id",
-        "ecs",
-        &f.container_env(),
-    );
-    let (out, _) = run(cmd, CLIENT_DEADLINE).await;
-    assert!(out.status.success(), "{}", describe(&out));
-    let (key, expiry) = rust_output(&out);
-    assert_eq!(key, served);
-    assert!(expiry > unix_now() + 60, "{expiry}");
+    rust_should_get_the_served_key_id("rust_ecs_provider_should_get_the_served_key_id", "ecs")
+        .await;
 }
 
 #[tokio::test]
@@ -443,19 +462,11 @@ async fn rust_imds_provider_should_get_the_served_key_id_over_imdsv2() {
     if rust_client().await {
         return;
     }
-    let f = Fixture::start().await;
-    let served = f.served_key_id().await;
-    let cmd = rust(
-        &f,
+    rust_should_get_the_served_key_id(
         "rust_imds_provider_should_get_the_served_key_id_over_imdsv2",
         "imds",
-        &f.imds_env(),
-    );
-    let (out, _) = run(cmd, CLIENT_DEADLINE).await;
-    assert!(out.status.success(), "{}", describe(&out));
-    let (key, expiry) = rust_output(&out);
-    assert_eq!(key, served);
-    assert!(expiry > unix_now() + 60, "{expiry}");
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -463,17 +474,12 @@ async fn rust_ecs_provider_should_fail_fast_when_the_proxy_answers_503() {
     if rust_client().await {
         return;
     }
-    let f = Fixture::start_with(refused()).await;
-    f.expect_refusing().await;
-    let cmd = rust(
-        &f,
+    rust_should_fail_fast_on_503(
         "rust_ecs_provider_should_fail_fast_when_the_proxy_answers_503",
         "ecs",
-        &f.container_env(),
-    );
-    let (out, took) = run(cmd, ERROR_DEADLINE).await;
-    assert_failed(&out, took, "aws-config ecs provider failed");
-    assert!(describe(&out).contains("503"), "{}", describe(&out));
+        "503",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -481,15 +487,10 @@ async fn rust_imds_provider_should_fail_fast_when_the_proxy_answers_503() {
     if rust_client().await {
         return;
     }
-    let f = Fixture::start_with(refused()).await;
-    f.expect_refusing().await;
-    let cmd = rust(
-        &f,
+    rust_should_fail_fast_on_503(
         "rust_imds_provider_should_fail_fast_when_the_proxy_answers_503",
         "imds",
-        &f.imds_env(),
-    );
-    let (out, took) = run(cmd, ERROR_DEADLINE).await;
-    assert_failed(&out, took, "aws-config imds provider failed");
-    assert!(describe(&out).contains("code: 503"), "{}", describe(&out));
+        "code: 503",
+    )
+    .await;
 }

@@ -333,7 +333,7 @@ stderr:
 /// claims.
 #[test]
 fn dev_should_run_a_chain_on_the_pod_identity_source() {
-    let (stdout, _) = pod_identity_caller(&[
+    let (stdout, stderr) = pod_identity_caller(&[
         "--chain-role-arn",
         "arn:aws:iam::444455556666:role/target",
         "--session-name",
@@ -342,6 +342,15 @@ fn dev_should_run_a_chain_on_the_pod_identity_source() {
     assert!(
         stdout.contains("arn:aws:sts::444455556666:assumed-role/target/default.app-"),
         "{stdout}"
+    );
+    // The log names the session name sent, rendered from the token's claims.
+    let listening = stderr
+        .lines()
+        .find(|l| l.contains("listening on"))
+        .unwrap_or_else(|| panic!("no listening line in {stderr}"));
+    assert!(
+        listening.contains("session_name=default.app-"),
+        "{listening}"
     );
 }
 

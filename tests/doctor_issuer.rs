@@ -11,36 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
+use common::pki::Pki;
 use irsa_proxy::tools::emulator::{self, EmulatorHandle, EmulatorSettings, Issuer, OidcDocuments};
 use serde_json::{json, Value};
 
 /// Public-looking, so only what is wrong on purpose is flagged.
 const HOST: &str = "oidc.eks.us-east-1.amazonaws.com";
 const ROLE: &str = "arn:aws:iam::111122223333:role/demo-role";
-
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let issued = irsa_proxy::tools::tls::ca::issue(
-            "irsa-proxy test CA",
-            vec![HOST.to_string(), "127.0.0.1".to_string()],
-            1,
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), issued.ca_pem).unwrap();
-        std::fs::write(dir.path().join("tls.crt"), issued.cert_pem).unwrap();
-        std::fs::write(dir.path().join("tls.key"), issued.key_pem).unwrap();
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
 
 /// The emulator over HTTPS serving `docs(issuer)`; the issuer's URL names the
 /// emulator's port, so it is made after the port is known.
@@ -56,9 +33,7 @@ async fn serve(pki: &Pki, host: &str, docs: impl FnOnce(&Issuer) -> OidcDocument
     let issuer = Issuer::generate_rsa(format!("https://{host}:{port}/id/TEST")).unwrap();
     let mut settings = EmulatorSettings::new(issuer.verifying_keys().unwrap());
     settings.oidc = Some(docs(&issuer));
-    let tls =
-        irsa_proxy::tools::tls::reloading_config(pki.path("tls.crt"), pki.path("tls.key"), |_| {})
-            .unwrap();
+    let tls = pki.server_config();
     let handle = emulator::spawn_with(
         format!("127.0.0.1:{port}").parse().unwrap(),
         settings,
@@ -143,27 +118,31 @@ fn resolve() -> String {
     format!("{HOST}=127.0.0.1")
 }
 
+/// `doctor --issuer --ca-file CA --resolve HOST=127.0.0.1 --output json`, then `extra`.
+fn doctor_issuer(token: &Path, ca: &str, extra: &[&str]) -> Run {
+    let resolve = resolve();
+    let mut args = vec![
+        "--issuer",
+        "--ca-file",
+        ca,
+        "--resolve",
+        &resolve,
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    doctor(token, &args, &[])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_issuer_should_pass_and_its_key_be_found() {
-    let pki = Pki::new();
+    let pki = Pki::new(HOST);
     let s = serve(&pki, HOST, OidcDocuments::for_issuer).await;
     let dir = tempfile::tempdir().unwrap();
     let t = token(dir.path(), &s.issuer, s.issuer.url());
     let ca = pki.path("ca.pem");
     let ca = ca.to_str().unwrap();
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &[]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let i = &r.report["issuer"];
     assert_eq!(i["url"], s.issuer.url());
@@ -199,21 +178,7 @@ async fn a_published_issuer_should_pass_and_its_key_be_found() {
         .to_string(),
     )
     .unwrap();
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--trust-policy",
-            policy.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &["--trust-policy", policy.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(
         r.finding("principal_mismatch")["message"]
@@ -229,7 +194,7 @@ async fn a_published_issuer_should_pass_and_its_key_be_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_key_and_a_foreign_discovery_document_should_be_named() {
-    let pki = Pki::new();
+    let pki = Pki::new(HOST);
     let ca = pki.path("ca.pem");
     let ca = ca.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -243,19 +208,7 @@ async fn a_missing_key_and_a_foreign_discovery_document_should_be_named() {
     })
     .await;
     let t = token(dir.path(), &s.issuer, s.issuer.url());
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &[]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert_eq!(r.codes(), ["jwks_kid_missing"], "{}", r.stdout);
     let message = r.finding("jwks_kid_missing")["message"].as_str().unwrap();
@@ -271,19 +224,7 @@ async fn a_missing_key_and_a_foreign_discovery_document_should_be_named() {
     })
     .await;
     let t = token(dir.path(), &s.issuer, s.issuer.url());
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &[]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert_eq!(r.codes(), ["issuer_discovery_mismatch"], "{}", r.stdout);
     assert!(r.finding("issuer_discovery_mismatch")["message"]
@@ -300,21 +241,7 @@ async fn a_missing_key_and_a_foreign_discovery_document_should_be_named() {
     })
     .await;
     let t = token(dir.path(), &s.issuer, s.issuer.url());
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--resolve",
-            "kubernetes.default.svc=127.0.0.1",
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &["--resolve", "kubernetes.default.svc=127.0.0.1"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(
         r.codes().contains(&"jwks_uri_internal_name".to_string()),
@@ -326,7 +253,7 @@ async fn a_missing_key_and_a_foreign_discovery_document_should_be_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_issuer_sts_cannot_reach_should_be_flagged() {
-    let pki = Pki::new();
+    let pki = Pki::new(HOST);
     let ca = pki.path("ca.pem");
     let ca = ca.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -351,19 +278,7 @@ async fn an_issuer_sts_cannot_reach_should_be_flagged() {
     };
     let iss = format!("https://{HOST}:{closed}/id/TEST");
     let t = token(dir.path(), &s.issuer, &iss);
-    let r = doctor(
-        &t,
-        &[
-            "--issuer",
-            "--ca-file",
-            ca,
-            "--resolve",
-            &resolve(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = doctor_issuer(&t, ca, &[]);
     assert_eq!(r.codes(), ["issuer_unreachable"], "{}", r.stdout);
 
     // The API server's in-cluster name, a loopback address, plain HTTP.
@@ -480,7 +395,7 @@ async fn connect_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documents_should_be_fetched_through_https_proxy_unless_no_proxy_names_the_host() {
-    let pki = Pki::new();
+    let pki = Pki::new(HOST);
     let ca = pki.path("ca.pem");
     let ca = ca.to_str().unwrap();
     let s = serve(&pki, HOST, OidcDocuments::for_issuer).await;

@@ -1,15 +1,17 @@
 //! The STS emulator against real clients on 127.0.0.1: the Rust `aws-sdk-sts`
 //! in-process, boto3 against the real binary, and the binary's logs.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_sts::config::retry::RetryConfig;
-use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sts::config::Credentials;
 use aws_sdk_sts::error::ProvideErrorMetadata;
+use common::sdk::sts_client as client;
 use irsa_proxy::clock::OffsetClock;
 use irsa_proxy::policy::Policy;
 use irsa_proxy::tools::emulator::{
@@ -73,18 +75,6 @@ async fn start() -> Fixture {
     start_with(|_| {}).await
 }
 
-fn client(endpoint: &str, creds: Option<Credentials>) -> aws_sdk_sts::Client {
-    let mut b = aws_sdk_sts::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .retry_config(RetryConfig::disabled());
-    if let Some(c) = creds {
-        b = b.credentials_provider(c);
-    }
-    aws_sdk_sts::Client::from_conf(b.build())
-}
-
 async fn assume(
     endpoint: &str,
     token: &str,
@@ -103,6 +93,14 @@ async fn assume(
         .send()
         .await
         .map_err(|e| e.code().unwrap_or("no code").to_string())
+}
+
+/// The error code of an AssumeRoleWithWebIdentity (session `s1`) with `token`,
+/// which must be refused.
+async fn refusal(f: &Fixture, token: &str) -> String {
+    assume(&f.sts.endpoint_url(), token, "s1", None)
+        .await
+        .unwrap_err()
 }
 
 fn sdk_credentials(out: &aws_sdk_sts::types::Credentials) -> Credentials {
@@ -187,12 +185,7 @@ async fn token_signed_by_another_key_should_be_invalid_identity_token() {
     let f = start().await;
     let stranger = Issuer::generate_rsa(ISSUER).unwrap();
     let token = sa_token(&stranger, "demo", "sts.amazonaws.com");
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &token, "s1", None)
-            .await
-            .unwrap_err(),
-        "InvalidIdentityToken"
-    );
+    assert_eq!(refusal(&f, &token).await, "InvalidIdentityToken");
     // A token whose payload was edited after signing.
     let good = sa_token(&f.issuer, "demo", "sts.amazonaws.com");
     let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
@@ -222,12 +215,7 @@ async fn token_signed_by_another_key_should_be_invalid_identity_token() {
 async fn wrong_audience_should_be_invalid_identity_token() {
     let f = start().await;
     let token = sa_token(&f.issuer, "demo", "vault");
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &token, "s1", None)
-            .await
-            .unwrap_err(),
-        "InvalidIdentityToken"
-    );
+    assert_eq!(refusal(&f, &token).await, "InvalidIdentityToken");
 }
 
 #[tokio::test]
@@ -237,33 +225,18 @@ async fn expired_token_should_be_expired_token_exception() {
         &f.issuer,
         json!({"iat": now_secs() - 700, "exp": now_secs() - 100}),
     );
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &token, "s1", None)
-            .await
-            .unwrap_err(),
-        "ExpiredTokenException"
-    );
+    assert_eq!(refusal(&f, &token).await, "ExpiredTokenException");
     // The same happens when the emulator's clock passes a valid token's expiry.
     let token = sa_token(&f.issuer, "demo", "sts.amazonaws.com");
     f.clock.advance(Duration::from_secs(601));
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &token, "s1", None)
-            .await
-            .unwrap_err(),
-        "ExpiredTokenException"
-    );
+    assert_eq!(refusal(&f, &token).await, "ExpiredTokenException");
 }
 
 #[tokio::test]
 async fn future_nbf_should_be_invalid_identity_token() {
     let f = start().await;
     let token = claims_token(&f.issuer, json!({"nbf": now_secs() + 300}));
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &token, "s1", None)
-            .await
-            .unwrap_err(),
-        "InvalidIdentityToken"
-    );
+    assert_eq!(refusal(&f, &token).await, "InvalidIdentityToken");
 }
 
 #[tokio::test]
@@ -280,12 +253,7 @@ async fn trust_policy_should_allow_its_subject_and_deny_others() {
     let ok = sa_token(&f.issuer, "demo", "sts.amazonaws.com");
     assert!(assume(&f.sts.endpoint_url(), &ok, "s1", None).await.is_ok());
     let other = sa_token(&f.issuer, "other", "sts.amazonaws.com");
-    assert_eq!(
-        assume(&f.sts.endpoint_url(), &other, "s1", None)
-            .await
-            .unwrap_err(),
-        "AccessDenied"
-    );
+    assert_eq!(refusal(&f, &other).await, "AccessDenied");
 }
 
 #[tokio::test]
@@ -352,58 +320,40 @@ async fn get_caller_identity_should_answer_the_assumed_role() {
     );
 }
 
+/// The error code of a GetCallerIdentity signed with this key, secret and
+/// session token.
+async fn caller_identity_code(f: &Fixture, key: &str, secret: &str, token: &str) -> String {
+    let creds = Credentials::new(key, secret, Some(token.to_string()), None, "test");
+    let err = client(&f.sts.endpoint_url(), Some(creds))
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap_err();
+    err.code().unwrap_or_default().to_string()
+}
+
 #[tokio::test]
 async fn tampered_secret_should_be_signature_does_not_match() {
     let f = start().await;
     let creds = issued(&f).await;
     let mut secret = creds.secret_access_key().to_string();
     secret.replace_range(0..1, if secret.starts_with('A') { "B" } else { "A" });
-    let tampered = Credentials::new(
-        creds.access_key_id(),
-        secret,
-        Some(creds.session_token().to_string()),
-        None,
-        "test",
-    );
-    let err = client(&f.sts.endpoint_url(), Some(tampered))
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some("SignatureDoesNotMatch"));
+    let code =
+        caller_identity_code(&f, creds.access_key_id(), &secret, creds.session_token()).await;
+    assert_eq!(code, "SignatureDoesNotMatch");
 }
 
 #[tokio::test]
 async fn unknown_key_should_be_invalid_client_token_id() {
     let f = start().await;
     let creds = issued(&f).await;
-    let unknown = Credentials::new(
-        "ASIAAAAAAAAAAAAAAAAA",
-        creds.secret_access_key(),
-        Some(creds.session_token().to_string()),
-        None,
-        "test",
-    );
-    let err = client(&f.sts.endpoint_url(), Some(unknown))
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some("InvalidClientTokenId"));
+    let (key, secret) = (creds.access_key_id(), creds.secret_access_key());
+    let code =
+        caller_identity_code(&f, "ASIAAAAAAAAAAAAAAAAA", secret, creds.session_token()).await;
+    assert_eq!(code, "InvalidClientTokenId");
     // A known key with another session token is just as unknown.
-    let wrong_token = Credentials::new(
-        creds.access_key_id(),
-        creds.secret_access_key(),
-        Some("IRSAEMUforged".to_string()),
-        None,
-        "test",
-    );
-    let err = client(&f.sts.endpoint_url(), Some(wrong_token))
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some("InvalidClientTokenId"));
+    let code = caller_identity_code(&f, key, secret, "IRSAEMUforged").await;
+    assert_eq!(code, "InvalidClientTokenId");
 }
 
 #[tokio::test]

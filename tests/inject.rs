@@ -1212,6 +1212,47 @@ fn container_roles_should_line_up_with_serves_variables() -> TestResult {
     Ok(())
 }
 
+/// `--imds-role` names the role IMDS serves in the sidecar's roles JSON
+/// (without it, `imds_role` is absent and IMDS serves no credentials).
+#[test]
+fn imds_role_should_name_the_role_imds_serves() -> TestResult {
+    let roles = std::fs::read_to_string(fixture("roles.yaml"))?;
+    let out = inject(
+        &[
+            "--container-role",
+            ROLE_API,
+            "--container-role",
+            ROLE_WORKER,
+            "--imds-role",
+            "worker",
+            "-f",
+            "-",
+        ],
+        roles.as_bytes(),
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> = serde_norway::Deserializer::from_slice(&out.stdout)
+        .map(Value::deserialize)
+        .collect::<Result<_, _>>()?;
+    let spec = &docs[1]["spec"]["template"]["spec"];
+    let sidecar = containers(spec, "initContainers")[0];
+    assert_eq!(sidecar["name"], "irsa-proxy");
+    let json: serde_json::Value =
+        serde_json::from_str(env_value(sidecar, "IRSA_PROXY_ROLES").ok_or("no roles")?)?;
+    assert_eq!(
+        json,
+        serde_json::json!({"imds_role": "worker", "roles": {
+            "api": {"role_arn": "arn:aws:iam::111122223333:role/api"},
+            "worker": {"role_arn": "arn:aws:iam::111122223333:role/worker"},
+        }})
+    );
+    Ok(())
+}
+
 /// Every bad `--container-role` is one line, exit 2, nothing written.
 #[test]
 fn bad_container_roles_should_be_refused_with_one_line() -> TestResult {
@@ -1264,6 +1305,25 @@ fn bad_container_roles_should_be_refused_with_one_line() -> TestResult {
             "init role with a classic sidecar",
             &["--classic-sidecar", "--container-role", ROLE_S3_COPY],
             &["Deployment/shop", "\"copier\"", "--classic-sidecar"],
+        ),
+        (
+            "an IMDS role that is no container's",
+            &[
+                "--container-role",
+                ROLE_API,
+                "--container-role",
+                ROLE_WORKER,
+                "--imds-role",
+                "metrics",
+            ],
+            &[
+                "--imds-role: \"metrics\" is not one of the --container-role containers; expected one of api, worker",
+            ],
+        ),
+        (
+            "an IMDS role without roles",
+            &["--imds-role", "api"],
+            &["--imds-role: \"api\" is given without --container-role"],
         ),
     ];
     for (what, args, expected) in cases {

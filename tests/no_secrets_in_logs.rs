@@ -56,18 +56,9 @@ async fn exercise(format: &str) -> String {
             .status,
         401
     );
-    let t = request(
+    let imds = common::http::imds_v2(
         p.addr,
-        "PUT",
-        "/latest/api/token",
-        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
-    )
-    .await;
-    let imds = request(
-        p.addr,
-        "GET",
         "/latest/meta-data/iam/security-credentials/test-role",
-        &[("X-aws-ec2-metadata-token", &t.body)],
     )
     .await;
     assert_eq!(imds.status, 200);

@@ -180,28 +180,15 @@ async fn the_emulated_agent_should_answer_like_the_real_one() {
 /// Pod Identity session, and the set it used carries the six session tags.
 #[tokio::test]
 async fn the_agents_session_should_be_seen_with_its_tags_by_later_calls() {
-    use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
     let agent = Agent::start(Duration::from_secs(3600), |_| {}).await;
     let good = pod_token(&agent.issuer, AUDIENCE, "cart", 600);
     let creds = agent.ask(Some(&good)).await.json();
     let key = creds["AccessKeyId"].as_str().unwrap().to_string();
-    let conf = aws_sdk_sts::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(agent.handle.endpoint_url())
-        .credentials_provider(Credentials::new(
-            &key,
-            creds["SecretAccessKey"].as_str().unwrap(),
-            Some(creds["Token"].as_str().unwrap().to_string()),
-            None,
-            "pod-identity",
-        ))
-        .build();
-    let who = aws_sdk_sts::Client::from_conf(conf)
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap();
+    let sts = common::sdk::sts_client(
+        &agent.handle.endpoint_url(),
+        Some(common::sdk::credentials_from_json(&creds)),
+    );
+    let who = sts.get_caller_identity().send().await.unwrap();
     assert!(who
         .arn()
         .unwrap()
@@ -421,23 +408,12 @@ async fn pod_identity_tags_should_be_transitive_down_a_chain() {
     .await;
 
     // The SDK on the agent's credentials.
-    use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
     use aws_sdk_sts::types::Tag;
     let good = pod_token(&agent.issuer, AUDIENCE, "cart", 600);
     let creds = agent.ask(Some(&good)).await.json();
-    let sts = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(agent.handle.endpoint_url())
-            .credentials_provider(Credentials::new(
-                creds["AccessKeyId"].as_str().unwrap(),
-                creds["SecretAccessKey"].as_str().unwrap(),
-                Some(creds["Token"].as_str().unwrap().to_string()),
-                None,
-                "pod-identity",
-            ))
-            .build(),
+    let sts = common::sdk::sts_client(
+        &agent.handle.endpoint_url(),
+        Some(common::sdk::credentials_from_json(&creds)),
     );
     let hop = sts
         .assume_role()

@@ -10,11 +10,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::pki::Pki;
 use common::{request, ProxyBuilder, ProxyProcess, TokenDir};
 use irsa_proxy::tools::emulator::{
     self, EmulatorHandle, EmulatorSettings, Issuer, ServiceAccountToken,
@@ -24,35 +24,6 @@ use irsa_proxy::tools::emulator::{
 const HOST: &str = "sts.private.test";
 const ISSUER: &str = "https://oidc.eks.us-east-1.amazonaws.com/id/PRIVATE";
 const SECRET: &str = "pa55-W0rd-never-logged";
-
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    /// A test CA, and a certificate it signs for HOST and 127.0.0.1.
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let issued = irsa_proxy::tools::tls::ca::issue(
-            "irsa-proxy test CA",
-            vec![HOST.to_string(), "127.0.0.1".to_string()],
-            1,
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), issued.ca_pem).unwrap();
-        std::fs::write(dir.path().join("tls.crt"), issued.cert_pem).unwrap();
-        std::fs::write(dir.path().join("tls.key"), issued.key_pem).unwrap();
-        Pki { dir }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
 
 /// The emulator over HTTPS, and a token it accepts.
 struct Sts {
@@ -64,9 +35,7 @@ struct Sts {
 async fn sts(pki: Arc<Pki>) -> Sts {
     let issuer = Issuer::generate_rsa(ISSUER).unwrap();
     let settings = EmulatorSettings::new(issuer.verifying_keys().unwrap());
-    let tls =
-        irsa_proxy::tools::tls::reloading_config(pki.path("tls.crt"), pki.path("tls.key"), |_| {})
-            .unwrap();
+    let tls = pki.server_config();
     let handle = emulator::spawn_with("127.0.0.1:0".parse().unwrap(), settings, Some(tls))
         .await
         .unwrap();
@@ -236,7 +205,7 @@ fn sts_calls(metrics: &str, result: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sts_should_be_reached_through_the_proxy_with_the_private_ca() {
-    let pki = Arc::new(Pki::new());
+    let pki = Arc::new(Pki::new(HOST));
     let sts = sts(pki.clone()).await;
     let tp = Tinyproxy::start("");
     let target = format!("{HOST}:{}", sts.port());
@@ -269,7 +238,7 @@ async fn sts_should_be_reached_through_the_proxy_with_the_private_ca() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_bundle_the_certificate_error_should_be_named() {
-    let pki = Arc::new(Pki::new());
+    let pki = Arc::new(Pki::new(HOST));
     let sts = sts(pki.clone()).await;
     let tp = Tinyproxy::start("");
     let p = serve(&sts, &sts.private_url())
@@ -292,7 +261,7 @@ async fn without_the_bundle_the_certificate_error_should_be_named() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_proxy_should_bypass_the_proxy() {
-    let pki = Arc::new(Pki::new());
+    let pki = Arc::new(Pki::new(HOST));
     let sts = sts(pki.clone()).await;
     let tp = Tinyproxy::start("");
 
@@ -332,7 +301,7 @@ async fn no_proxy_should_bypass_the_proxy() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_credentials_should_work_and_never_be_logged() {
-    let pki = Arc::new(Pki::new());
+    let pki = Arc::new(Pki::new(HOST));
     let sts = sts(pki.clone()).await;
     let tp = Tinyproxy::start(&format!("BasicAuth alice {SECRET}"));
     let with = |password: &str| format!("http://alice:{password}@127.0.0.1:{}", tp.port);
@@ -397,7 +366,7 @@ fn proxy_answering_407() -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_407_should_get_its_own_error() {
-    let pki = Arc::new(Pki::new());
+    let pki = Arc::new(Pki::new(HOST));
     let sts = sts(pki.clone()).await;
     let addr = proxy_answering_407();
     let p = serve(&sts, &sts.private_url())
@@ -412,7 +381,7 @@ async fn a_407_should_get_its_own_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_that_denies_the_port_should_be_named() {
-    let pki = Arc::new(Pki::new());
+    let pki = Arc::new(Pki::new(HOST));
     let sts = sts(pki.clone()).await;
     // CONNECT to 443 only: the emulator's port is another, so 403.
     let tp = Tinyproxy::start("ConnectPort 443");
@@ -531,7 +500,7 @@ fn the_endpoint_table_should_be_what_serve_resolves() {
 
 #[test]
 fn the_profile_ca_bundle_should_be_used_when_the_variable_is_unset() {
-    let pki = Pki::new();
+    let pki = Pki::new(HOST);
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("config");
     std::fs::write(

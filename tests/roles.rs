@@ -111,24 +111,6 @@ fn key(r: &common::Reply) -> String {
     r.json()["AccessKeyId"].as_str().unwrap().to_string()
 }
 
-async fn imds(p: &ProxyProcess, path: &str) -> common::Reply {
-    let t = request(
-        p.addr,
-        "PUT",
-        "/latest/api/token",
-        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
-    )
-    .await;
-    assert_eq!(t.status, 200, "{}", t.body);
-    request(
-        p.addr,
-        "GET",
-        path,
-        &[("X-aws-ec2-metadata-token", t.body.as_str())],
-    )
-    .await
-}
-
 #[tokio::test]
 async fn each_token_should_get_its_own_role_and_a_failing_role_should_not_stop_the_others() {
     let sts = Sts::start().await;
@@ -252,12 +234,14 @@ async fn each_token_should_get_its_own_role_and_a_failing_role_should_not_stop_t
     );
 
     // IMDS serves imds_role alone.
-    let listing = imds(&p, "/latest/meta-data/iam/security-credentials/").await;
+    let listing =
+        common::http::imds_v2(p.addr, "/latest/meta-data/iam/security-credentials/").await;
     assert_eq!((listing.status, listing.body.as_str()), (200, "app"));
-    let from_imds = imds(&p, "/latest/meta-data/iam/security-credentials/app").await;
+    let from_imds =
+        common::http::imds_v2(p.addr, "/latest/meta-data/iam/security-credentials/app").await;
     assert_eq!(key(&from_imds), app_key);
     assert_eq!(
-        imds(&p, "/latest/meta-data/iam/security-credentials/target")
+        common::http::imds_v2(p.addr, "/latest/meta-data/iam/security-credentials/target")
             .await
             .status,
         404
@@ -323,7 +307,7 @@ async fn without_an_imds_role_imds_should_serve_no_credentials_and_a_restart_sho
         "/latest/meta-data/iam/security-credentials/app",
         "/latest/meta-data/iam/info",
     ] {
-        let r = imds(&p, path).await;
+        let r = common::http::imds_v2(p.addr, path).await;
         assert_eq!(r.status, 404, "{path}: {}", r.body);
         assert!(
             r.body.contains("IMDS serves no role") && r.body.contains("imds_role"),
@@ -403,4 +387,202 @@ fn a_bad_roles_configuration_should_exit_2_with_one_line_each() {
     }
     assert!(!err.contains("SECRET"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The role the emulated Pod Identity agent gives `shop/cart`.
+const PI_ROLE: &str = "arn:aws:iam::444455556666:role/pod-role";
+const PI_API: &str = "arn:aws:iam::111122223333:role/pi-api";
+const PI_COPY: &str = "arn:aws:iam::111122223333:role/pi-copy";
+const PI_TARGET: &str = "arn:aws:iam::777788889999:role/pi-target";
+
+/// A token as the EKS webhook projects it for Pod Identity.
+fn pod_identity_token(issuer: &Issuer) -> String {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    issuer
+        .mint(&json!({
+            "iss": ISSUER,
+            "sub": "system:serviceaccount:shop:cart",
+            "aud": [irsa_proxy::tools::emulator::pod_identity::AUDIENCE],
+            "iat": now - 10, "nbf": now - 10, "exp": now + 3600,
+            "kubernetes.io": {
+                "namespace": "shop",
+                "serviceaccount": {"name": "cart", "uid": "sa-uid"},
+                "pod": {"name": "cart-7d9f", "uid": "pod-uid-1234"},
+            },
+        }))
+        .unwrap()
+}
+
+/// The order the EKS webhook gives at admission: `inject --container-role`
+/// wrote each role's `role_arn`, then Pod Identity was added, so `serve` runs
+/// on the agent. Each `role_arn` is assumed from the agent's role as the
+/// role's first hop (tags on it, the session policy on the last hop), and
+/// each token gets its own role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_pod_identity_each_role_arn_should_be_assumed_from_the_agents_role() {
+    use irsa_proxy::arn::RoleArn;
+    use irsa_proxy::tools::emulator::pod_identity::Association;
+    let trust = |principal: &str| {
+        Policy::parse(
+            &json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"AWS": principal},
+                "Action": ["sts:AssumeRole", "sts:TagSession"]}]})
+            .to_string(),
+        )
+        .unwrap()
+    };
+    let issuer = Issuer::generate_rsa(ISSUER).unwrap();
+    let mut settings = EmulatorSettings::new(issuer.verifying_keys().unwrap());
+    settings.pod_identity.associations = vec![Association {
+        namespace: "shop".into(),
+        service_account: "cart".into(),
+        role: RoleArn::parse(PI_ROLE).unwrap(),
+    }];
+    for (role, principal) in [(PI_API, PI_ROLE), (PI_COPY, PI_ROLE), (PI_TARGET, PI_COPY)] {
+        settings
+            .role_trust_policies
+            .insert(role.into(), trust(principal));
+    }
+    let ledger = settings.ledger.clone();
+    let handle = emulator::spawn("127.0.0.1:0".parse().unwrap(), settings)
+        .await
+        .unwrap();
+
+    let token = TokenDir::new(&pod_identity_token(&issuer));
+    let work = tempfile::tempdir().unwrap();
+    let token_dir = work.path().join("roles");
+    let roles = write_roles(
+        work.path(),
+        json!({"roles": {
+            "api": {"role_arn": PI_API},
+            "copier": {"role_arn": PI_COPY, "chain_role_arn": [PI_TARGET],
+                       "session_policy": {"Version": "2012-10-17", "Statement": [
+                           {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}},
+        }}),
+    );
+    let p = ProxyBuilder::serve(&token.path(), &handle.endpoint_url())
+        .without("--role-arn")
+        .without("--token-file")
+        .args(["--source", "pod-identity"])
+        .args([
+            "--pod-identity-uri",
+            &format!("http://{}/v1/credentials", handle.addr()),
+        ])
+        .args([
+            "--pod-identity-token-file",
+            &token.path().display().to_string(),
+        ])
+        .args(["--roles-file", &roles])
+        .args(["--auth-token-dir", &token_dir.display().to_string()])
+        .args(["--session-tags", "team=payments"])
+        .start();
+    let read = |name: &str| std::fs::read_to_string(token_dir.join(name).join("token")).unwrap();
+    let (api_token, copier_token) = (read("api"), read("copier"));
+    assert!(
+        common::eventually(Duration::from_secs(15), || async {
+            ecs(&p, &api_token).await.status == 200 && ecs(&p, &copier_token).await.status == 200
+        })
+        .await,
+        "logs:\n{}",
+        p.logs()
+    );
+    let logs = p.logs();
+    for (name, arn) in [("api", PI_API), ("copier", PI_COPY)] {
+        let line = format!(
+            "role {name}: Pod Identity source; {arn} assumed as a hop from the agent's role"
+        );
+        assert_eq!(logs.matches(&line).count(), 1, "{line:?} in\n{logs}");
+    }
+
+    let record = |key: &str| {
+        ledger
+            .snapshot()
+            .sets
+            .into_iter()
+            .find(|s| s.access_key_id == key)
+            .unwrap_or_else(|| panic!("{key} was not issued by the emulator"))
+    };
+    // api: one hop from the agent's role, with the tag and the Pod Identity six.
+    let api = ecs(&p, &api_token).await;
+    assert_eq!(api.json()["RoleArn"], PI_API);
+    let api_set = record(&key(&api));
+    assert!(
+        api_set
+            .session
+            .starts_with("arn:aws:sts::111122223333:assumed-role/pi-api/"),
+        "{}",
+        api_set.session
+    );
+    assert_eq!(api_set.session_tags["team"], "payments");
+    assert_eq!(api_set.session_tags["kubernetes-namespace"], "shop");
+    assert!(api_set.session_policy.is_none());
+    // copier: role_arn, then its chain; the session policy on the last hop.
+    let copier = ecs(&p, &copier_token).await;
+    assert_eq!(copier.json()["RoleArn"], PI_TARGET);
+    let copier_set = record(&key(&copier));
+    assert!(copier_set
+        .session
+        .starts_with("arn:aws:sts::777788889999:assumed-role/pi-target/"));
+    assert!(copier_set.session_policy.is_some());
+    assert!(
+        !copier_set.session_tags.contains_key("team"),
+        "not transitive"
+    );
+
+    // The credentials work as the role they name.
+    use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
+    let c = api.json();
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(handle.endpoint_url())
+            .credentials_provider(Credentials::new(
+                c["AccessKeyId"].as_str().unwrap(),
+                c["SecretAccessKey"].as_str().unwrap(),
+                Some(c["Token"].as_str().unwrap().to_string()),
+                None,
+                "irsa-proxy",
+            ))
+            .build(),
+    );
+    let me = sts.get_caller_identity().send().await.unwrap();
+    assert!(
+        me.arn()
+            .unwrap()
+            .starts_with("arn:aws:sts::111122223333:assumed-role/pi-api/"),
+        "{me:?}"
+    );
+}
+
+/// A `role_arn` on Pod Identity is a hop: the chained session's 1h cap holds.
+#[test]
+fn on_pod_identity_a_role_arn_should_cap_the_duration_at_one_hour() {
+    let work = tempfile::tempdir().unwrap();
+    let token = work.path().join("token");
+    std::fs::write(&token, "x").unwrap();
+    let roles = write_roles(work.path(), json!({"roles": {"api": {"role_arn": PI_API}}}));
+    let home = tempfile::tempdir().unwrap();
+    let out = common::proxy::clean_command(home.path())
+        .args(["serve", "--roles-file", &roles, "--source", "pod-identity"])
+        .args(["--pod-identity-uri", "http://127.0.0.1:1/v1/credentials"])
+        .args(["--pod-identity-token-file", &token.display().to_string()])
+        .args([
+            "--auth-token-dir",
+            &work.path().join("roles").display().to_string(),
+        ])
+        .args(["--duration", "2h"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("--duration: \"2h\" is longer than the 1h AWS allows a session obtained by role chaining (roles.api.role_arn, assumed from the Pod Identity role)"),
+        "{err}"
+    );
 }

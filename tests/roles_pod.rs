@@ -294,3 +294,68 @@ fn relative_uri_clients_should_get_their_own_role_with_link_local() {
         assert_role(&log(container), container, client, role_name, &context);
     }
 }
+
+/// The admission order on an EKS Pod Identity cluster: `inject`'s manifest
+/// (each role with its `role_arn`), then the EKS webhook's Pod Identity
+/// mutation (the pod runner's simulation, the agent at its real address in
+/// the pod's namespace, relayed to the emulator). The sidecar runs on the
+/// agent and assumes each container's role from the pod's Pod Identity role:
+/// each container still gets its own role.
+#[test]
+fn each_container_should_get_its_own_role_when_pod_identity_is_added_after_inject() {
+    require_root();
+    let work = tempfile::tempdir().expect("tempdir");
+    let pod_dir = work.path().join("pod");
+    std::fs::create_dir_all(&pod_dir).expect("mkdir");
+    let manifest = pod_dir.join("roles.yaml");
+    inject_roles(&manifest, &[]);
+    let upstream = format!("127.0.0.1:{}", common::podrunner::POD_STS_PORT);
+    let association = format!("demo-namespace/shop={}", role("pod-role"));
+    let (out, logs) = common::podrunner::run_pod_with_emulator(
+        &[&manifest],
+        &[
+            ("copier", client_argv("js-v2-2017")),
+            ("api", client_argv("botocore-debian")),
+            ("worker", client_argv("botocore-debian")),
+            ("metrics", vec!["/bin/true".to_string()]),
+        ],
+        &[
+            "--eks-pod-identity",
+            "http://169.254.170.23/v1/credentials",
+            "--pod-identity-agent",
+            &upstream,
+            "--eks-webhook-region",
+            "us-east-1",
+        ],
+        &["--pod-identity-association", &association],
+        &pod_dir,
+    );
+    let context = describe_pod(&out, &logs);
+    assert!(out.status.success(), "{context}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pod-identity"),
+        "the mutation was not simulated: {context}"
+    );
+    let log = |name: &str| {
+        logs.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default()
+    };
+    for (container, client, role_name) in [
+        ("copier", "js-v2-2017", "s3-copy"),
+        ("api", "botocore-debian", "api"),
+        ("worker", "botocore-debian", "worker"),
+    ] {
+        assert_role(&log(container), container, client, role_name, &context);
+    }
+    let sidecar = std::fs::read_dir(pod_dir.join("logs"))
+        .expect("the pod's logs")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .find(|log| log.contains("credential source: EKS Pod Identity agent"))
+        .unwrap_or_default();
+    for r in ["s3-copy", "api", "worker"] {
+        let said = format!("{} assumed as a hop from the agent's role", role(r));
+        assert!(sidecar.contains(&said), "{said:?} in\n{sidecar}\n{context}");
+    }
+}

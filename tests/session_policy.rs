@@ -11,11 +11,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_sts::config::retry::RetryConfig;
-use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sts::config::Credentials;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_sdk_sts::types::PolicyDescriptorType;
 use common::clients::{clients_dir, python_with_boto3};
+use common::sdk::sts_client as client;
 use common::ProxyBuilder;
 use irsa_proxy::policy::Policy;
 use irsa_proxy::tools::emulator::{
@@ -293,18 +293,6 @@ fn serve_should_refuse_a_session_policy_sts_would_refuse() {
 
 // ---------------------------------------------------------------------------
 // STS: the parameters, with the Rust SDK
-
-fn client(endpoint: &str, creds: Option<Credentials>) -> aws_sdk_sts::Client {
-    let mut b = aws_sdk_sts::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .retry_config(RetryConfig::disabled());
-    if let Some(c) = creds {
-        b = b.credentials_provider(c);
-    }
-    aws_sdk_sts::Client::from_conf(b.build())
-}
 
 fn arn(a: &str) -> PolicyDescriptorType {
     PolicyDescriptorType::builder().arn(a).build()

@@ -9,7 +9,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use irsa_proxy::clock::SystemClock;
 use irsa_proxy::sidecar::cache::{CredentialStore, Credentials, RoleInfo};
-use irsa_proxy::sidecar::endpoints::{handle, AppState, Peer, ServerSettings};
+use irsa_proxy::sidecar::endpoints::{handle, AppState, Peer, ServedRole, ServerSettings};
 use irsa_proxy::sidecar::metrics::Metrics;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,11 +34,10 @@ fn state() -> Arc<AppState> {
                 ),
                 now,
             );
-            Arc::new(AppState::new(
-                store,
-                Arc::new(Metrics::new()),
+            Arc::new(AppState::single(
+                ServedRole::new("default", store, "app".into()),
                 None,
-                "app".into(),
+                Arc::new(Metrics::new()),
                 ServerSettings {
                     region: Some("us-east-1".into()),
                     ..ServerSettings::default()

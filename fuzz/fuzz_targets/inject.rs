@@ -18,6 +18,7 @@ fuzz_target!(|s: &str| {
         role_arn: None,
         container: Vec::new(),
         container_role: Vec::new(),
+        imds_role: None,
         strip_web_identity: false,
         keep_web_identity: false,
         auth_secret: None,

@@ -47,8 +47,14 @@ fn envelope(pod: Value) -> Value {
 fn patch_of(answer: &[u8]) -> Option<json_patch::Patch> {
     let answer: Value = serde_json::from_slice(answer).expect("the answer is JSON");
     let response = &answer["response"];
-    assert_eq!(response["allowed"], true, "the webhook never denies: {answer}");
-    let patch = response.get("patch")?.as_str().expect("the patch is a string");
+    assert_eq!(
+        response["allowed"], true,
+        "the webhook never denies: {answer}"
+    );
+    let patch = response
+        .get("patch")?
+        .as_str()
+        .expect("the patch is a string");
     assert_eq!(response["patchType"], "JSONPatch", "{answer}");
     let patch = base64::engine::general_purpose::STANDARD
         .decode(patch)
@@ -82,9 +88,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut sent: Value = serde_json::from_slice(&body).expect("a patched review was JSON");
     let mut pod = sent["request"]["object"].take();
-    json_patch::patch(&mut pod, &patch).unwrap_or_else(|e| {
-        panic!("the patch does not apply to its pod: {e}")
-    });
+    json_patch::patch(&mut pod, &patch)
+        .unwrap_or_else(|e| panic!("the patch does not apply to its pod: {e}"));
     sent["request"]["object"] = pod;
     let again = review(
         &serde_json::to_vec(&sent).expect("serialise"),

@@ -101,17 +101,19 @@ impl Config {
 
     /// The configuration of one of several roles: its web-identity role (or
     /// `--role-arn`), its hops with the shared chain settings (the ExternalId
-    /// on its last hop), and no roles or tokens of its own.
+    /// on its last hop), and no roles or tokens of its own. On Pod Identity
+    /// its `role_arn` is its first hop, assumed from the agent's role.
     pub fn for_role(&self, role: &RoleConfig) -> Config {
         let mut c = self.clone();
-        if let Some(arn) = &role.role_arn {
+        let source = self.source();
+        if let (SourceKind::WebIdentity, Some(arn)) = (source, &role.role_arn) {
             c.role_arn = arn.clone();
         }
         c.chain.hops = role
-            .hops
-            .iter()
+            .hops_on(source)
+            .into_iter()
             .map(|arn| crate::sidecar::chain::Hop {
-                role: arn.clone(),
+                role: arn,
                 external_id: None,
             })
             .collect();
@@ -1076,7 +1078,8 @@ mod tests {
             all,
             "--roles-file: \"/nonexistent-for-test/roles.json\" is given together with IRSA_PROXY_ROLES; expected one of them"
         );
-        // Pod Identity: the agent picks the role.
+        // Pod Identity: the agent picks the pod's role; a role_arn is a hop
+        // from it, so the chained session's 1h cap holds.
         let e = env(&[
             ("IRSA_PROXY_ROLES", json.as_str()),
             ("IRSA_PROXY_AUTH_TOKEN_DIR", dir_s.as_str()),
@@ -1086,12 +1089,51 @@ mod tests {
             ),
             ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", tp.as_str()),
         ]);
-        let all = flags::lines(&Config::from_args(&ServeArgs::default(), &e).unwrap_err());
-        assert!(
-            all.contains("has roles.app.role_arn \"arn:aws:iam::111122223333:role/app\", which the Pod Identity source cannot assume"),
-            "{all}"
+        let args = ServeArgs {
+            duration: Some("2h".into()),
+            ..Default::default()
+        };
+        let all = flags::lines(&Config::from_args(&args, &e).unwrap_err());
+        assert_eq!(
+            all,
+            "--duration: \"2h\" is longer than the 1h AWS allows a session obtained by role chaining (roles.app.role_arn, assumed from the Pod Identity role); expected 15m to 1h with a chain"
         );
-        assert!(!all.contains("roles.copier"), "{all}");
+    }
+
+    #[test]
+    fn on_pod_identity_a_roles_role_arn_should_be_its_first_hop() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_s = dir.path().display().to_string();
+        let json = serde_json::json!({"roles": {
+            "app": {"role_arn": "arn:aws:iam::111122223333:role/app",
+                    "session_policy_arns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]},
+            "copier": {"role_arn": "arn:aws:iam::111122223333:role/copy",
+                       "chain_role_arn": ["arn:aws:iam::444455556666:role/b"]},
+            "plain": {},
+        }})
+        .to_string();
+        let tp = token_path();
+        let e = env(&[
+            ("IRSA_PROXY_ROLES", json.as_str()),
+            ("IRSA_PROXY_AUTH_TOKEN_DIR", dir_s.as_str()),
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://169.254.170.23/v1/credentials",
+            ),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", tp.as_str()),
+        ]);
+        let c = Config::from_args(&ServeArgs::default(), &e).unwrap();
+        assert_eq!(c.source(), SourceKind::PodIdentity);
+        let roles = c.roles.clone().unwrap();
+        let hops = |i: usize| -> Vec<String> {
+            let r = c.for_role(&roles.roles[i]);
+            assert_eq!(r.role_arn, c.role_arn, "the agent's role is the base");
+            r.chain.hops.iter().map(|h| h.role.name.clone()).collect()
+        };
+        assert_eq!(hops(0), ["app"]);
+        assert_eq!(hops(1), ["copy", "b"]);
+        assert!(hops(2).is_empty(), "the agent's own role");
+        assert_eq!(c.for_role(&roles.roles[1]).served_role().name, "b");
     }
 
     #[test]

@@ -71,8 +71,9 @@ impl Roles {
 pub struct RoleConfig {
     /// A DNS label ([`NAME_FORM`]).
     pub name: String,
-    /// The web-identity role; `None`: the top-level `--role-arn` (and with
-    /// `--source pod-identity` always `None`: the agent picks the role).
+    /// The web-identity role; `None`: the top-level `--role-arn`. With
+    /// `--source pod-identity` the agent picks the pod's role, and this one
+    /// is assumed from it as the first hop ([`RoleConfig::hops_on`]).
     pub role_arn: Option<RoleArn>,
     /// Hops after it, in order (the chain machinery, `crate::sidecar::chain`).
     pub hops: Vec<RoleArn>,
@@ -83,6 +84,23 @@ pub struct RoleConfig {
 }
 
 impl RoleConfig {
+    /// True when the role makes AssumeRole calls: it has `chain_role_arn`,
+    /// or, on the Pod Identity source, a `role_arn` (assumed as the first
+    /// hop from the agent's role).
+    pub fn is_chained(&self, source: SourceKind) -> bool {
+        !self.hops.is_empty() || source == SourceKind::PodIdentity && self.role_arn.is_some()
+    }
+
+    /// The role's hops on `source`: on Pod Identity its `role_arn` (if any)
+    /// comes first, assumed with the agent's credentials.
+    pub fn hops_on(&self, source: SourceKind) -> Vec<RoleArn> {
+        let first = match (source, &self.role_arn) {
+            (SourceKind::PodIdentity, Some(arn)) => Some(arn.clone()),
+            _ => None,
+        };
+        first.into_iter().chain(self.hops.iter().cloned()).collect()
+    }
+
     /// The variable that holds this role's token as a value.
     pub fn token_variable(&self) -> String {
         token_variable(&self.name)
@@ -283,28 +301,27 @@ pub(crate) fn check_with(flags: &mut Flags<'_>, roles: &Roles, cx: Context<'_>) 
     .collect();
     for r in &roles.roles {
         let name = &r.name;
-        match (cx.source, &r.role_arn) {
-            (SourceKind::PodIdentity, Some(arn)) => flags.refuse(o.refusal(
-                format!("has roles.{name}.role_arn {:?}, which the Pod Identity source cannot assume", arn.arn),
-                "no role_arn with --source pod-identity: the EKS Pod Identity agent picks the role (chain_role_arn names roles after it)",
-            )),
-            (SourceKind::WebIdentity, None) if !cx.top_role => flags.refuse(o.refusal(
-                format!("has roles.{name} without role_arn, and --role-arn (AWS_ROLE_ARN) is not given"),
+        if cx.source == SourceKind::WebIdentity && r.role_arn.is_none() && !cx.top_role {
+            flags.refuse(o.refusal(
+                format!(
+                    "has roles.{name} without role_arn, and --role-arn (AWS_ROLE_ARN) is not given"
+                ),
                 "role_arn in the role, or --role-arn for the roles that name none",
-            )),
-            _ => {}
+            ));
         }
-        if cx.source == SourceKind::PodIdentity && r.hops.is_empty() && !r.session_policy.is_empty()
+        if cx.source == SourceKind::PodIdentity
+            && !r.is_chained(cx.source)
+            && !r.session_policy.is_empty()
         {
             flags.refuse(o.refusal(
-                format!("has roles.{name} with a session policy and no chain_role_arn, which the Pod Identity source cannot send"),
-                "chain_role_arn in the role too (its last AssumeRole carries the policy): the Pod Identity agent takes no session policy",
+                format!("has roles.{name} with a session policy and neither role_arn nor chain_role_arn, which the Pod Identity source cannot send"),
+                "role_arn or chain_role_arn in the role too (its last AssumeRole carries the policy): the Pod Identity agent takes no session policy",
             ));
         }
     }
     // The chain settings go on the hops of the roles that have some; a role
     // without a chain makes only its web-identity call, which takes none.
-    if !needs_chain.is_empty() && roles.roles.iter().all(|r| r.hops.is_empty()) {
+    if !needs_chain.is_empty() && roles.roles.iter().all(|r| !r.is_chained(cx.source)) {
         flags.refuse(o.refusal(
             format!(
                 "has no role with chain_role_arn, but {} need{} a chain (AssumeRoleWithWebIdentity takes no ExternalId, session tags or SourceIdentity)",
@@ -315,7 +332,7 @@ pub(crate) fn check_with(flags: &mut Flags<'_>, roles: &Roles, cx: Context<'_>) 
         ));
     }
     if let (Some(r), Some((d, source, v))) = (
-        roles.roles.iter().find(|r| !r.hops.is_empty()),
+        roles.roles.iter().find(|r| r.is_chained(cx.source)),
         &cx.duration,
     ) {
         if *d > f::CHAINED_DURATION_CAP {
@@ -325,8 +342,9 @@ pub(crate) fn check_with(flags: &mut Flags<'_>, roles: &Roles, cx: Context<'_>) 
                 v,
                 flags::Refusal::new(
                     format!(
-                        "is longer than the 1h AWS allows a session obtained by role chaining (roles.{}.chain_role_arn)",
-                        r.name
+                        "is longer than the 1h AWS allows a session obtained by role chaining (roles.{}.{})",
+                        r.name,
+                        if r.hops.is_empty() { "role_arn, assumed from the Pod Identity role" } else { "chain_role_arn" }
                     ),
                     format!(
                         "{} to {} with a chain",
@@ -664,14 +682,14 @@ mod tests {
         }
     }
 
-    fn parsed(text: &str) -> Result<Roles, String> {
+    fn parsed(text: &str) -> Result<Roles, Vec<FlagError>> {
         let mut errors = Vec::new();
         let r = parse(text, &origin(), &mut |e| errors.push(e));
         if errors.is_empty() {
             Ok(r.unwrap())
         } else {
             assert!(errors.iter().all(|e| !e.to_string().contains('\n')));
-            Err(flags::lines(&errors))
+            Err(errors)
         }
     }
 
@@ -737,7 +755,7 @@ mod tests {
             }
         })
         .to_string();
-        let all = parsed(&text).unwrap_err();
+        let all = flags::lines(&parsed(&text).unwrap_err());
         for needle in [
             "IRSA_PROXY_ROLES has \"colour\", which is not a key of the roles JSON; expected imds_role or roles",
             "IRSA_PROXY_ROLES has a role named \"App\", which is not a role name; expected 1 to 32 of [a-z0-9-]",
@@ -761,7 +779,7 @@ mod tests {
             ("[]", "IRSA_PROXY_ROLES is not a JSON object"),
             ("{\"roles\": {}}", "IRSA_PROXY_ROLES names no role"),
         ] {
-            let all = parsed(text).unwrap_err();
+            let all = flags::lines(&parsed(text).unwrap_err());
             assert!(all.contains(needle), "missing {needle:?} in\n{all}");
         }
     }

@@ -17,14 +17,14 @@ use tracing::Instrument;
 
 use crate::cli::ServeArgs;
 use crate::clock::SystemClock;
-use crate::sidecar::cache::{CredentialStore, RefreshSettings, Refresher, RoleInfo};
+use crate::sidecar::cache::{CredentialStore, RefreshSettings, RefresherParts, RoleInfo};
 use crate::sidecar::chain::{AssumeHop, Chained, ChainedSource};
 use crate::sidecar::config::{Config, ProcessEnv, RoleConfig};
 use crate::sidecar::endpoints::{AppState, AuthToken, ServedRole, ServerSettings, TokenTable};
 use crate::sidecar::http_server::shutdown_signal;
 use crate::sidecar::metrics::Metrics;
 use crate::sidecar::source::pod_identity::PodIdentity;
-use crate::sidecar::source::{CredentialSource, SourceKind};
+use crate::sidecar::source::SourceKind;
 use crate::sidecar::sts::{AssumeRole, ClientSettings, SdkSts};
 use crate::sidecar::token::watch::TokenWatcher;
 use crate::Fatal;
@@ -231,6 +231,7 @@ pub async fn start<S: AssumeRole + AssumeHop + Clone>(
                     role_arn = %c.role_arn,
                     served_role_arn = %served_role,
                     hops = c.chain.hops.len(),
+                    session_name = %session_name_sent(c),
                     token_file = %c.token_file.display(),
                     "credential source: web identity (STS AssumeRoleWithWebIdentity)"
                 );
@@ -247,6 +248,7 @@ pub async fn start<S: AssumeRole + AssumeHop + Clone>(
                     agent = %uri,
                     served_role_arn = %served_role,
                     hops = c.chain.hops.len(),
+                    session_name = %session_name_sent(c),
                     token_file = %c.token_file.display(),
                     "credential source: EKS Pod Identity agent"
                 );
@@ -325,7 +327,7 @@ pub async fn start<S: AssumeRole + AssumeHop + Clone>(
                     role_arn = %config.role_arn,
                     served_role_arn = %served,
                     hops = config.chain.hops.len(),
-                    session_name = %config.session_name,
+                    session_name = %session_name_sent(config),
                     imds = config.imds,
                     "listening on {a}"
                 );
@@ -335,7 +337,6 @@ pub async fn start<S: AssumeRole + AssumeHop + Clone>(
                 roles = %roles.names(),
                 imds_role = roles.imds_role.as_deref().unwrap_or("-"),
                 token_dir = %roles.token_dir.display(),
-                session_name = %config.session_name,
                 imds = config.imds,
                 "listening on {a}"
             ),
@@ -365,7 +366,7 @@ struct RoleUnit {
 
 /// The roles to serve: the one of `--role-arn` (`default`, with the pod's
 /// token if configured), or each of several with its token written to
-/// `--auth-token-dir`/<name>/token.
+/// `--auth-token-dir/<name>/token`.
 fn role_units(config: &Config) -> Result<Vec<RoleUnit>, Fatal> {
     let Some(roles) = &config.roles else {
         let token = match (&config.auth_token, &config.auth_token_file) {
@@ -398,6 +399,18 @@ fn role_units(config: &Config) -> Result<Vec<RoleUnit>, Fatal> {
                 "--auth-token-dir: the token files of roles {} and {} hold the same token; every role needs its own (remove both files to have new ones made, or set IRSA_PROXY_AUTH_TOKEN_<NAME>)",
                 other.name, role.name
             )));
+        }
+        // The EKS webhook adds Pod Identity after `inject` wrote role_arn:
+        // the role is then assumed from the agent's role, as a first hop.
+        if let (SourceKind::PodIdentity, Some(arn)) = (config.source(), &role.role_arn) {
+            tracing::info!(
+                role = %role.name,
+                role_arn = %arn,
+                hops = role.hops.len() + 1,
+                "role {}: Pod Identity source; {} assumed as a hop from the agent's role",
+                role.name,
+                arn
+            );
         }
         units.push(RoleUnit {
             name: role.name.clone(),
@@ -450,6 +463,24 @@ async fn pass_on(from: Arc<Notify>, to: Vec<Arc<Notify>>) {
         for n in &to {
             n.notify_one();
         }
+    }
+}
+
+/// The session name the first STS call sends: `--session-name` rendered from
+/// the token's claims when it is a template (as the chain renders it), else the
+/// fixed name. A template whose token is not there yet, or lacks the claim, is
+/// shown as written, to be rendered at the first call.
+fn session_name_sent(config: &Config) -> String {
+    let Some(template) = &config.chain.session_name else {
+        return config.session_name.clone();
+    };
+    let rendered = crate::sidecar::token::read_token(&config.token_file)
+        .ok()
+        .and_then(|token| token.claims().ok())
+        .and_then(|claims| template.render(&claims).ok());
+    match rendered {
+        Some(name) => crate::sidecar::chain::session::fit(&name),
+        None => format!("{template} (rendered from the token at the first call)"),
     }
 }
 
@@ -506,28 +537,6 @@ fn bind_error(addr: &SocketAddr, e: &std::io::Error) -> Fatal {
     Fatal::Runtime(format!("--listen: cannot listen on {addr}: {e}{hint}"))
 }
 
-/// Everything a refresher needs but its source.
-struct RefresherParts {
-    store: Arc<CredentialStore>,
-    settings: RefreshSettings,
-    metrics: Arc<Metrics>,
-    rotated: Arc<Notify>,
-    refresh_now: Arc<Notify>,
-}
-
-impl RefresherParts {
-    fn with<S: CredentialSource>(self, source: S) -> Refresher<S> {
-        Refresher {
-            store: self.store,
-            sts: source,
-            settings: self.settings,
-            metrics: self.metrics,
-            rotated: self.rotated,
-            refresh_now: self.refresh_now,
-        }
-    }
-}
-
 /// Runs the refreshers, one per role, on their own thread with its own
 /// single-threaded runtime; each is a task of its own there, so one role's
 /// failing calls and back-off never hold up another's.
@@ -582,5 +591,52 @@ impl Proxy {
         }
         let _ = self.stop_refresher.send(());
         tracing::info!("stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arn::RoleArn;
+    use crate::sidecar::chain::session::Template;
+    use base64::Engine;
+
+    fn config_with_token(dir: &std::path::Path, claims: &serde_json::Value) -> Config {
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let token = format!(
+            "{}.{}.sig",
+            b64(br#"{"alg":"RS256"}"#),
+            b64(claims.to_string().as_bytes())
+        );
+        let file = dir.join("token");
+        std::fs::write(&file, token).unwrap();
+        let role = RoleArn::parse("arn:aws:iam::111122223333:role/app").unwrap();
+        Config::new(role, file)
+    }
+
+    #[test]
+    fn logged_session_name_should_be_the_one_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let claims = serde_json::json!({
+            "sub": "system:serviceaccount:payments:api",
+            "kubernetes.io": {"namespace": "payments", "pod": {"name": "api-7d9f8"}}
+        });
+        let mut config = config_with_token(dir.path(), &claims);
+        config.session_name = "fixed-name".into();
+        assert_eq!(session_name_sent(&config), "fixed-name");
+
+        config.session_name = "-namespace-.-pod-".into();
+        config.chain.session_name = Some(Template::parse("{namespace}.{pod}").unwrap());
+        assert_eq!(session_name_sent(&config), "payments.api-7d9f8");
+
+        // A token without the claim: the template, to be rendered at the first call.
+        let config = Config {
+            chain: config.chain.clone(),
+            ..config_with_token(dir.path(), &serde_json::json!({"sub": "x"}))
+        };
+        assert_eq!(
+            session_name_sent(&config),
+            "{namespace}.{pod} (rendered from the token at the first call)"
+        );
     }
 }

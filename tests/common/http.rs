@@ -28,6 +28,26 @@ impl Reply {
     }
 }
 
+/// An IMDSv2 GET, as an SDK makes it: a session token first (`PUT
+/// /latest/api/token`, which must succeed), then `path` with it.
+pub async fn imds_v2(addr: SocketAddr, path: &str) -> Reply {
+    let t = request(
+        addr,
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+    )
+    .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    request(
+        addr,
+        "GET",
+        path,
+        &[("X-aws-ec2-metadata-token", t.body.as_str())],
+    )
+    .await
+}
+
 /// Sends `method path` with `headers` (a `Host: 127.0.0.1` is added unless one is
 /// given) and reads the reply until the server closes.
 pub async fn request(

@@ -7,8 +7,11 @@ pub mod clients;
 pub mod fake_sts;
 pub mod http;
 pub mod kubelet;
+#[cfg(feature = "tools")]
+pub mod pki;
 pub mod podrunner;
 pub mod proxy;
+pub mod sdk;
 
 #[allow(unused_imports)]
 pub use fake_sts::FakeSts;

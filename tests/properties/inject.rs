@@ -21,6 +21,7 @@ fn inject_options() -> Options {
         role_arn: Some("arn:aws:iam::111122223333:role/app".into()),
         container: Vec::new(),
         container_role: Vec::new(),
+        imds_role: None,
         strip_web_identity: false,
         keep_web_identity: false,
         auth_secret: None,

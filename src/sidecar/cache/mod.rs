@@ -9,7 +9,7 @@
 
 mod refresher;
 
-pub(crate) use refresher::{RefreshSettings, Refresher};
+pub(crate) use refresher::{RefreshSettings, RefresherParts};
 
 use std::fmt;
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,8 @@
 //! for every decision and the sleeps until the next attempt. So the refresher
 //! runs the same on its own thread and runtime in production (`serve.rs`) and
 //! under a test's paused tokio clock, where `tests.rs` drives hours of refreshes,
-//! outages and back-off against a scripted [`AssumeRole`] in milliseconds.
+//! outages and back-off against a scripted
+//! [`AssumeRole`](crate::sidecar::sts::AssumeRole) in milliseconds.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,6 +101,30 @@ pub(crate) struct Refresher<S> {
     /// Signalled to call STS at once, whatever the cache holds (`dev`'s
     /// "expire now": the emulator has revoked what is cached).
     pub refresh_now: Arc<Notify>,
+}
+
+/// Everything a refresher needs but its source: `serve` builds one per role,
+/// and the tests one per scripted source.
+pub(crate) struct RefresherParts {
+    pub store: Arc<CredentialStore>,
+    pub settings: RefreshSettings,
+    pub metrics: Arc<Metrics>,
+    pub rotated: Arc<Notify>,
+    pub refresh_now: Arc<Notify>,
+}
+
+impl RefresherParts {
+    /// The refresher over `source`.
+    pub fn with<S: CredentialSource>(self, source: S) -> Refresher<S> {
+        Refresher {
+            store: self.store,
+            sts: source,
+            settings: self.settings,
+            metrics: self.metrics,
+            rotated: self.rotated,
+            refresh_now: self.refresh_now,
+        }
+    }
 }
 
 /// What the last attempt left behind, for deciding whether a rotation should cut

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use super::*;
 use crate::arn::RoleArn;
 use crate::clock::{Clock, RuntimeClock};
-use crate::sidecar::cache::{CredentialStore, RefreshSettings, Refresher, RoleInfo};
+use crate::sidecar::cache::{CredentialStore, RefreshSettings, RefresherParts, RoleInfo};
 use crate::sidecar::metrics::Metrics;
 
 fn secs(s: u64) -> Duration {
@@ -276,28 +276,19 @@ fn start_on(
         token_file: token_file.clone(),
     };
     let chain = Chained::new(sts.clone(), Arc::new(plan));
+    let parts = RefresherParts {
+        store: store.clone(),
+        settings,
+        metrics: metrics.clone(),
+        rotated: rotated.clone(),
+        refresh_now: Arc::new(Notify::new()),
+    };
     let task = match source {
-        SourceKind::WebIdentity => tokio::spawn(
-            Refresher {
-                store: store.clone(),
-                sts: chain,
-                settings,
-                metrics: metrics.clone(),
-                rotated: rotated.clone(),
-                refresh_now: Arc::new(Notify::new()),
-            }
-            .run(),
-        ),
+        SourceKind::WebIdentity => tokio::spawn(parts.with(chain).run()),
         SourceKind::PodIdentity => tokio::spawn(
-            Refresher {
-                store: store.clone(),
-                sts: ChainedSource::new(ScriptedAgent(sts), chain),
-                settings,
-                metrics: metrics.clone(),
-                rotated: rotated.clone(),
-                refresh_now: Arc::new(Notify::new()),
-            }
-            .run(),
+            parts
+                .with(ChainedSource::new(ScriptedAgent(sts), chain))
+                .run(),
         ),
     };
     Harness {
@@ -350,6 +341,31 @@ impl Harness {
             tokio::time::sleep(secs(1)).await;
         }
         keys
+    }
+
+    /// Makes every call of hop 2 fail with `AccessDenied` from now on, checks
+    /// that what is served now stays served, unchanged, until its margin and
+    /// that nothing is served past it, and returns the store's reason then.
+    async fn fail_hop_two_past_the_margin(&self) -> crate::sidecar::cache::Unavailable {
+        let first = self.store.current().expect("served before the hop fails");
+        self.script
+            .lock()
+            .unwrap()
+            .fail_all
+            .insert(2, error("AccessDenied", ErrorClass::Configuration));
+        let served_until = first
+            .serve_until()
+            .duration_since(UNIX_EPOCH + START)
+            .unwrap();
+        let keys = self.watch(served_until - self.elapsed() - secs(1)).await;
+        assert_eq!(keys, std::slice::from_ref(&first.credentials.access_key_id));
+        assert!(self.store.is_ready());
+        tokio::time::sleep(secs(2)).await;
+        assert!(self.store.current().is_none());
+        assert!(!self.store.is_ready());
+        let u = self.store.unavailable();
+        assert_eq!(u.code, "AccessDenied");
+        u
     }
 }
 
@@ -416,31 +432,14 @@ async fn a_chain_should_refresh_on_the_last_hops_lifetime_and_serve_only_it() {
 async fn a_failing_second_hop_should_serve_the_last_final_credentials_until_the_margin() {
     let h = start(plan(&[TARGET_ROLE]), secs(3600), |_| {});
     settle().await;
-    let first = h.store.current().expect("served after the first chain");
-    h.script
-        .lock()
-        .unwrap()
-        .fail_all
-        .insert(2, error("AccessDenied", ErrorClass::Configuration));
-    // Until the margin: the same final credentials, whatever the retries do.
-    let served_until = first
-        .serve_until()
-        .duration_since(UNIX_EPOCH + START)
-        .unwrap();
-    let keys = h.watch(served_until - h.elapsed() - secs(1)).await;
-    assert_eq!(keys, std::slice::from_ref(&first.credentials.access_key_id));
-    assert!(h.store.is_ready());
+    // Until the margin: the same final credentials, whatever the retries do;
+    // past it: nothing, and the reason names hop 2.
+    let u = h.fail_hop_two_past_the_margin().await;
     let retried = h.calls().iter().filter(|c| c.hop == 1).count();
     assert!(
         retried > 2,
         "the chain was retried from the token: {retried}"
     );
-    // Past the margin: nothing, and the reason names hop 2.
-    tokio::time::sleep(secs(2)).await;
-    assert!(h.store.current().is_none());
-    assert!(!h.store.is_ready());
-    let u = h.store.unavailable();
-    assert_eq!(u.code, "AccessDenied");
     assert!(
         u.message.starts_with(&format!(
             "hop 2 of 2 (AssumeRole {TARGET_ROLE}): scripted AccessDenied"
@@ -482,22 +481,7 @@ async fn a_chain_on_the_pod_identity_source_should_serve_only_the_last_role() {
         .tags
         .contains(&("kubernetes-pod-name".into(), "api-7d9f8-x2x4z".into())));
     // The hop fails: the last final credentials until their margin, then 503.
-    let first = h.store.current().expect("served");
-    h.script
-        .lock()
-        .unwrap()
-        .fail_all
-        .insert(2, error("AccessDenied", ErrorClass::Configuration));
-    let served_until = first
-        .serve_until()
-        .duration_since(UNIX_EPOCH + START)
-        .unwrap();
-    let keys = h.watch(served_until - h.elapsed() - secs(1)).await;
-    assert_eq!(keys, std::slice::from_ref(&first.credentials.access_key_id));
-    tokio::time::sleep(secs(2)).await;
-    assert!(h.store.current().is_none());
-    let u = h.store.unavailable();
-    assert_eq!(u.code, "AccessDenied");
+    let u = h.fail_hop_two_past_the_margin().await;
     assert!(
         u.message
             .starts_with(&format!("hop 2 of 2 (AssumeRole {TARGET_ROLE}): ")),

@@ -205,11 +205,7 @@ fn explain_hop(evaluation: &Evaluation, h: HopContext<'_>, findings: &mut Vec<Fi
         ));
         return;
     }
-    let allows: Vec<_> = evaluation
-        .statements
-        .iter()
-        .filter(|s| s.effect == Effect::Allow)
-        .collect();
+    let allows = evaluation.allows();
     if allows.is_empty() {
         findings.push(Finding::error(
             "chain_no_allow",

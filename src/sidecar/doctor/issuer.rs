@@ -36,7 +36,7 @@ use super::{Finding, Report};
 use crate::cli::DoctorArgs;
 use crate::flags::{doctor as f, Environment, FlagError, Flags, Refusal};
 use crate::policy::{issuer_host_path, Policy, Principal};
-use crate::sidecar::egress::{self, CaBundle, EgressSettings, Route};
+use crate::sidecar::egress::{self, CaBundle, EgressSettings, HttpClientError, Route};
 
 /// Each fetch, connection to last byte. STS gives an issuer about as long.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,8 +122,25 @@ fn parse_resolve(v: &str) -> Result<(String, IpAddr), Refusal> {
 pub(crate) struct Resolved {
     pub host: String,
     pub addresses: Vec<IpAddr>,
-    /// `dns` or `--resolve`.
-    pub from: &'static str,
+    pub from: Lookup,
+}
+
+/// Who answered for a host: DNS, or a `--resolve` override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) enum Lookup {
+    #[serde(rename = "dns")]
+    Dns,
+    #[serde(rename = "--resolve")]
+    Resolve,
+}
+
+impl std::fmt::Display for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lookup::Dns => "dns",
+            Lookup::Resolve => "--resolve",
+        })
+    }
 }
 
 /// What `--issuer` found; in the JSON report as `issuer`.
@@ -162,12 +179,12 @@ impl ResolveDns for Resolver {
         DnsFuture::new(async move {
             let host = name.to_ascii_lowercase();
             let (addresses, from) = match self.overrides.get(&host) {
-                Some(a) => (vec![*a], "--resolve"),
+                Some(a) => (vec![*a], Lookup::Resolve),
                 None => {
                     let found = tokio::net::lookup_host((host.as_str(), 0))
                         .await
                         .map_err(ResolveDnsError::new)?;
-                    (found.map(|s| s.ip()).collect(), "dns")
+                    (found.map(|s| s.ip()).collect(), Lookup::Dns)
                 }
             };
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -183,50 +200,51 @@ impl ResolveDns for Resolver {
     }
 }
 
-/// GETs one document; `Err` says why it could not be had, in words for the finding.
-async fn fetch(connector: &Connector, url: &str) -> Result<Vec<u8>, String> {
-    let request = HttpRequest::get(url).map_err(|e| format!("not a URL: {e}"))?;
+/// Why a document could not be had; its text is the finding's.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("not a URL: {0}")]
+    Url(String),
+    /// The connection's error and its causes ([`crate::sidecar::sts::error_chain`]).
+    #[error("{0}")]
+    Connection(String),
+    #[error("the answer could not be read ({0})")]
+    Body(String),
+    #[error("it answered HTTP {0}")]
+    Status(u16),
+    #[error("no answer within {}s", FETCH_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+/// GETs one document.
+async fn fetch(connector: &Connector, url: &str) -> Result<Vec<u8>, FetchError> {
+    let request = HttpRequest::get(url).map_err(|e| FetchError::Url(e.to_string()))?;
     let call = async {
         let response = connector
             .call(request)
             .await
-            .map_err(|e| connection_error(&e))?;
+            .map_err(|e| FetchError::Connection(crate::sidecar::sts::error_chain(&e)))?;
         let status = response.status().as_u16();
         let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
             .collect()
             .await
-            .map_err(|e| format!("the answer could not be read ({e})"))?
+            .map_err(|e| FetchError::Body(e.to_string()))?
             .to_bytes();
         if status != 200 {
-            return Err(format!("it answered HTTP {status}"));
+            return Err(FetchError::Status(status));
         }
         Ok(body.to_vec())
     };
     tokio::time::timeout(FETCH_TIMEOUT, call)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {}s", FETCH_TIMEOUT.as_secs())))
-}
-
-/// The innermost causes of a connection failure, which say what happened
-/// ("invalid peer certificate: UnknownIssuer", "Connection refused").
-fn connection_error(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
+        .unwrap_or(Err(FetchError::Timeout))
 }
 
 /// The connector: the SDK's, with the proxy for `https://`, the system's trust
 /// roots plus the bundles, and our resolver.
-fn connector(plan: &IssuerPlan, resolver: Resolver) -> Result<Connector, String> {
+fn connector(plan: &IssuerPlan, resolver: Resolver) -> Result<Connector, HttpClientError> {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-    let proxy = egress::proxy_config("https", &plan.egress).map_err(|e| e.to_string())?;
+    let proxy = egress::proxy_config("https", &plan.egress)?;
     let mut trust = TrustStore::default();
     for bundle in [&plan.egress.ca_bundle, &plan.ca_file]
         .into_iter()
@@ -237,7 +255,7 @@ fn connector(plan: &IssuerPlan, resolver: Resolver) -> Result<Connector, String>
     let tls_context = TlsContext::builder()
         .with_trust_store(trust)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| HttpClientError::Tls(e.to_string()))?;
     Ok(aws_smithy_http_client::Connector::builder()
         .proxy_config(proxy)
         .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
@@ -499,7 +517,7 @@ pub(crate) async fn check(
                 "issuer_unreachable",
                 format!(
                     "cannot fetch the discovery document {discovery_url}: {}",
-                    egress_scrub(plan, &why)
+                    egress_scrub(plan, &why.to_string())
                 ),
                 Some(unreachable_hint("the discovery document")),
             ));
@@ -558,7 +576,7 @@ pub(crate) async fn check(
                 "jwks_unreachable",
                 format!(
                     "cannot fetch the JWKS {jwks_uri}: {}",
-                    egress_scrub(plan, &why)
+                    egress_scrub(plan, &why.to_string())
                 ),
                 Some(unreachable_hint("the JWKS")),
             )),
@@ -635,7 +653,10 @@ fn judge_addresses(
         else {
             continue;
         };
-        let Some(r) = resolved.iter().find(|r| r.host == host && r.from == "dns") else {
+        let Some(r) = resolved
+            .iter()
+            .find(|r| r.host == host && r.from == Lookup::Dns)
+        else {
             continue;
         };
         if !r.addresses.is_empty() && !r.addresses.iter().any(|a| is_public(*a)) {

@@ -118,11 +118,7 @@ pub(super) fn explain(
         }
         Decision::ImplicitDeny => {}
     }
-    let allows: Vec<_> = evaluation
-        .statements
-        .iter()
-        .filter(|s| s.effect == Effect::Allow)
-        .collect();
+    let allows = evaluation.allows();
     if allows.is_empty() {
         findings.push(Finding::error(
             "policy_no_allow",

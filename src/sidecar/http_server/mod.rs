@@ -70,7 +70,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// What turns an accepted TCP stream into the byte stream HTTP is spoken on:
 /// nothing for plain HTTP ([`Plain`]), a TLS handshake for HTTPS
-/// ([`crate::tools::tls::Tls`], with the `tools` feature).
+/// (`tools::tls::Tls`, with the `tools` feature: the sidecar never names a tool).
 pub(crate) trait Handshake: Clone + Send + Sync + 'static {
     type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
     /// At most `within` (the header-read timeout): a peer that opens and

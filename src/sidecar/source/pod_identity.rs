@@ -83,14 +83,14 @@ impl PodIdentity {
         &self.uri
     }
 
-    async fn call(&self, token: &str) -> Result<(StatusCode, Bytes), String> {
+    async fn call(&self, token: &str) -> Result<(StatusCode, Bytes), AgentCallError> {
         let stream = tokio::net::TcpStream::connect(&self.connect)
             .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
+            .map_err(AgentCallError::Connect)?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
-                .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+                .map_err(AgentCallError::Handshake)?;
         let connection = tokio::spawn(connection);
         let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
         let request = Request::get(path)
@@ -101,17 +101,17 @@ impl PodIdentity {
             .header(header::AUTHORIZATION, token)
             .header(header::ACCEPT, "application/json")
             .body(Empty::<Bytes>::new())
-            .map_err(|_| "the token is not a valid header value".to_string())?;
+            .map_err(|_| AgentCallError::TokenNotAHeader)?;
         let answer = async {
             let response = sender
                 .send_request(request)
                 .await
-                .map_err(|e| format!("no answer: {e}"))?;
+                .map_err(AgentCallError::NoAnswer)?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
                 .collect()
                 .await
-                .map_err(|e| format!("cannot read the answer: {e}"))?
+                .map_err(|e| AgentCallError::Body(e.to_string()))?
                 .to_bytes();
             Ok((status, body))
         }
@@ -119,6 +119,21 @@ impl PodIdentity {
         connection.abort();
         answer
     }
+}
+
+/// Why a call to the agent brought no answer to classify.
+#[derive(Debug, thiserror::Error)]
+enum AgentCallError {
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("HTTP handshake failed: {0}")]
+    Handshake(hyper::Error),
+    #[error("the token is not a valid header value")]
+    TokenNotAHeader,
+    #[error("no answer: {0}")]
+    NoAnswer(hyper::Error),
+    #[error("cannot read the answer: {0}")]
+    Body(String),
 }
 
 /// The agent's 200 body.

@@ -219,8 +219,10 @@ fn find_rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&
 }
 
 /// The `Display` of an error and its sources, joined with `: `, without the
-/// `Debug` dump the SDK's own context formatter appends.
-pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+/// `Debug` dump the SDK's own context formatter appends: the innermost causes
+/// say what happened ("invalid peer certificate: UnknownIssuer", "Connection
+/// refused"). Also doctor's words for an issuer it cannot fetch.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = vec![err.to_string()];
     let mut source = err.source();
     while let Some(e) = source {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 pub(crate) use client::{credentials_from, policy_arns};
 pub use client::{ClientError, ClientSettings, SdkSts};
+pub(crate) use diagnose::error_chain;
 pub use policy::SessionPolicy;
 
 use crate::sidecar::credentials::Credentials;

@@ -22,6 +22,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::arn::{IamArn, IamArnPart};
 use crate::flags::Refusal;
 
 /// The most characters STS takes in `Policy`.
@@ -146,41 +147,15 @@ pub fn read_document(path: &Path) -> Result<String, Refusal> {
 pub fn policy_arn(s: &str) -> Result<String, Refusal> {
     let s = s.trim();
     let refused = |why: &str| Refusal::new(format!("is not a managed policy ARN{why}"), ARN_FORM);
-    let parts: Vec<&str> = s.splitn(6, ':').collect();
-    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[3].is_empty() {
-        return Err(refused(""));
-    }
-    let partition = parts[1];
-    if partition.is_empty()
-        || !partition
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(refused(" (the partition is aws, aws-cn, aws-us-gov, ...)"));
-    }
-    let account = parts[4];
-    let account_ok =
-        account == "aws" || account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    if !account_ok {
-        return Err(refused(
-            " (the account is 12 digits, or aws for AWS managed policies)",
-        ));
-    }
-    let Some(resource) = parts[5].strip_prefix("policy/") else {
-        return Err(refused(""));
+    let why = match IamArn::split(s, "policy", 128, true) {
+        Ok(_) if s.len() > 2048 => " (the name is 1-128 of [A-Za-z0-9+=,.@_-])",
+        Ok(_) => return Ok(s.to_string()),
+        Err(IamArnPart::Form) => "",
+        Err(IamArnPart::Partition) => " (the partition is aws, aws-cn, aws-us-gov, ...)",
+        Err(IamArnPart::Account) => " (the account is 12 digits, or aws for AWS managed policies)",
+        Err(IamArnPart::Name) => " (the name is 1-128 of [A-Za-z0-9+=,.@_-])",
     };
-    let name = resource.rsplit('/').next().unwrap_or_default();
-    let name_ok = (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
-    let path_ok = resource[..resource.len() - name.len()]
-        .bytes()
-        .all(|b| (0x21..0x7f).contains(&b));
-    if !name_ok || !path_ok || s.len() > 2048 {
-        return Err(refused(" (the name is 1-128 of [A-Za-z0-9+=,.@_-])"));
-    }
-    Ok(s.to_string())
+    Err(refused(why))
 }
 
 fn first_line(s: &str) -> &str {

@@ -3,9 +3,9 @@
 //! their JUnit report actions).
 //!
 //! One `<testsuite>` named `irsa-proxy dev`, one `<testcase>` per check of the
-//! report ([`Check`]): a failed check carries a `<failure>`, one the run never
-//! went through a `<skipped>` whose message names the scenario that would test
-//! it. The suite's properties carry the verdict and exit code, and its
+//! report ([`Check`](super::report::Check)): a failed check carries a
+//! `<failure>`, one the run never went through a `<skipped>` whose message
+//! names the scenario that would test it. The suite's properties carry the verdict and exit code, and its
 //! `<system-out>` the text report. The shape is the one the Jenkins JUnit
 //! schema (jenkinsci/xunit-plugin, `junit-10.xsd`) accepts;
 //! `tests/fixtures/junit/junit.xsd` checks it in `tests/dev.rs`.

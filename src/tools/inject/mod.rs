@@ -158,6 +158,8 @@ pub struct Options {
     /// Several roles (`--container-role`), in flag order: empty for the
     /// single-role sidecar.
     pub container_roles: Vec<ContainerRole>,
+    /// `--imds-role`: the one of `container_roles` that IMDS serves.
+    pub imds_role: Option<String>,
 }
 
 impl Options {
@@ -228,6 +230,7 @@ impl Options {
         }
         let chain = chain::ChainEnv::from_args(&mut flags, args);
         let container_roles = container_roles(&mut flags, args);
+        let imds_role = imds_role(&mut flags, args);
         flags.finish(|| Some(()))?;
         Ok(Options {
             image: args.sidecar.image.trim().to_string(),
@@ -248,6 +251,7 @@ impl Options {
             link_local: args.link_local,
             chain,
             container_roles,
+            imds_role,
         })
     }
 
@@ -519,6 +523,33 @@ fn container_roles(flags: &mut Flags<'_>, args: &InjectArgs) -> Vec<ContainerRol
         ));
     }
     roles
+}
+
+/// `--imds-role`: one of the `--container-role` containers (they name the
+/// roles), checked against the flags as given so that one bad
+/// `--container-role` does not hide it.
+fn imds_role(flags: &mut Flags<'_>, args: &InjectArgs) -> Option<String> {
+    let name = args.imds_role.as_deref()?.trim();
+    let containers: Vec<&str> = args
+        .container_role
+        .iter()
+        .filter_map(|spec| spec.split_once('=').map(|(c, _)| c.trim()))
+        .collect();
+    let why = if containers.is_empty() {
+        Refusal::new(
+            "is given without --container-role",
+            "the name of one of the --container-role containers (with one role for the pod, IMDS serves it already)",
+        )
+    } else if containers.contains(&name) {
+        return Some(name.to_string());
+    } else {
+        Refusal::new(
+            "is not one of the --container-role containers",
+            format!("one of {}", containers.join(", ")),
+        )
+    };
+    flags.refuse(FlagError::refused(f::IMDS_ROLE.name, None, name, why));
+    None
 }
 
 /// A new Secret with a random token per key. Immutable: the API server refuses to

@@ -189,7 +189,7 @@ pub(crate) fn inject(spec: &mut Mapping, opts: &Options) -> Result<Option<Inject
     let role_tokens = (!opts.container_roles.is_empty())
         .then(|| RoleTokens::new(&opts.container_roles, &opts.auth_token));
     let sidecar_auth = match &role_tokens {
-        Some(tokens) => tokens.sidecar_env(pod_identity.is_some()),
+        Some(tokens) => tokens.sidecar_env(pod_identity.is_some(), opts.imds_role.as_deref()),
         None => vec![opts.auth_token.env("IRSA_PROXY_AUTH_TOKEN")],
     };
     let mut sidecar = sidecar(opts, &token, sidecar_auth, inherited);

@@ -144,10 +144,16 @@ pub(crate) fn duplicate(roles: &[ContainerRole], index: usize) -> Option<Refusal
     })
 }
 
-/// `serve`'s roles JSON for these roles, packed, in the given order. With EKS
-/// Pod Identity the agent picks the pod's role (a role may not name
-/// `role_arn`), so each ARN becomes the one hop of its chain.
-pub(crate) fn roles_json(roles: &[&ContainerRole], pod_identity: bool) -> String {
+/// `serve`'s roles JSON for these roles, packed, in the given order. On a pod
+/// already mutated for EKS Pod Identity the agent picks the pod's role, so
+/// each ARN is written as the one hop of its chain (`serve` would assume a
+/// `role_arn` the same way, as the first hop: docs/contract.md §12).
+/// With `imds_role`, that role is the one IMDS serves.
+pub(crate) fn roles_json(
+    roles: &[&ContainerRole],
+    pod_identity: bool,
+    imds_role: Option<&str>,
+) -> String {
     // Written entry by entry: the order stays the flags' whatever order
     // serde_json's maps keep.
     let entries: Vec<String> = roles
@@ -161,7 +167,10 @@ pub(crate) fn roles_json(roles: &[&ContainerRole], pod_identity: bool) -> String
             format!("{}:{role}", Value::String(r.container.clone()))
         })
         .collect();
-    format!("{{\"roles\":{{{}}}}}", entries.join(","))
+    let imds = imds_role
+        .map(|name| format!("\"imds_role\":{},", Value::String(name.to_string())))
+        .unwrap_or_default();
+    format!("{{{imds}\"roles\":{{{}}}}}", entries.join(","))
 }
 
 /// Fresh random tokens, one per role, for the webhook (which writes them as
@@ -275,10 +284,10 @@ impl RoleTokens {
 
     /// The sidecar's variables: the roles JSON, the token directory, and each
     /// role's token, in this order.
-    pub(crate) fn sidecar_env(&self, pod_identity: bool) -> Vec<Value> {
+    pub(crate) fn sidecar_env(&self, pod_identity: bool, imds_role: Option<&str>) -> Vec<Value> {
         let roles: Vec<&ContainerRole> = self.roles.iter().map(|(r, _)| r).collect();
         let mut env = vec![
-            json!({"name": ROLES_ENV, "value": roles_json(&roles, pod_identity)}),
+            json!({"name": ROLES_ENV, "value": roles_json(&roles, pod_identity, imds_role)}),
             json!({"name": TOKEN_DIR_ENV, "value": TOKEN_DIR}),
         ];
         env.extend(roles.iter().map(|r| self.env(r, &r.token_env())));
@@ -388,11 +397,15 @@ mod tests {
         let a = cr("copier", "arn:aws:iam::111122223333:role/s3-copy");
         let b = cr("api", ARN);
         assert_eq!(
-            roles_json(&[&a, &b], false),
+            roles_json(&[&a, &b], false, None),
             r#"{"roles":{"copier":{"role_arn":"arn:aws:iam::111122223333:role/s3-copy"},"api":{"role_arn":"arn:aws:iam::111122223333:role/app"}}}"#
         );
         assert_eq!(
-            roles_json(&[&b], true),
+            roles_json(&[&a, &b], false, Some("api")),
+            r#"{"imds_role":"api","roles":{"copier":{"role_arn":"arn:aws:iam::111122223333:role/s3-copy"},"api":{"role_arn":"arn:aws:iam::111122223333:role/app"}}}"#
+        );
+        assert_eq!(
+            roles_json(&[&b], true, None),
             r#"{"roles":{"api":{"chain_role_arn":["arn:aws:iam::111122223333:role/app"]}}}"#
         );
     }
@@ -429,7 +442,7 @@ mod tests {
             json!({"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN",
                    "valueFrom": {"secretKeyRef": {"name": "auth", "key": "api"}}})
         );
-        let env = t.sidecar_env(false);
+        let env = t.sidecar_env(false, None);
         let names: Vec<&str> = env.iter().filter_map(|e| e["name"].as_str()).collect();
         assert_eq!(
             names,
@@ -454,7 +467,7 @@ mod tests {
     fn values_should_be_the_same_for_the_sidecar_and_the_container_and_never_debug_printed() {
         let roles = [cr("copier", ARN), cr("api", ARN)];
         let t = RoleTokens::new(&roles, &super::super::AuthTokenSource::Value("x".into()));
-        let env = t.sidecar_env(false);
+        let env = t.sidecar_env(false, None);
         let api = t.env(&roles[1], "AWS_CONTAINER_AUTHORIZATION_TOKEN");
         assert_eq!(env[3]["value"], api["value"]);
         assert_ne!(env[2]["value"], env[3]["value"]);

@@ -174,9 +174,8 @@ fn start_from(
         clock: clock.clone(),
         script: script.clone(),
     };
-    let refresher = Refresher {
+    let parts = RefresherParts {
         store: store.clone(),
-        sts: scripted,
         settings: RefreshSettings {
             role: "default".into(),
             role_arn: "arn:aws:iam::123456789012:role/app".into(),
@@ -190,18 +189,10 @@ fn start_from(
         refresh_now: refresh_now.clone(),
     };
     let task = match kind {
-        SourceKind::WebIdentity => tokio::spawn(refresher.run()),
-        SourceKind::PodIdentity => tokio::spawn(
-            Refresher {
-                store: refresher.store,
-                sts: pod_identity::ScriptedAgent(refresher.sts),
-                settings: refresher.settings,
-                metrics: refresher.metrics,
-                rotated: refresher.rotated,
-                refresh_now: refresher.refresh_now,
-            }
-            .run(),
-        ),
+        SourceKind::WebIdentity => tokio::spawn(parts.with(scripted).run()),
+        SourceKind::PodIdentity => {
+            tokio::spawn(parts.with(pod_identity::ScriptedAgent(scripted)).run())
+        }
     };
     Harness {
         clock,
@@ -661,12 +652,8 @@ fn start_role(
         },
         Arc::new(clock.clone()),
     ));
-    let refresher = Refresher {
+    let parts = RefresherParts {
         store: store.clone(),
-        sts: ScriptedSts {
-            clock: clock.clone(),
-            script: script.clone(),
-        },
         settings: RefreshSettings {
             role: name.into(),
             role_arn: format!("arn:aws:iam::123456789012:role/{name}"),
@@ -679,7 +666,11 @@ fn start_role(
         rotated: Arc::new(Notify::new()),
         refresh_now: Arc::new(Notify::new()),
     };
-    (store, script, tokio::spawn(refresher.run()))
+    let sts = ScriptedSts {
+        clock: clock.clone(),
+        script: script.clone(),
+    };
+    (store, script, tokio::spawn(parts.with(sts).run()))
 }
 
 proptest::proptest! {
