@@ -656,10 +656,11 @@ fn constant_parts(opts: &Options) -> (Value, Vec<(String, Value)>) {
     }
     PARTS.with(|cell| {
         let mut cell = cell.borrow_mut();
-        if cell.as_ref().is_none_or(|(port, _, _)| *port != opts.port) {
-            *cell = Some((opts.port, resources(), rest_of_sidecar(opts)));
+        if cell.as_ref().is_some_and(|(port, _, _)| *port != opts.port) {
+            *cell = None;
         }
-        let (_, resources, rest) = cell.as_ref().expect("set just above");
+        let (_, resources, rest) =
+            cell.get_or_insert_with(|| (opts.port, resources(), rest_of_sidecar(opts)));
         (resources.clone(), rest.clone())
     })
 }
